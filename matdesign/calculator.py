@@ -1,0 +1,143 @@
+"""A thin ASE calculator around a matdesign potential, and ``load_calculator``."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from matdesign.checkpoint import PotentialEnsemble, load_potential
+from matdesign.forces import energy_forces_stress
+from matdesign.graph import atoms_to_graph, batch_graphs
+from matdesign.model import Potential
+
+DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
+
+
+class MatdesignCalculator(Calculator):
+    """ASE calculator: energy, free_energy, energies, forces, stress (ASE units and sign).
+
+    With an ensemble checkpoint, ``results`` also holds ``energy_std`` (eV) and
+    ``forces_std`` (eV/Å, per atom and component) from the committee spread.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
+
+    def __init__(self, model: Potential | PotentialEnsemble, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model = model.eval()
+        self.members = list(model.members) if isinstance(model, PotentialEnsemble) else [model]
+        self.cutoff = float(model.config.cutoff)
+
+    @property
+    def species(self) -> list[str]:
+        return list(self.model.species)
+
+    def check_elements(self, atoms: Atoms) -> None:
+        """Raise ``ValueError`` naming any element the model was not trained on."""
+        unknown = sorted(set(atoms.get_chemical_symbols()) - set(self.species))
+        if unknown:
+            raise ValueError(
+                f"element(s) {unknown} not known to this potential; it knows {self.species}"
+            )
+
+    def calculate(self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",),
+                  system_changes: Sequence[str] = all_changes) -> None:
+        super().calculate(atoms, properties, system_changes)
+        self.results = self.calculate_batch([self.atoms])[0]
+
+    def calculate_batch(self, structures: Sequence[Atoms]) -> list[dict[str, Any]]:
+        """Evaluate many structures in one model call per committee member.
+
+        Returns one results dict per structure (same keys as ``results``).
+        """
+        for atoms in structures:
+            self.check_elements(atoms)
+        index = self.model.species_index
+        graph = batch_graphs([atoms_to_graph(a, self.cutoff, index) for a in structures])
+        graph = graph.to(self.model.device if hasattr(self.model, "device")
+                         else self.members[0].device, self.members[0].dtype)
+        outs = [energy_forces_stress(m, graph) for m in self.members]
+        energy = torch.stack([o.energy for o in outs]).detach().cpu().double().numpy()
+        forces = torch.stack([o.forces for o in outs]).detach().cpu().double().numpy()
+        atomic = torch.stack([o.atomic_energies for o in outs]).detach().cpu().double().numpy()
+        stress = None
+        if outs[0].stress is not None:
+            stress = torch.stack([o.stress for o in outs]).detach().cpu().double().numpy()
+        results, start = [], 0
+        for b, atoms in enumerate(structures):
+            sl = slice(start, start + len(atoms))
+            start += len(atoms)
+            r: dict[str, Any] = {
+                "energy": float(energy[:, b].mean()),
+                "free_energy": float(energy[:, b].mean()),
+                "energies": atomic[:, sl].mean(0),
+                "forces": forces[:, sl].mean(0),
+            }
+            if stress is not None:
+                r["stress"] = full_3x3_to_voigt_6_stress(stress[:, b].mean(0))
+            if len(self.members) > 1:
+                r["energy_std"] = float(energy[:, b].std())
+                r["forces_std"] = forces[:, sl].std(0)
+            bad = [k for k, v in r.items() if not np.all(np.isfinite(v))]
+            if bad:
+                raise FloatingPointError(
+                    f"non-finite {bad} for {atoms.get_chemical_formula()}: model output is NaN/inf"
+                )
+            results.append(r)
+        return results
+
+
+def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', not {dtype!r}")
+    return getattr(torch, dtype)
+
+
+def load_calculator(
+    potential: str | Path | Potential | PotentialEnsemble = "default",
+    *,
+    dtype: str | torch.dtype = "float64",
+    device: str = "cpu",
+) -> Calculator:
+    """Return an ASE calculator.
+
+    Args:
+        potential: ``"default"`` (the shipped NbMoTaW model), a checkpoint path, ``"emt"``
+            (ASE's EMT), ``"module:callable"`` (a factory returning any ASE calculator), or an
+            in-memory :class:`Potential`.
+        dtype: ``"float64"`` (properties) or ``"float32"`` (screening, training).
+        device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+    """
+    torch_dtype = _resolve_dtype(dtype)
+    if isinstance(potential, (Potential, PotentialEnsemble)):
+        return MatdesignCalculator(potential.to(device=device, dtype=torch_dtype))
+    spec = str(potential)
+    if spec == "emt":
+        from ase.calculators.emt import EMT
+
+        return EMT()
+    if spec == "default":
+        if not DEFAULT_MODEL.is_file():
+            raise FileNotFoundError(f"the shipped default model is missing: {DEFAULT_MODEL}")
+        return MatdesignCalculator(load_potential(DEFAULT_MODEL, dtype=torch_dtype, device=device))
+    if ":" in spec and not Path(spec).exists():
+        module_name, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot import calculator factory {spec!r}: {exc}") from exc
+        calc = factory()
+        if not isinstance(calc, Calculator) and not hasattr(calc, "get_potential_energy"):
+            raise TypeError(f"{spec!r} returned {type(calc).__name__}, not an ASE calculator")
+        return calc
+    return MatdesignCalculator(load_potential(spec, dtype=torch_dtype, device=device))

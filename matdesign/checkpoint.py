@@ -1,0 +1,124 @@
+"""Checkpoints: one file with format version, config, species, weights, units and metadata.
+
+Loaded with ``torch.load(weights_only=True)``: only tensors and plain Python containers are
+accepted, so a crafted file cannot execute code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from matdesign.model import Potential, PotentialConfig, config_dict
+
+FORMAT = "matdesign-potential"
+FORMAT_VERSION = 1
+UNITS = {"length": "Å", "energy": "eV", "forces": "eV/Å", "stress": "eV/Å³"}
+
+
+class PotentialEnsemble(torch.nn.Module):
+    """A committee of potentials with identical config and species (e.g. different seeds).
+
+    ``forward`` returns the mean per-atom energy; use ``members`` for the committee spread.
+    """
+
+    def __init__(self, members: list[Potential]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0]
+        for m in members[1:]:
+            if m.species != first.species or m.config != first.config:
+                raise ValueError("ensemble members must share config and species")
+        self.members = torch.nn.ModuleList(members)
+        self.config = first.config
+        self.species = first.species
+        self.species_index = first.species_index
+        self.metadata: dict[str, Any] = {}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.members[0].dtype
+
+    def forward(self, graph, edge_vectors):  # noqa: ANN001 - same signature as Potential
+        return torch.stack([m(graph, edge_vectors) for m in self.members]).mean(0)
+
+    def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
+        save_potential(self, path, metadata=metadata)
+
+
+def _plain(obj: Any) -> Any:
+    """Convert numpy scalars/arrays inside metadata to plain Python (weights_only refuses them)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    return obj
+
+
+def save_potential(
+    model: Potential | PotentialEnsemble, path: str | Path, metadata: dict[str, Any] | None = None
+) -> None:
+    """Write ``model`` (weights stored in float64 on CPU) to ``path``."""
+    members = list(model.members) if isinstance(model, PotentialEnsemble) else [model]
+    meta = dict(getattr(model, "metadata", {}) or {})
+    meta.update(metadata or {})
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": config_dict(model.config),
+        "species": list(model.species),
+        "units": dict(UNITS),
+        "metadata": _plain(meta),
+        "members": [
+            {k: v.detach().to("cpu", torch.float64) for k, v in m.state_dict().items()}
+            for m in members
+        ],
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # atomic: a killed run never leaves a half-written checkpoint
+
+
+def load_potential(
+    path: str | Path, *, dtype: torch.dtype | str = torch.float64, device: str = "cpu"
+) -> Potential | PotentialEnsemble:
+    """Load a checkpoint written by :func:`save_potential`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a matdesign checkpoint, a future format, or unsafe content.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, refused globals, truncated files
+        raise ValueError(f"{path}: not a loadable matdesign checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a matdesign checkpoint (missing format tag {FORMAT!r})")
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ValueError(
+            f"{path}: checkpoint format version {version!r} is not supported "
+            f"(this matdesign reads versions 1..{FORMAT_VERSION}; upgrade matdesign)"
+        )
+    config = PotentialConfig.from_dict(payload["config"])
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    members = []
+    for state in payload["members"]:
+        m = Potential(config, species=list(payload["species"]))
+        m.load_state_dict(state)
+        members.append(m.to(device=device, dtype=dtype).eval())
+    model: Potential | PotentialEnsemble
+    model = members[0] if len(members) == 1 else PotentialEnsemble(members).eval()
+    model.metadata = dict(payload.get("metadata", {}))
+    return model

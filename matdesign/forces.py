@@ -1,0 +1,65 @@
+"""Energy, forces and stress from one autograd call through a symmetric strain.
+
+Positions and cell are deformed by (1 + ε) with ε symmetric and zero-valued; then
+F = -∂E/∂r and σ = (1/V) ∂E/∂ε (ASE sign: tensile positive; eV/Å³).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from matdesign.graph import Graph
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """Model predictions for a batch of ``b`` structures with ``n`` atoms in total."""
+
+    energy: torch.Tensor  # (b,) eV
+    atomic_energies: torch.Tensor  # (n,) eV
+    forces: torch.Tensor  # (n, 3) eV/Å
+    stress: torch.Tensor | None  # (b, 3, 3) eV/Å³, ASE sign; None unless every structure is 3D-periodic
+
+
+def edge_vectors(graph: Graph, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """r_ij = r_j - r_i + S_ij @ cell_b, shape (m, 3), Å."""
+    receiver, sender = graph.edge_index
+    cell_of_edge = cell[graph.batch[receiver]]  # (m, 3, 3)
+    shift = torch.einsum("mk,mkl->ml", graph.cell_shifts, cell_of_edge)
+    return positions[sender] - positions[receiver] + shift
+
+
+def energy_forces_stress(
+    model: torch.nn.Module, graph: Graph, *, stress: bool = True, training: bool = False
+) -> ModelOutput:
+    """Evaluate ``model`` on ``graph`` (already in the model's dtype and device).
+
+    Args:
+        model: maps (graph, edge vectors) to per-atom energies, shape (n,).
+        graph: the batch.
+        stress: compute the stress when every structure is periodic in all three directions.
+        training: keep the graph of the derivatives (``create_graph``) for force/stress losses.
+    """
+    want_stress = stress and bool(graph.pbc.all())
+    b = graph.num_structures
+    positions = graph.positions.detach().requires_grad_(True)
+    strain = torch.zeros(b, 3, 3, dtype=positions.dtype, device=positions.device,
+                         requires_grad=want_stress)
+    cell = graph.cell
+    if want_stress:
+        sym = 0.5 * (strain + strain.transpose(1, 2))
+        positions_d = positions + torch.einsum("ni,nij->nj", positions, sym[graph.batch])
+        cell = cell + torch.einsum("bki,bij->bkj", cell, sym)
+    else:
+        positions_d = positions
+    atomic = model(graph, edge_vectors(graph, positions_d, cell))
+    energy = torch.zeros(b, dtype=atomic.dtype, device=atomic.device).index_add(0, graph.batch, atomic)
+    inputs = [positions, strain] if want_stress else [positions]
+    grads = torch.autograd.grad(energy.sum(), inputs, create_graph=training)
+    sigma = None
+    if want_stress:
+        volume = torch.abs(torch.linalg.det(graph.cell))
+        sigma = grads[1] / volume[:, None, None]
+    return ModelOutput(energy=energy, atomic_energies=atomic, forces=-grads[0], stress=sigma)

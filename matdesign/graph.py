@@ -1,0 +1,159 @@
+"""Atomic graphs: neighbour lists and the typed ``Graph`` batch the model consumes.
+
+Conventions (see docs/CONVENTIONS.md): cell rows are lattice vectors; an edge (i, j, S)
+has vector r_ij = r_j - r_i + S @ cell and carries a message from j (sender) to i (receiver).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from ase import Atoms
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A batch of one or more structures as a single disconnected graph.
+
+    Fields are tensors; ``n`` atoms, ``m`` edges, ``b`` structures.
+    """
+
+    positions: torch.Tensor  # (n, 3) float, Å, Cartesian
+    species: torch.Tensor  # (n,) int64, index into the model's species list
+    edge_index: torch.Tensor  # (2, m) int64, rows (receiver i, sender j)
+    cell_shifts: torch.Tensor  # (m, 3) float, integer lattice translations S of sender j
+    cell: torch.Tensor  # (b, 3, 3) float, Å, rows are lattice vectors (zeros if non-periodic)
+    pbc: torch.Tensor  # (b, 3) bool, periodic directions
+    batch: torch.Tensor  # (n,) int64, structure index of every atom
+    n_atoms: torch.Tensor  # (b,) int64, atoms per structure
+
+    @property
+    def num_structures(self) -> int:
+        return int(self.cell.shape[0])
+
+    def to(self, device: torch.device | str, dtype: torch.dtype) -> Graph:
+        """Move to ``device``; float fields take ``dtype``, integer fields stay int64."""
+        return Graph(
+            positions=self.positions.to(device=device, dtype=dtype),
+            species=self.species.to(device),
+            edge_index=self.edge_index.to(device),
+            cell_shifts=self.cell_shifts.to(device=device, dtype=dtype),
+            cell=self.cell.to(device=device, dtype=dtype),
+            pbc=self.pbc.to(device),
+            batch=self.batch.to(device),
+            n_atoms=self.n_atoms.to(device),
+        )
+
+
+def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All pairs closer than ``cutoff`` (Å), including an atom's own periodic images.
+
+    Uses vesin when the structure is fully periodic or fully open; ASE's neighbour list for
+    mixed boundary conditions (vesin treats periodicity as all-or-nothing).
+
+    Returns:
+        ``(i, j, S)``: receiver and sender indices (int64, shape (m,)) and integer cell shifts
+        (int64, shape (m, 3)) with r_ij = r_j - r_i + S @ cell.
+    """
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    positions = np.asarray(atoms.positions, dtype=np.float64)
+    if pbc.all() or not pbc.any():
+        from vesin import NeighborList
+
+        periodic = bool(pbc.all())
+        box = np.asarray(atoms.cell.array, dtype=np.float64) if periodic else np.zeros((3, 3))
+        i, j, s = NeighborList(cutoff=cutoff, full_list=True).compute(
+            points=positions, box=box, periodic=periodic, quantities="ijS"
+        )
+    else:
+        from ase.neighborlist import neighbor_list as ase_neighbor_list
+
+        i, j, s = ase_neighbor_list("ijS", atoms, cutoff)
+    # vesin returns uint64 indices and int32 shifts; torch indexing needs int64.
+    return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64)
+
+
+def check_geometry(atoms: Atoms, cutoff: float, *, min_distance: float = 0.5) -> None:
+    """Raise ``ValueError`` for inputs that would silently give meaningless numbers.
+
+    Args:
+        atoms: the structure.
+        cutoff: model cutoff, Å (only used to describe the check).
+        min_distance: pairs closer than this (Å) are treated as overlapping atoms.
+    """
+    pos = np.asarray(atoms.positions)
+    if not np.all(np.isfinite(pos)):
+        raise ValueError("positions contain NaN or infinity")
+    if np.any(atoms.pbc):
+        cell = atoms.cell.array
+        if not np.all(np.isfinite(cell)):
+            raise ValueError("cell contains NaN or infinity")
+        periodic_rows = cell[np.asarray(atoms.pbc)]
+        if abs(np.linalg.det(cell)) < 1e-6 or np.any(np.linalg.norm(periodic_rows, axis=1) < 1e-6):
+            raise ValueError("periodic cell is degenerate (zero volume or a zero lattice vector)")
+    if len(atoms) > 1 or np.any(atoms.pbc):
+        i, j, s = neighbour_list(atoms, min_distance)
+        if len(i):
+            d = np.linalg.norm(pos[j] - pos[i] + s @ atoms.cell.array, axis=1)
+            k = int(np.argmin(d))
+            raise ValueError(
+                f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than the "
+                f"minimum distance {min_distance} Å (overlapping atoms)"
+            )
+
+
+def atoms_to_graph(atoms: Atoms, cutoff: float, species_index: dict[int, int]) -> Graph:
+    """Build the graph of one structure (float64, CPU).
+
+    Args:
+        atoms: the structure; not modified.
+        cutoff: neighbour cutoff, Å.
+        species_index: atomic number -> model species index.
+
+    Raises:
+        KeyError: an element the model does not know (the message names it).
+    """
+    numbers = atoms.numbers
+    unknown = sorted({int(z) for z in numbers if int(z) not in species_index})
+    if unknown:
+        from ase.data import chemical_symbols
+
+        known = [chemical_symbols[z] for z in species_index]
+        raise KeyError(
+            f"element(s) {[chemical_symbols[z] for z in unknown]} not known to the potential; "
+            f"it knows {known}"
+        )
+    i, j, s = neighbour_list(atoms, cutoff)
+    pbc = np.asarray(atoms.pbc, dtype=bool)
+    cell = atoms.cell.array if pbc.any() else np.zeros((3, 3))
+    return Graph(
+        positions=torch.tensor(np.asarray(atoms.positions), dtype=torch.float64),
+        species=torch.tensor([species_index[int(z)] for z in numbers], dtype=torch.int64),
+        edge_index=torch.from_numpy(np.stack([i, j])),
+        cell_shifts=torch.from_numpy(s).to(torch.float64),
+        cell=torch.tensor(np.asarray(cell), dtype=torch.float64).unsqueeze(0),
+        pbc=torch.from_numpy(pbc).unsqueeze(0),
+        batch=torch.zeros(len(atoms), dtype=torch.int64),
+        n_atoms=torch.tensor([len(atoms)], dtype=torch.int64),
+    )
+
+
+def batch_graphs(graphs: Sequence[Graph]) -> Graph:
+    """Concatenate graphs into one batch, offsetting edge and structure indices."""
+    if len(graphs) == 1:
+        return graphs[0]
+    atom_offsets = np.cumsum([0] + [int(g.positions.shape[0]) for g in graphs[:-1]])
+    struct_offsets = np.cumsum([0] + [g.num_structures for g in graphs[:-1]])
+    return Graph(
+        positions=torch.cat([g.positions for g in graphs]),
+        species=torch.cat([g.species for g in graphs]),
+        edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, atom_offsets)], 1),
+        cell_shifts=torch.cat([g.cell_shifts for g in graphs]),
+        cell=torch.cat([g.cell for g in graphs]),
+        pbc=torch.cat([g.pbc for g in graphs]),
+        batch=torch.cat([g.batch + int(o) for g, o in zip(graphs, struct_offsets)]),
+        n_atoms=torch.cat([g.n_atoms for g in graphs]),
+    )

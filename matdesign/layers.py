@@ -1,0 +1,98 @@
+"""Equivariant interaction block: Clebsch–Gordan convolution, self-connection and gate."""
+
+from __future__ import annotations
+
+import torch
+from e3nn import o3
+from e3nn.nn import FullyConnectedNet, Gate
+
+
+def hidden_irreps(channels: int, lmax: int) -> o3.Irreps:
+    """Node-feature irreps: ``channels`` copies of each ℓ ≤ lmax with the natural parity (-1)^ℓ.
+
+    Keeping only natural-parity features keeps the model energy invariant under inversion.
+    """
+    return o3.Irreps([(channels, (l, (-1) ** l)) for l in range(lmax + 1)])
+
+
+def _gate_for(target: o3.Irreps) -> Gate:
+    """A gate whose output is ``target``: SiLU on scalars, sigmoid gates on ℓ > 0."""
+    scalars = o3.Irreps([(m, ir) for m, ir in target if ir.l == 0])
+    gated = o3.Irreps([(m, ir) for m, ir in target if ir.l > 0])
+    gates = o3.Irreps([(gated.num_irreps, "0e")]) if gated.num_irreps else o3.Irreps("")
+    act_gates = [torch.sigmoid] if gated.num_irreps else []
+    return Gate(scalars, [torch.nn.functional.silu], gates, act_gates, gated)
+
+
+class Interaction(torch.nn.Module):
+    """One message-passing layer (NequIP-like).
+
+    m_i = Σ_j R(|r_ij|) ⊗_CG (W h_j) ⊗ Y(r̂_ij) / sqrt(avg_neighbours), followed by a linear map,
+    a species-dependent self-connection of h_i, a gate, and a residual where shapes allow.
+    """
+
+    def __init__(
+        self,
+        irreps_in: o3.Irreps,
+        irreps_out: o3.Irreps,
+        irreps_sh: o3.Irreps,
+        num_species: int,
+        num_basis: int,
+        radial_hidden: int,
+        avg_num_neighbours: float,
+    ) -> None:
+        super().__init__()
+        self.irreps_in = o3.Irreps(irreps_in)
+        self.irreps_out = o3.Irreps(irreps_out)
+        self.norm = float(avg_num_neighbours) ** -0.5
+        self.linear_in = o3.Linear(self.irreps_in, self.irreps_in)
+
+        wanted = {ir for _, ir in self.irreps_out}
+        mid, instructions = [], []
+        for i, (mul, ir_in) in enumerate(self.irreps_in):
+            for j, (_, ir_edge) in enumerate(irreps_sh):
+                for ir_out in ir_in * ir_edge:
+                    if ir_out in wanted:
+                        instructions.append((i, j, len(mid), "uvu", True))
+                        mid.append((mul, ir_out))
+        irreps_mid, perm, _ = o3.Irreps(mid).sort()
+        instructions = [(i, j, perm[k], mode, w) for i, j, k, mode, w in instructions]
+        self.tp = o3.TensorProduct(
+            self.irreps_in, irreps_sh, irreps_mid, instructions,
+            shared_weights=False, internal_weights=False,
+        )
+        self.radial = FullyConnectedNet(
+            [num_basis, radial_hidden, radial_hidden, self.tp.weight_numel],
+            torch.nn.functional.silu,
+        )
+        self.gate = _gate_for(self.irreps_out)
+        self.linear_out = o3.Linear(irreps_mid, self.gate.irreps_in)
+        self.self_connection = o3.FullyConnectedTensorProduct(
+            self.irreps_in, o3.Irreps(f"{num_species}x0e"), self.gate.irreps_in
+        )
+        self.residual = self.irreps_in == self.irreps_out
+
+    def forward(
+        self,
+        h: torch.Tensor,
+        species_onehot: torch.Tensor,
+        edge_index: torch.Tensor,
+        edge_sh: torch.Tensor,
+        edge_radial: torch.Tensor,
+    ) -> torch.Tensor:
+        """Args:
+        h: (n, irreps_in.dim) node features.
+        species_onehot: (n, num_species).
+        edge_index: (2, m) receiver i, sender j.
+        edge_sh: (m, irreps_sh.dim) spherical harmonics of r̂_ij.
+        edge_radial: (m, num_basis) radial basis already multiplied by the envelope.
+        Returns (n, irreps_out.dim).
+        """
+        receiver, sender = edge_index
+        x = self.linear_in(h)
+        messages = self.tp(x[sender], edge_sh, self.radial(edge_radial))
+        agg = torch.zeros(h.shape[0], messages.shape[1], dtype=h.dtype, device=h.device)
+        agg.index_add_(0, receiver, messages)
+        out = self.linear_out(agg * self.norm) + self.self_connection(h, species_onehot)
+        out = self.gate(out)
+        return out + h if self.residual else out
