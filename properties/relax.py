@@ -1,0 +1,169 @@
+"""Structure relaxation (ions, optionally the cell) with any ASE calculator."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
+
+
+class NotConvergedError(RuntimeError):
+    """A relaxation that a property calculation depends on did not converge."""
+
+
+@dataclass(frozen=True)
+class RelaxResult:
+    """Outcome of :func:`relax`. Energies in eV, forces eV/Å, stress eV/Å³, volume Å³."""
+
+    converged: bool
+    steps: int
+    energy_ev: float
+    energy_per_atom_ev: float
+    max_force_ev_per_a: float  # largest atomic force norm at the end (eV/Å)
+    stress_ev_per_a3: list[float] | None  # Voigt xx, yy, zz, yz, xz, xy; None unless 3D periodic
+    volume_a3: float | None  # None unless 3D periodic
+    spacegroup_before: str
+    spacegroup_after: str
+    optimizer: str
+    fmax_ev_per_a: float  # the convergence threshold that was asked for
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON dict of the fields."""
+        return asdict(self)
+
+
+def spacegroup(atoms: Atoms, symprec: float = 1e-3) -> str:
+    """International symbol and number, e.g. ``"Fm-3m (225)"``; ``"n/a"`` unless 3D periodic."""
+    if not atoms.pbc.all():
+        return "n/a"
+    import spglib
+
+    cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
+    try:
+        data = spglib.get_symmetry_dataset(cell, symprec=symprec)
+    except Exception:  # spglib >= 2.5 may raise instead of returning None
+        data = None
+    if data is None:
+        return "unknown"
+    return f"{data.international} ({int(data.number)})"
+
+
+def _optimizer_class(name: str) -> type:
+    from ase import optimize
+
+    key = name.upper()
+    if key not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, not {name!r}")
+    return getattr(optimize, key)
+
+
+def _raise_if_nonfinite(atoms: Atoms) -> None:
+    energy = atoms.get_potential_energy()
+    forces = atoms.get_forces()
+    if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
+        raise FloatingPointError(
+            f"non-finite energy or forces during relaxation of {atoms.get_chemical_formula()}"
+        )
+
+
+def relax(
+    atoms: Atoms,
+    calc: Any,
+    *,
+    fmax: float = 1e-3,
+    max_steps: int = 1000,
+    optimizer: str = "FIRE",
+    relax_cell: bool = True,
+    fix_symmetry: bool = False,
+    min_distance: float = 0.5,
+    trajectory: str | Path | None = None,
+) -> tuple[Atoms, RelaxResult]:
+    """Relax atomic positions and, for a 3D-periodic structure, the cell.
+
+    The cell is relaxed through :class:`ase.filters.FrechetCellFilter`, whose cell "forces"
+    are the virial divided by the number of atoms, so ``fmax`` also bounds the stress
+    (|σ| V/N < fmax). Non-periodic or partly periodic structures relax ions only.
+
+    Args:
+        atoms: the starting structure; never modified.
+        calc: any ASE calculator.
+        fmax: convergence threshold on forces, eV/Å.
+        max_steps: optimizer step limit.
+        optimizer: ``"FIRE"``, ``"BFGS"`` or ``"LBFGS"`` (from :mod:`ase.optimize`).
+        relax_cell: relax the cell too (only if periodic in all three directions).
+        fix_symmetry: keep the starting space group (:class:`ase.constraints.FixSymmetry`).
+        min_distance: pairs closer than this (Å) are rejected as overlapping atoms.
+        trajectory: optional ASE trajectory file to write.
+
+    Returns:
+        ``(relaxed, result)``: a relaxed copy with no calculator attached and the
+        :class:`RelaxResult`. Not converging is reported as ``result.converged == False``.
+
+    Raises:
+        ValueError: overlapping atoms, NaN positions or a degenerate cell (checked before any
+            calculator call), or an unknown optimizer.
+        FloatingPointError: the calculator returned a non-finite energy or force.
+    """
+    from matdesign.graph import check_geometry
+
+    check_geometry(atoms, float(getattr(calc, "cutoff", 0.0)), min_distance=min_distance)
+    opt_class = _optimizer_class(optimizer)
+    if fmax <= 0 or max_steps < 0:
+        raise ValueError(f"need fmax > 0 and max_steps >= 0 (got {fmax}, {max_steps})")
+
+    work = atoms.copy()
+    original_constraints = [c.copy() for c in work.constraints]
+    work.calc = calc
+    if fix_symmetry:
+        from ase.constraints import FixSymmetry
+
+        work.set_constraint([*work.constraints, FixSymmetry(work)])
+    periodic = bool(work.pbc.all())
+    target: Any = work
+    if relax_cell and periodic:
+        from ase.filters import FrechetCellFilter
+
+        target = FrechetCellFilter(work)
+
+    before = spacegroup(atoms)
+    _raise_if_nonfinite(work)
+    opt = opt_class(target, logfile=None,
+                    trajectory=None if trajectory is None else str(trajectory))
+    opt.attach(lambda: _raise_if_nonfinite(work), interval=1)
+    converged = bool(opt.run(fmax=fmax, steps=max_steps))
+
+    energy = float(work.get_potential_energy())
+    forces = work.get_forces(apply_constraint=False)
+    stress = [float(x) for x in work.get_stress(voigt=True)] if periodic else None
+    relaxed = work.copy()
+    relaxed.calc = None
+    relaxed.set_constraint(original_constraints)
+    result = RelaxResult(
+        converged=converged,
+        steps=int(opt.nsteps),
+        energy_ev=energy,
+        energy_per_atom_ev=energy / len(work),
+        max_force_ev_per_a=float(np.linalg.norm(forces, axis=1).max()),
+        stress_ev_per_a3=stress,
+        volume_a3=float(work.get_volume()) if periodic else None,
+        spacegroup_before=before,
+        spacegroup_after=spacegroup(relaxed),
+        optimizer=optimizer.upper(),
+        fmax_ev_per_a=float(fmax),
+    )
+    return relaxed, result
+
+
+def require_converged(result: RelaxResult, what: str) -> None:
+    """Raise :class:`NotConvergedError` with the reason when ``result`` did not converge."""
+    if not result.converged:
+        raise NotConvergedError(
+            f"relaxation before {what} did not converge in {result.steps} {result.optimizer} "
+            f"steps: max force {result.max_force_ev_per_a:.3g} eV/Å, asked for "
+            f"{result.fmax_ev_per_a:.3g} eV/Å; relax further or pass --no-relax"
+        )
