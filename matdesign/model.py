@@ -33,7 +33,7 @@ class PotentialConfig:
     """
 
     cutoff: float = 5.0
-    channels: int = 32
+    channels: int = 64
     lmax: int = 1
     num_layers: int = 2
     num_basis: int = 8

@@ -1,0 +1,206 @@
+"""Fitting a potential: weighted E/F/σ loss, AdamW, cosine schedule, EMA, early stopping, resume."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from matdesign.checkpoint import save_potential
+from matdesign.forces import energy_forces_stress
+from matdesign.model import Potential, PotentialConfig, config_dict
+from matdesign.training.config import TrainConfig
+from matdesign.training.data import Batch, Frame, batch_to, fit_reference_energies, iterate_batches
+from matdesign.training.metrics import error_metrics
+
+
+@dataclass(frozen=True)
+class TrainSummary:
+    """Outcome of one training run."""
+
+    checkpoint: str
+    epochs: int
+    wall_time_s: float
+    best_epoch: int
+    valid: dict[str, Any]  # metrics of the best (EMA) model on the validation frames
+    stopped_because: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def loss_terms(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+    """Mean-squared errors: energy per atom (eV²/atom²), force components (eV²/Å²), stress (eV²/Å⁶)."""
+    out = energy_forces_stress(model, batch.graph, stress=True, training=True)
+    e = ((out.energy - batch.energy) / batch.n_atoms).pow(2).mean()
+    fm = batch.forces_mask
+    f = ((out.forces - batch.forces).pow(2).sum(-1) * fm).sum() / (3 * fm.sum()).clamp(min=1)
+    if out.stress is None:
+        s = torch.zeros((), dtype=e.dtype, device=e.device)
+    else:
+        sw = batch.stress_weight
+        s = ((out.stress - batch.stress).pow(2).sum((1, 2)) * sw).sum() / (
+            9 * (sw > 0).sum()).clamp(min=1)
+    return {"energy": e, "forces": f, "stress": s}
+
+
+def build_model(
+    config: PotentialConfig, species: Sequence[str], frames: Sequence[Frame]
+) -> Potential:
+    """A fresh model with data-derived normalisation: mean neighbour count, per-species reference
+    energies (least squares over compositions) and a force-RMS energy scale."""
+    edges = sum(int(f.graph.edge_index.shape[1]) for f in frames)
+    atoms = sum(len(f.symbols) for f in frames)
+    config = dataclasses.replace(config, avg_num_neighbours=float(max(edges / max(atoms, 1), 1.0)))
+    model = Potential(config, species=list(species))
+    refs = fit_reference_energies(frames, species)
+    forces = [f.forces for f in frames if f.forces is not None]
+    scale = float(np.sqrt(np.mean(np.concatenate(forces) ** 2))) if forces else 1.0
+    with torch.no_grad():
+        model.energy_shift.copy_(torch.tensor(refs, dtype=torch.float32))
+        model.energy_scale.fill_(max(scale, 1e-3))
+    return model
+
+
+def _progress(step: int, total: int, cfg: TrainConfig, elapsed: float) -> float:
+    p = step / max(total, 1)
+    if cfg.max_time_min:
+        p = max(p, elapsed / (60 * cfg.max_time_min))
+    return min(p, 1.0)
+
+
+def _lr(cfg: TrainConfig, progress: float) -> float:
+    floor = cfg.lr_min_fraction
+    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _score(metrics: dict[str, Any], cfg: TrainConfig) -> float:
+    """Validation score with the loss's relative weights, in MAE units (lower is better)."""
+    e = (metrics["energy_mae_mev_per_atom"] or 0.0) / 1000
+    f = metrics["force_mae_ev_per_a"] or 0.0
+    return math.sqrt(cfg.energy_weight) * e + math.sqrt(cfg.forces_weight) * f
+
+
+def train_potential(
+    train: Sequence[Frame],
+    valid: Sequence[Frame],
+    species: Sequence[str],
+    model_config: PotentialConfig,
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    resume: str | Path | None = None,
+    log_path: str | Path | None = None,
+    progress: bool = True,
+    metadata: dict[str, Any] | None = None,
+) -> TrainSummary:
+    """Train one potential; the best EMA model (by validation score) is saved to ``out``.
+
+    A training state (weights, EMA, optimiser, epoch, RNG) is saved to ``out + '.state'`` after
+    every epoch; ``resume`` continues from such a file.
+    """
+    from tqdm import tqdm
+
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    dtype = getattr(torch, cfg.dtype)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state_path = out.with_name(out.name + ".state")
+    model = build_model(model_config, species, train).to(dtype)
+    ema = copy.deepcopy(model)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
+                            lr=cfg.lr, weight_decay=cfg.weight_decay)
+    epoch, best, best_epoch, elapsed_before = 0, math.inf, -1, 0.0
+    if resume:
+        st = torch.load(resume, map_location="cpu", weights_only=True)
+        model.load_state_dict(st["model"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["optimizer"])
+        epoch, best, best_epoch = st["epoch"], st["best"], st["best_epoch"]
+        elapsed_before = st["elapsed_s"]
+        rng = np.random.default_rng(cfg.seed + epoch)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.max_epochs
+    log = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed in finally
+    t0 = time.time() - elapsed_before
+    stopped = "max_epochs"
+    meta = {"species": list(species), "train_config": dataclasses.asdict(cfg),
+            "n_train": len(train), "n_valid": len(valid), **(metadata or {})}
+    try:
+        while epoch < cfg.max_epochs:
+            model.train()
+            sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
+            bar = tqdm(iterate_batches(train, cfg.batch_size, shuffle=True, rng=rng,
+                                       stress_weights=cfg.stress_config_type_weights),
+                       total=steps_per_epoch, disable=not progress, leave=False,
+                       desc=f"epoch {epoch + 1}")
+            for k, batch in enumerate(bar):
+                lr = _lr(cfg, _progress(epoch * steps_per_epoch + k, total_steps, cfg,
+                                        time.time() - t0))
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                terms = loss_terms(model, batch_to(batch, "cpu", dtype))
+                loss = (cfg.energy_weight * terms["energy"] + cfg.forces_weight * terms["forces"]
+                        + cfg.stress_weight * terms["stress"])
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {k}")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                opt.step()
+                with torch.no_grad():
+                    for pe, p in zip(ema.parameters(), model.parameters()):
+                        pe.lerp_(p, 1 - cfg.ema_decay)
+                for key in sums:
+                    sums[key] += float(terms[key].detach())
+            epoch += 1
+            metrics, _ = error_metrics(ema, valid)
+            score = _score(metrics, cfg)
+            elapsed = time.time() - t0
+            record = {"epoch": epoch, "time_s": round(elapsed, 1), "lr": lr, "score": score,
+                      **{f"train_mse_{k}": v / steps_per_epoch for k, v in sums.items()},
+                      **{f"valid_{k}": v for k, v in metrics.items() if k != "by_config_type"}}
+            if log:
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if progress:
+                print(f"epoch {epoch}: E {metrics['energy_mae_mev_per_atom']:.2f} meV/atom, "
+                      f"F {metrics['force_mae_ev_per_a']:.4f} eV/Å, "
+                      f"S {metrics['stress_mae_gpa'] or float('nan'):.3f} GPa, "
+                      f"lr {lr:.2e}, {elapsed / 60:.1f} min", flush=True)
+            if score < best:
+                best, best_epoch = score, epoch
+                save_potential(ema, out, metadata={**meta, "valid": metrics, "epoch": epoch,
+                                                   "train_time_s": elapsed})
+            torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
+                        "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
+                        "best_epoch": best_epoch, "elapsed_s": elapsed}, state_path)
+            if epoch - best_epoch >= cfg.patience:
+                stopped = "early_stopping"
+                break
+            if cfg.max_time_min and elapsed >= 60 * cfg.max_time_min:
+                stopped = "time_budget"
+                break
+    finally:
+        if log:
+            log.close()
+    from matdesign.checkpoint import load_potential
+
+    best_model = load_potential(out, dtype=dtype)
+    return TrainSummary(checkpoint=str(out), epochs=epoch, wall_time_s=time.time() - t0,
+                        best_epoch=best_epoch, valid=best_model.metadata.get("valid", {}),
+                        stopped_because=stopped)
+
+
+__all__ = ["TrainSummary", "build_model", "config_dict", "loss_terms", "train_potential"]
