@@ -1,0 +1,117 @@
+"""Executors for screening: in-process, a process pool, or Dask.
+
+All three are ``concurrent.futures.Executor``-like, so the screening loop is the same.
+Worker processes are started with ``spawn`` (``fork`` after torch has started its thread pools
+can deadlock); each loads the potential once (``matdesign.search.pipeline`` caches).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class SerialExecutor(Executor):
+    """Runs each task at once in the calling process; ``submit`` returns a finished future."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # noqa: B036 - handed to the caller through the future
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            future.set_exception(exc)
+        return future
+
+
+def _limit_threads(n_threads: int) -> None:
+    """Worker initializer: cap BLAS/OpenMP/torch threads so workers do not oversubscribe."""
+    for var in THREAD_ENV:
+        os.environ[var] = str(n_threads)
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n_threads)
+
+
+def threads_per_worker(workers: int) -> int:
+    """Cores per worker: ``OMP_NUM_THREADS`` if set, else ``cpu_count // workers`` (>= 1)."""
+    env = os.environ.get("OMP_NUM_THREADS")
+    if env and env.isdigit():
+        return max(1, int(env))
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+@contextmanager
+def get_executor(workers: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
+    """Yield an executor; shut it down (and its workers) on exit.
+
+    Args:
+        workers: parallel worker processes (1 and no scheduler: run in this process).
+        scheduler: Dask scheduler address (``tcp://host:port``), or ``"local"`` to start a
+            ``LocalCluster`` of ``workers`` single-threaded processes on 127.0.0.1.
+
+    Raises:
+        ValueError: ``workers < 1``.
+        ImportError: a scheduler was given but dask.distributed is not installed
+            (``pip install matdesign[dask]``).
+    """
+    if workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {workers}")
+    if scheduler:
+        with _dask_executor(workers, scheduler) as ex:
+            yield ex
+        return
+    if workers == 1:
+        yield SerialExecutor()
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=mp.get_context("spawn"),
+        initializer=_limit_threads, initargs=(threads_per_worker(workers),),
+    )
+    try:
+        yield pool
+    finally:
+        terminate_pool(pool)
+
+
+def terminate_pool(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued work and stop the pool's processes, including ones stuck in a task."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in processes:
+        if proc.is_alive():
+            proc.terminate()
+    for proc in processes:
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+
+
+@contextmanager
+def _dask_executor(workers: int, scheduler: str) -> Iterator[Executor]:
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise ImportError(
+            "--scheduler needs dask.distributed: pip install 'matdesign[dask]'"
+        ) from exc
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=workers, processes=True, threads_per_worker=1,
+                               host="127.0.0.1", dashboard_address=None)
+        client = Client(cluster)
+    else:
+        cluster, client = None, Client(scheduler)
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

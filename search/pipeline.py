@@ -1,0 +1,432 @@
+"""One screening candidate, start to finish: validate, relax, formation energy, hull, properties.
+
+``evaluate_candidate`` is a top-level, picklable function run in worker processes. It never
+raises: every failure becomes a ``CandidateResult`` with ``status="failed"`` and a reason.
+The potential and the reference energies are loaded once per process (module-level caches).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from matdesign.properties.stability import (
+    HullEntry,
+    check_known_elements,
+    elemental_reference_energies,
+    formation_energy_per_atom,
+    hull_energies,
+    user_references,
+)
+
+PROPERTIES = ("elastic", "phonon")
+GATE_OPS = {
+    "<=": lambda a, b: a <= b, "<": lambda a, b: a < b,
+    ">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "==": lambda a, b: a == b,
+}
+
+# Screening default: a residual force of 5e-3 eV/Å changes the energy by about F²/(2k) ≈ 1e-5
+# eV/atom for typical stiffnesses k ~ 1 eV/Å², far below hull tolerances, and saves a large
+# share of the FIRE steps that 1e-3 costs. Elastic constants are fitted from stress-strain
+# slopes, which a small residual stress offsets but does not tilt.
+SCREEN_FMAX = 5e-3
+
+
+@dataclass(frozen=True)
+class ScreenSettings:
+    """Everything that decides a candidate's results (hashed to skip finished work).
+
+    Attributes:
+        potential: ``load_calculator`` spec ("default", "emt", checkpoint path, "module:fn").
+        dtype: "float32" or "float64".
+        properties: subset of ``("elastic", "phonon")`` computed after relaxation.
+        fmax: relaxation force threshold, eV/Å.
+        max_steps: relaxation step limit; not converged -> failed.
+        fix_symmetry: keep the input's space group during relaxation.
+        phonon_min_length: minimum supercell length for phonons, Å.
+        gates: ``(key, op, value)`` checks on the cheap results (e.g.
+            ``("e_above_hull_ev_per_atom", "<=", 0.1)``); failing one skips the properties.
+        references: extra reference / competing-phase structure files (absolute paths).
+    """
+
+    potential: str = "default"
+    dtype: str = "float64"
+    properties: tuple[str, ...] = ()
+    fmax: float = SCREEN_FMAX
+    max_steps: int = 500
+    fix_symmetry: bool = False
+    phonon_min_length: float = 15.0
+    gates: tuple[tuple[str, str, float], ...] = ()
+    references: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        bad = [p for p in self.properties if p not in PROPERTIES]
+        if bad:
+            raise ValueError(f"properties: unknown {bad}; choose from {list(PROPERTIES)}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
+        if not (self.fmax > 0 and self.max_steps > 0):
+            raise ValueError("fmax and max_steps must be positive")
+        for gate in self.gates:
+            if len(gate) != 3 or gate[1] not in GATE_OPS:
+                raise ValueError(
+                    f"gate {gate!r}: expected (key, op, value) with op in {list(GATE_OPS)}"
+                )
+        for ref in self.references:
+            if not Path(ref).is_file():
+                raise FileNotFoundError(f"reference structure file not found: {ref}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    def settings_hash(self) -> str:
+        """16-hex hash of the settings, the potential's identity and the reference files."""
+        payload = self.to_dict()
+        payload["potential_id"] = potential_id(self.potential)
+        payload["references"] = [_file_sha256(str(Path(r).resolve())) for r in self.references]
+        text = json.dumps(payload, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """Outcome of one candidate.
+
+    Attributes:
+        status: "done" or "failed".
+        reason: why it failed (None when done).
+        source: input name (file, ``file@frame``, ``db@id``).
+        formula: chemical formula of the input.
+        content_hash: ``content_hash`` of the INPUT structure (or of the unreadable file).
+        settings_hash: ``ScreenSettings.settings_hash()``.
+        atoms: relaxed structure (the input if it failed before relaxing).
+        key_value_pairs: scalar results for database columns (str/int/float/bool only).
+        data: full results, JSON-able.
+        elapsed_s: wall time, s.
+    """
+
+    status: str
+    reason: str | None
+    source: str
+    formula: str
+    content_hash: str
+    settings_hash: str
+    atoms: Atoms = field(repr=False)
+    key_value_pairs: dict[str, float | int | str | bool]
+    data: dict[str, Any]
+    elapsed_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able summary (without the structure)."""
+        return {
+            "status": self.status, "reason": self.reason, "source": self.source,
+            "formula": self.formula, "content_hash": self.content_hash,
+            "settings_hash": self.settings_hash, "key_value_pairs": dict(self.key_value_pairs),
+            "data": self.data, "elapsed_s": float(self.elapsed_s),
+        }
+
+
+def content_hash(atoms: Atoms) -> str:
+    """Stable 16-hex hash of atomic numbers, positions (1e-5 Å), cell (1e-5 Å) and pbc."""
+    h = hashlib.sha256()
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    for arr in (atoms.positions, atoms.cell.array):
+        rounded = np.round(np.asarray(arr, dtype=np.float64), 5) + 0.0  # +0.0 folds -0.0 into 0.0
+        h.update(rounded.tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
+    return h.hexdigest()[:16]
+
+
+def potential_id(spec: str) -> str:
+    """Identity of a potential: 'emt', 'module:callable', or 'path#sha256' of the checkpoint."""
+    if spec == "emt":
+        return "emt"
+    if spec == "default":
+        from matdesign.calculator import DEFAULT_MODEL
+
+        path = DEFAULT_MODEL
+    else:
+        path = Path(spec)
+        if not path.exists() and ":" in spec:
+            return spec
+    resolved = str(Path(path).resolve())
+    return f"{resolved}#{_file_sha256(resolved)}"
+
+
+def _file_sha256(path: str) -> str:
+    p = Path(path)
+    if not p.is_file():
+        return "missing"
+    stat = p.stat()
+    return _file_sha256_cached(path, stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _file_sha256_cached(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class CandidateTimeout(Exception):
+    """The per-candidate wall-time limit elapsed inside the worker."""
+
+
+@contextmanager
+def _time_limit(seconds: float | None):  # noqa: ANN202 - context manager
+    """Raise ``CandidateTimeout`` after ``seconds`` (SIGALRM; only in a main thread on POSIX).
+
+    Elsewhere (Dask worker threads) it does nothing and the coordinator's bookkeeping applies.
+    """
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise CandidateTimeout(f"timeout: exceeded the per-candidate limit of {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, float(seconds))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0.0)
+        signal.signal(signal.SIGALRM, old)
+
+
+_CALCULATORS: dict[tuple[str, str], Any] = {}
+
+
+def get_calculator(settings: ScreenSettings) -> Any:
+    """The process-wide calculator for ``(potential, dtype)``, loaded on first use."""
+    key = (settings.potential, settings.dtype)
+    if key not in _CALCULATORS:
+        from matdesign.calculator import load_calculator
+
+        _CALCULATORS[key] = load_calculator(settings.potential, dtype=settings.dtype)
+    return _CALCULATORS[key]
+
+
+def plain_value(value: Any) -> float | int | str | bool | None:
+    """Cast a scalar to a type ase.db accepts as a key-value pair; None if it cannot be stored."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def failed_result(atoms: Atoms, settings_hash: str, source: str, reason: str, *,
+                  chash: str | None = None, elapsed_s: float = 0.0,
+                  data: dict[str, Any] | None = None) -> CandidateResult:
+    """A ``failed`` result (used by workers and by the coordinator for unreadable files)."""
+    return CandidateResult(
+        status="failed", reason=reason, source=source, formula=atoms.get_chemical_formula(),
+        content_hash=chash or content_hash(atoms), settings_hash=settings_hash, atoms=atoms,
+        key_value_pairs={"status": "failed", "reason": reason[:500]}, data=data or {},
+        elapsed_s=float(elapsed_s),
+    )
+
+
+def evaluate_candidate(atoms: Atoms, settings: ScreenSettings, source: str, *,
+                       timeout_s: float | None = None) -> CandidateResult:
+    """Screen one structure; never raises.
+
+    Args:
+        atoms: input structure (not modified).
+        settings: screening settings.
+        source: input name recorded in the result.
+        timeout_s: wall limit enforced inside the worker where possible (see ``_time_limit``).
+
+    Returns:
+        ``CandidateResult``; on failure ``status="failed"``, ``reason`` names the cause and
+        whatever finished (e.g. the relaxation) is kept in ``atoms`` and ``data``.
+    """
+    start = time.perf_counter()
+    atoms = atoms.copy()
+    atoms.calc = None
+    chash = content_hash(atoms)
+    shash = settings.settings_hash()
+    state: dict[str, Any] = {"atoms": atoms, "kvp": {}, "data": {}}
+    try:
+        with _time_limit(timeout_s):
+            _evaluate(atoms, settings, state)
+    except Exception as exc:
+        reason = str(exc) if isinstance(exc, CandidateTimeout) else f"{type(exc).__name__}: {exc}"
+        data = dict(state["data"])
+        kvp_partial = {k: v for k, v in state["kvp"].items() if k not in ("status", "reason")}
+        res = failed_result(state["atoms"], shash, source, reason, chash=chash,
+                            elapsed_s=time.perf_counter() - start, data=data)
+        res.key_value_pairs.update(kvp_partial)
+        return res
+    kvp = {"status": "done", **state["kvp"]}
+    return CandidateResult(
+        status="done", reason=None, source=source, formula=atoms.get_chemical_formula(),
+        content_hash=chash, settings_hash=shash, atoms=state["atoms"], key_value_pairs=kvp,
+        data=state["data"], elapsed_s=time.perf_counter() - start,
+    )
+
+
+def _evaluate(atoms: Atoms, settings: ScreenSettings, state: dict[str, Any]) -> None:
+    """The steps, each adding to ``state`` so a later failure keeps earlier results."""
+    calc = get_calculator(settings)
+    relax_candidate(atoms, calc, settings, state)
+    stability_step(calc, settings, state)
+    failed_gates = [f"{k} {op} {v:g}" for k, op, v in settings.gates
+                    if not _gate_passes(state["kvp"], k, op, v)]
+    if failed_gates:
+        state["kvp"]["skipped_expensive"] = True
+        state["data"]["gates_failed"] = failed_gates
+        return
+    state["kvp"]["skipped_expensive"] = False
+    compute_properties(calc, settings, state)
+
+
+def _gate_passes(kvp: dict[str, Any], key: str, op: str, value: float) -> bool:
+    if key not in kvp:
+        raise ValueError(f"gate on {key!r}: no such result (have {sorted(kvp)})")
+    return bool(GATE_OPS[op](kvp[key], value))
+
+
+ELASTIC_KEYS = ("bulk_modulus_vrh_gpa", "shear_modulus_vrh_gpa", "youngs_modulus_gpa",
+                "poisson_ratio", "pugh_ratio", "cauchy_pressure_gpa", "born_stable")
+PHONON_KEYS = ("dynamically_stable", "min_frequency_thz")
+
+# settings_hash -> {"elements": {symbol: eV/atom}, "user": (overrides, competing phases)}
+_REFERENCES: dict[str, dict[str, Any]] = {}
+
+
+def _relax(atoms: Atoms, calc: Any, settings: ScreenSettings) -> tuple[Atoms, Any]:
+    from matdesign.properties.relax import relax
+
+    return relax(atoms, calc, fmax=settings.fmax, max_steps=settings.max_steps,
+                 relax_cell=bool(np.all(atoms.pbc)), fix_symmetry=settings.fix_symmetry)
+
+
+def relax_candidate(atoms: Atoms, calc: Any, settings: ScreenSettings,
+                    state: dict[str, Any]) -> None:
+    """Validate and relax; fill energies (eV) and the relaxed structure into ``state``."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from matdesign.graph import check_geometry
+
+    if len(atoms) == 0:
+        raise ValueError("the structure has no atoms")
+    check_known_elements(atoms, calc)
+    check_geometry(atoms, 0.5, min_distance=0.5)
+    relaxed, info = _relax(atoms, calc, settings)
+    state["atoms"] = relaxed
+    state["data"]["relax"] = _jsonable(info.to_dict())
+    if not info.converged:
+        raise ValueError(f"relaxation not converged in {info.steps} steps "
+                         f"(fmax {settings.fmax:g} eV/Å)")
+    relaxed.calc = calc
+    n = len(relaxed)
+    results = {"energy": float(relaxed.get_potential_energy()), "forces": relaxed.get_forces()}
+    if np.all(relaxed.pbc):
+        results["stress"] = relaxed.get_stress(voigt=True)
+    extra = dict(getattr(calc, "results", {}) or {})
+    relaxed.calc = SinglePointCalculator(relaxed, **results)
+    kvp = state["kvp"]
+    kvp["energy_per_atom_ev"] = results["energy"] / n
+    kvp["relax_steps"] = int(info.steps)
+    if np.all(relaxed.pbc):
+        kvp["volume_per_atom_a3"] = float(relaxed.get_volume() / n)
+    if "energy_std" in extra:
+        kvp["energy_std_ev_per_atom"] = float(extra["energy_std"]) / n
+    if "forces_std" in extra:
+        kvp["forces_std_max_ev_per_a"] = float(np.max(extra["forces_std"]))
+
+
+def _reference_relax_fn(calc: Any, settings: ScreenSettings):  # noqa: ANN202 - a callable
+    def fn(ref: Atoms) -> tuple[Atoms, float]:
+        check_known_elements(ref, calc)
+        relaxed, info = _relax(ref, calc, settings)
+        if not info.converged:
+            raise ValueError(f"relaxation not converged in {info.steps} steps")
+        relaxed.calc = calc
+        return relaxed, float(relaxed.get_potential_energy()) / len(relaxed)
+
+    return fn
+
+
+def stability_step(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -> None:
+    """Formation energy and energy above the hull of references + competing phases (eV/atom).
+
+    The hull here spans the references only; ``ResultsDB.update_hull`` later recomputes it
+    over everything screened.
+    """
+    atoms = state["atoms"]
+    symbols = set(atoms.get_chemical_symbols())
+    store = _REFERENCES.setdefault(settings.settings_hash(), {"elements": {}})
+    relax_fn = _reference_relax_fn(calc, settings)
+    if "user" not in store:
+        store["user"] = user_references(settings.references, relax_fn)
+    overrides, phases = store["user"]
+    mu = elemental_reference_energies(symbols, relax_fn, overrides=overrides,
+                                      cache=store["elements"])
+    e_pa = state["kvp"]["energy_per_atom_ev"]
+    formula = atoms.get_chemical_formula()
+    entries = [HullEntry(f"ref:{el}", el, e) for el, e in mu.items()]
+    entries += [p for p in phases if _elements(p.formula) <= symbols]
+    entries.append(HullEntry("__candidate__", formula, e_pa))
+    state["kvp"]["formation_energy_ev_per_atom"] = formation_energy_per_atom(formula, e_pa, mu)
+    state["kvp"]["e_above_hull_ev_per_atom"] = hull_energies(entries)["__candidate__"]
+    state["data"]["references"] = {
+        "elements": dict(mu), "competing": [dataclasses.asdict(p) for p in phases],
+    }
+
+
+def _elements(formula: str) -> set[str]:
+    from pymatgen.core import Composition
+
+    return {str(el) for el in Composition(formula).elements}
+
+
+def compute_properties(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -> None:
+    """Elastic and/or phonon properties of the relaxed structure (see ``ScreenSettings``)."""
+    atoms = state["atoms"].copy()
+    if "elastic" in settings.properties:
+        from matdesign.properties.elastic import ElasticCalculator
+
+        result = ElasticCalculator(calc, relax_ions=True).calc(atoms)
+        _store(state, "elastic", result.to_dict(), ELASTIC_KEYS)
+    if "phonon" in settings.properties:
+        from matdesign.properties.phonon import PhononCalculator
+
+        result = PhononCalculator(calc, min_length=settings.phonon_min_length).calc(atoms)
+        _store(state, "phonon", result.to_dict(), PHONON_KEYS)
+
+
+def _store(state: dict[str, Any], name: str, result: dict[str, Any], keys: tuple[str, ...]) -> None:
+    state["data"][name] = _jsonable(result)
+    for key in keys:
+        value = plain_value(result.get(key))
+        if value is not None:
+            state["kvp"][key] = value
+
+
+def _jsonable(obj: Any) -> Any:
+    from matdesign.cli.common import to_jsonable
+
+    return to_jsonable(obj)

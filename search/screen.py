@@ -1,0 +1,285 @@
+"""The screening loop: expand inputs, skip finished work, evaluate in parallel, write rows.
+
+Only this (coordinating) process writes to the database, one row as each candidate finishes, so
+a run killed at any moment loses only the candidates in flight.
+
+Timeouts: a per-candidate wall limit is enforced inside the worker (SIGALRM; the candidate
+becomes ``failed`` with reason ``timeout`` and the worker goes on). Where that cannot work (Dask
+worker threads) or a worker hangs inside C code, the coordinator gives up on the candidate after
+``hard_timeout(timeout_s)`` and writes a failed row. A process pool is then torn down (its stuck
+process terminated) and a fresh pool resumes the remaining candidates; other candidates in flight
+at that moment are resubmitted. A stuck Dask task cannot be killed: it keeps its worker thread
+busy until it returns, and its late result is discarded.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import sys
+import time
+from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ase import Atoms
+from matdesign.search.database import ResultsDB
+from matdesign.search.executor import get_executor
+from matdesign.search.pipeline import (
+    CandidateResult,
+    ScreenSettings,
+    content_hash,
+    evaluate_candidate,
+    failed_result,
+)
+
+FAILURE_CLASSES = (("timeout", "timeout"), ("not known to the potential", "unknown element"),
+                   ("overlapping", "overlapping atoms"), ("not converged", "not converged"),
+                   ("cannot read", "unreadable input"), ("non-finite", "non-finite numbers"),
+                   ("worker", "worker crashed"))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One input structure (or an input that could not be read: ``error`` set)."""
+
+    source: str
+    atoms: Atoms | None
+    content_hash: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ScreenSummary:
+    """Outcome of ``run_screen`` (this run's counts; ``best`` spans the whole database)."""
+
+    n_candidates: int
+    n_skipped: int
+    n_done: int
+    n_failed: int
+    elapsed_s: float
+    best: list[dict[str, Any]] = field(default_factory=list)  # lowest e_above_hull first
+    failures_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n_candidates": self.n_candidates, "n_skipped": self.n_skipped,
+                "n_done": self.n_done, "n_failed": self.n_failed,
+                "elapsed_s": float(self.elapsed_s), "best": list(self.best),
+                "failures_by_reason": dict(self.failures_by_reason)}
+
+
+def _file_hash(path: Path) -> str:
+    try:
+        return "file:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    except OSError:
+        return "file:" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+
+
+def _read_file(path: Path) -> list[Candidate]:
+    from ase.io import read
+
+    if path.suffix.lower() == ".db":
+        import ase.db
+
+        try:
+            rows = list(ase.db.connect(str(path)).select())
+        except Exception as exc:
+            return [Candidate(str(path), None, _file_hash(path), f"cannot read {path}: {exc}")]
+        return [_candidate(f"{path}@id={row.id}", row.toatoms()) for row in rows]
+    try:
+        frames = read(str(path), index=":")
+        if not frames:
+            raise ValueError("no structures in the file")
+    except Exception as exc:
+        reason = f"cannot read {path}: {type(exc).__name__}: {exc}"
+        return [Candidate(str(path), None, _file_hash(path), reason)]
+    if len(frames) == 1:
+        return [_candidate(str(path), frames[0])]
+    return [_candidate(f"{path}@{k}", a) for k, a in enumerate(frames)]
+
+
+def _candidate(source: str, atoms: Atoms) -> Candidate:
+    atoms.calc = None
+    return Candidate(source, atoms, content_hash(atoms))
+
+
+def expand_inputs(inputs: list[str]) -> list[Candidate]:
+    """Files, directories (their files, sorted, not recursive), globs and ase.db files."""
+    out: list[Candidate] = []
+    for spec in inputs:
+        path = Path(spec)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        elif path.exists():
+            files = [path]
+        else:
+            files = [Path(p) for p in sorted(glob.glob(spec)) if Path(p).is_file()]
+            if not files:
+                out.append(Candidate(spec, None, _file_hash(path),
+                                     f"cannot read {spec}: no such file, directory or glob match"))
+        for f in files:
+            out.extend(_read_file(f))
+    return out
+
+
+def hard_timeout(timeout_s: float) -> float:
+    """Coordinator-side limit, s: the worker's own limit plus room for process start-up."""
+    return 1.5 * timeout_s + 30.0
+
+
+def _classify(reason: str | None) -> str:
+    text = (reason or "").lower()
+    for needle, label in FAILURE_CLASSES:
+        if needle in text:
+            return label
+    return text.split(":")[0][:60] or "unknown"
+
+
+class _Loop:
+    """Bookkeeping of one run: submit within a window, collect, write, count."""
+
+    def __init__(self, db: ResultsDB, settings: ScreenSettings, shash: str,
+                 timeout_s: float | None, bar: Any) -> None:
+        self.db, self.settings, self.shash, self.timeout_s, self.bar = (
+            db, settings, shash, timeout_s, bar)
+        self.statuses: Counter = Counter()
+        self.reasons: Counter = Counter()
+
+    def record(self, result: CandidateResult) -> None:
+        self.db.write(result)
+        self.statuses[result.status] += 1
+        if result.status == "failed":
+            self.reasons[_classify(result.reason)] += 1
+        self.bar.update(1)
+
+    def fail(self, cand: Candidate, reason: str) -> None:
+        atoms = cand.atoms if cand.atoms is not None else Atoms()
+        self.record(failed_result(atoms, self.shash, cand.source, reason,
+                                  chash=cand.content_hash))
+
+    def drain(self, ex: Any, todo: list[Candidate], window: int) -> list[Candidate]:
+        """Run ``todo``; return candidates still to run if the pool had to be restarted."""
+        queue = list(reversed(todo))
+        pending: dict[Future, tuple[Candidate, float]] = {}
+        while queue or pending:
+            while queue and len(pending) < window:
+                cand = queue.pop()
+                fut = ex.submit(evaluate_candidate, cand.atoms, self.settings, cand.source,
+                                timeout_s=self.timeout_s)
+                pending[fut] = (cand, time.monotonic())
+            limit = None if self.timeout_s is None else hard_timeout(self.timeout_s)
+            wait_s = None if limit is None else max(
+                0.0, min(t0 + limit for _, t0 in pending.values()) - time.monotonic())
+            finished, _ = wait(list(pending), timeout=wait_s, return_when=FIRST_COMPLETED)
+            broken = False
+            for fut in finished:
+                cand, _ = pending.pop(fut)
+                exc = fut.exception()
+                if exc is None:
+                    self.record(fut.result())
+                else:
+                    broken |= isinstance(exc, BrokenProcessPool)
+                    self.fail(cand, f"worker error: {type(exc).__name__}: {exc}")
+            expired = [f for f, (_, t0) in pending.items()
+                       if limit is not None and time.monotonic() - t0 > limit]
+            for fut in expired:
+                cand, _ = pending.pop(fut)
+                fut.cancel()
+                self.fail(cand, f"timeout: no result after {limit:g} s (worker abandoned)")
+            if (expired or broken) and isinstance(ex, ProcessPoolExecutor):
+                return [c for c, _ in pending.values()] + list(reversed(queue))
+        return []
+
+
+def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, workers: int = 1,
+               scheduler: str | None = None, timeout_s: float | None = None,
+               progress: bool = True, retry_failed: bool = False) -> ScreenSummary:
+    """Screen every input structure into ``db_url``; see the module docstring.
+
+    Args:
+        inputs: structure files, directories, globs, ase.db files.
+        db_url: results database (path or ase.db URL).
+        settings: screening settings.
+        workers: parallel worker processes.
+        scheduler: Dask scheduler address or ``"local"``.
+        timeout_s: per-candidate wall limit, s (None: no limit).
+        progress: show a tqdm progress bar on stderr.
+        retry_failed: recompute candidates whose earlier row is ``failed``.
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    settings = replace(settings, references=tuple(str(Path(r).resolve())
+                                                  for r in settings.references))
+    shash = settings.settings_hash()
+    db = ResultsDB(db_url)
+    finished = db.done_keys(include_failed=not retry_failed)
+    candidates = expand_inputs(inputs)
+    todo, seen, n_skipped = [], set(), 0
+    for cand in candidates:
+        key = (cand.content_hash, shash)
+        if key in finished or key in seen:
+            n_skipped += 1
+            continue
+        seen.add(key)
+        todo.append(cand)
+    with tqdm(total=len(todo), disable=not progress, file=sys.stderr, desc="screen") as bar:
+        loop = _Loop(db, settings, shash, timeout_s, bar)
+        for cand in [c for c in todo if c.error is not None]:
+            loop.fail(cand, cand.error)
+        todo = [c for c in todo if c.error is None]
+        while todo:
+            with get_executor(workers, scheduler) as ex:
+                window = 1 if workers == 1 and not scheduler else workers
+                todo = loop.drain(ex, todo, window)
+    db.update_hull(collect_references(db, shash), settings_hash=shash)
+    return ScreenSummary(
+        n_candidates=len(candidates), n_skipped=n_skipped, n_done=loop.statuses["done"],
+        n_failed=loop.statuses["failed"], elapsed_s=time.perf_counter() - start,
+        best=best_rows(db, shash), failures_by_reason=dict(loop.reasons),
+    )
+
+
+def collect_references(db: ResultsDB, settings_hash: str) -> dict[str, dict[str, Any]]:
+    """Elemental references and competing phases recorded in the rows of one settings hash."""
+    refs: dict[str, dict[str, Any]] = {}
+    for row in db.rows(status="done", settings_hash=settings_hash):
+        stored = (row.data or {}).get("references") or {}
+        for el, e in (stored.get("elements") or {}).items():
+            refs[el] = {"formula": el, "energy_per_atom_ev": float(e)}
+        for phase in stored.get("competing") or []:
+            refs[phase["name"]] = {"formula": phase["formula"],
+                                   "energy_per_atom_ev": float(phase["energy_per_atom_ev"])}
+    return refs
+
+
+def best_rows(db: ResultsDB, settings_hash: str, n: int = 10) -> list[dict[str, Any]]:
+    """The ``n`` done rows with the lowest energy above the hull."""
+    rows = [r for r in db.rows(status="done", settings_hash=settings_hash)
+            if "e_above_hull_ev_per_atom" in r]
+    rows.sort(key=lambda r: (r.e_above_hull_ev_per_atom, r.formation_energy_ev_per_atom))
+    return [{"id": int(r.id), "source": r.source, "formula": r.formula,
+             "e_above_hull_ev_per_atom": float(r.e_above_hull_ev_per_atom),
+             "formation_energy_ev_per_atom": float(r.formation_energy_ev_per_atom)}
+            for r in rows[:n]]
+
+
+def format_summary(summary: ScreenSummary) -> str:
+    """A plain-text table: counts, best candidates by hull energy, failures by reason."""
+    lines = [f"candidates {summary.n_candidates}: done {summary.n_done}, failed "
+             f"{summary.n_failed}, skipped (already in the database) {summary.n_skipped}; "
+             f"{summary.elapsed_s:.1f} s"]
+    if summary.best:
+        lines += ["", f"{'id':>5}  {'formula':<14} {'E_hull eV/at':>12} {'E_form eV/at':>12}  "
+                  "source"]
+        for b in summary.best:
+            lines.append(f"{b['id']:>5}  {b['formula']:<14} {b['e_above_hull_ev_per_atom']:>12.4f} "
+                         f"{b['formation_energy_ev_per_atom']:>12.4f}  {b['source']}")
+    if summary.failures_by_reason:
+        lines += ["", "failures by reason:"]
+        lines += [f"  {n:>5}  {reason}" for reason, n in
+                  sorted(summary.failures_by_reason.items(), key=lambda kv: -kv[1])]
+    return "\n".join(lines)
