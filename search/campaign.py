@@ -1,0 +1,381 @@
+"""Design campaigns: propose candidates in batches, evaluate them, persist each result at once.
+
+Every finished evaluation becomes one row of the campaign's ase.db (via :class:`CampaignStore`)
+with its design vector, so :meth:`Campaign.run` resumes after a crash by re-telling all rows
+to a FRESH scikit-optimize ``Optimizer`` and excluding their candidate keys: nothing finished is
+lost or repeated. The evaluator is pluggable: any picklable ``evaluator(atoms, source)``
+returning an object with ``status`` ("done"/"failed"), ``key_value_pairs``, ``atoms`` and
+``data`` (the screen pipeline's ``CandidateResult`` or :class:`Evaluation`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from matdesign.search.config import CampaignConfig
+from matdesign.search.features import featurize
+from matdesign.search.space import Candidate
+from matdesign.search.surrogate import chebyshev_scalarise, select_batch
+
+Evaluator = Callable[[Atoms, str], Any]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Outcome of evaluating one candidate (fields as the pipeline's ``CandidateResult``)."""
+
+    status: str
+    key_value_pairs: dict[str, Any]
+    atoms: Atoms | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CampaignSummary:
+    """What a :meth:`Campaign.run` call did and the best feasible candidate so far."""
+
+    strategy: str
+    n_evaluations: int
+    n_new: int
+    n_feasible: int
+    n_failed: int
+    n_uncertain: int
+    best_key: str | None
+    best_objectives: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
+
+def aggregate(results: list[Any]) -> Evaluation:
+    """Average the realisations of one candidate: numbers by mean, booleans by ``all``."""
+    failed = [r for r in results if r.status != "done"]
+    if failed:
+        err = (getattr(failed[0], "error", "") or getattr(failed[0], "reason", "")
+               or failed[0].key_value_pairs.get("reason", ""))
+        return Evaluation("failed", dict(failed[0].key_value_pairs), failed[0].atoms,
+                          dict(getattr(failed[0], "data", {}) or {}), str(err))
+    kvp: dict[str, Any] = {}
+    for key in results[0].key_value_pairs:
+        vals = [r.key_value_pairs.get(key) for r in results]
+        if any(v is None for v in vals):
+            continue
+        if all(isinstance(v, (bool, np.bool_)) for v in vals):
+            kvp[key] = bool(all(vals))
+        elif all(isinstance(v, (int, float, np.number)) for v in vals):
+            kvp[key] = float(np.mean(vals))
+        else:
+            kvp[key] = vals[0]
+    kvp["n_realisations"] = len(results)
+    return Evaluation("done", kvp, results[0].atoms, dict(getattr(results[0], "data", {}) or {}))
+
+
+def evaluate_structures(evaluator: Evaluator, structures: list[Atoms], key: str) -> Evaluation:
+    """Run ``evaluator`` on every realisation (in the worker) and aggregate; never raises
+    for an ordinary exception, which becomes a failed evaluation naming the error."""
+    try:
+        results = [evaluator(a, f"{key}#r{i}") for i, a in enumerate(structures)]
+    except Exception as exc:  # noqa: BLE001 - a failed candidate must not stop the campaign
+        return Evaluation("failed", {}, structures[0], {}, f"{type(exc).__name__}: {exc}")
+    return aggregate(results)
+
+
+_RESERVED = {"id", "unique_id", "ctime", "mtime", "user", "calculator", "energy", "forces",
+             "stress", "magmom", "magmoms", "charge", "charges", "natoms", "formula", "age",
+             "pbc", "cell", "numbers", "positions", "key", "x"}
+
+
+@dataclass(frozen=True)
+class Record:
+    """One finished evaluation as stored (``feasible``/``uncertain`` from the campaign rules)."""
+
+    row_id: int
+    key: str
+    x: list[Any]
+    status: str
+    properties: dict[str, Any]
+    feasible: bool
+    uncertain: bool
+    strategy: str
+    round: int
+
+
+class CampaignStore:
+    """The campaign's ase.db: one row per finished candidate, written the moment it finishes.
+
+    Row key_value_pairs: the evaluation's properties plus ``candidate_key``, ``kind``,
+    ``prototype``, ``family``, ``status``, ``strategy``, ``round``, ``feasible``, ``uncertain``;
+    row data: ``x`` (the design vector), ``error`` and the evaluation's own data. The
+    objectives and constraints are kept in the database metadata for ``matdesign report``.
+    """
+
+    def __init__(self, path: str, config: CampaignConfig) -> None:
+        from ase.db import connect
+
+        self.path = str(path)
+        self.config = config
+        self.db = connect(self.path)
+        meta = {"campaign": config.name,
+                "objectives": [[o.property, o.goal] for o in config.objectives],
+                "constraints": [str(c) for c in config.constraints],
+                "uncertainty_energy_std_ev_per_atom": config.uncertainty_energy_std_ev_per_atom}
+        if self.db.metadata != meta:
+            self.db.metadata = meta
+
+    def _judge(self, status: str, props: dict[str, Any]) -> tuple[bool, bool]:
+        feasible = status == "done" and all(c.satisfied(props)
+                                            for c in self.config.constraints)
+        std = props.get("energy_std_ev_per_atom")
+        uncertain = std is not None and std > self.config.uncertainty_energy_std_ev_per_atom
+        return bool(feasible), bool(uncertain)
+
+    def write(self, c: Candidate, x: list[Any], ev: Any, strategy: str, round_id: int) -> Record:
+        """Persist one evaluation now; returns its :class:`Record`."""
+        props = {k: (v.item() if hasattr(v, "item") else v)
+                 for k, v in (ev.key_value_pairs or {}).items()
+                 if k.isidentifier() and k not in _RESERVED}
+        props = {k: v for k, v in props.items() if isinstance(v, (bool, int, float, str))
+                 and not (isinstance(v, float) and not np.isfinite(v))}
+        feasible, uncertain = self._judge(ev.status, props)
+        kvp = {**props, "candidate_key": c.key, "kind": c.kind, "prototype": c.prototype,
+               "family": c.group, "status": ev.status, "strategy": strategy,
+               "round": int(round_id), "feasible": feasible, "uncertain": uncertain}
+        atoms = ev.atoms if ev.atoms is not None else self.config.space.structures(c)[0]
+        data = {"x": list(x), "error": str(getattr(ev, "error", "") or "")}
+        try:
+            row_id = self.db.write(atoms, key_value_pairs=kvp,
+                                   data={**data, **(getattr(ev, "data", None) or {})})
+        except Exception:  # noqa: BLE001 - unserialisable extra data must not lose the result
+            row_id = self.db.write(atoms, key_value_pairs=kvp, data=data)
+        return Record(row_id, c.key, list(x), ev.status, props, feasible, uncertain, strategy,
+                      int(round_id))
+
+    def records(self) -> list[Record]:
+        """All finished evaluations in write order.
+
+        Raises:
+            ValueError: when a row's design vector does not belong to this campaign's space.
+        """
+        groups = set(self.config.space.groups)
+        out = []
+        for row in self.db.select(sort="id"):
+            x = list(row.data.get("x", []))
+            if not x or x[0] not in groups:
+                raise ValueError(f"{self.path}: row {row.id} ({row.get('candidate_key')}) has "
+                                 f"design family {x[:1]} not in this campaign's space {groups}")
+            skip = {"candidate_key", "kind", "prototype", "family", "status", "strategy",
+                    "round", "feasible", "uncertain"}
+            props = {k: v for k, v in row.key_value_pairs.items() if k not in skip}
+            feasible, uncertain = self._judge(row.status, props)
+            out.append(Record(row.id, row.candidate_key, x, row.status, props, feasible,
+                              uncertain, row.strategy, int(row.round)))
+        return out
+
+
+class Campaign:
+    """Batch Bayesian optimisation (or random search) over a :class:`DesignSpace`.
+
+    Args:
+        config: the validated campaign.
+        db_path: the campaign's ase.db file (created if absent, resumed if present).
+        evaluator: ``evaluator(atoms, source)``; default: the screen pipeline with
+            ``config.screen`` settings (:func:`pipeline_evaluator`).
+    """
+
+    def __init__(self, config: CampaignConfig, db_path: str, evaluator: Evaluator | None = None,
+                 potential: str | None = None) -> None:
+        self.config = config
+        self.space = config.space
+        self.store = CampaignStore(db_path, config)
+        self.evaluator = evaluator or pipeline_evaluator(config, potential or config.potential)
+
+    # ---- objective bookkeeping -------------------------------------------------------------
+    def objective_matrix(self, records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
+        """(n, m) minimisation objectives (sign applied) and mask of rows with all values."""
+        y = np.full((len(records), len(self.config.objectives)), np.nan)
+        for i, r in enumerate(records):
+            for j, o in enumerate(self.config.objectives):
+                v = r.properties.get(o.property)
+                if isinstance(v, (int, float)) and np.isfinite(v):
+                    y[i, j] = o.sign() * float(v)
+        return y, ~np.isnan(y).any(1)
+
+    def _optimizer(self, records: list[Record], strategy: str) -> Any:
+        """A fresh skopt Optimizer told every finished evaluation (failures get y = 1, the
+        worst value of the [0, 1]-scaled objective)."""
+        from skopt import Optimizer
+
+        # skopt keeps the space, the random draws and the ask/tell history; its own GP on the
+        # encoded vector is never fitted (n_initial_points is never reached), because the BO
+        # surrogate works on physical features over a candidate pool (see surrogate.py).
+        opt = Optimizer(self.space.dimensions(), base_estimator="GP", n_initial_points=10**9,
+                        initial_point_generator="random",
+                        random_state=self.config.optimizer.seed + len(records))
+        if records:
+            y, ok = self.objective_matrix(records)
+            scal = np.full(len(records), 1.0)
+            if ok.any():
+                scal[ok] = chebyshev_scalarise(y[ok], np.ones(y.shape[1]) / y.shape[1])
+            opt.tell([r.x for r in records], [float(v) for v in scal])
+        return opt
+
+    # ---- proposals -------------------------------------------------------------------------
+    def _random_batch(self, opt: Any, n: int, exclude: set[str]) -> list[tuple[list, Candidate]]:
+        out: list[tuple[list, Candidate]] = []
+        xs = opt.ask(n_points=n) if n > 1 else [opt.ask()]
+        rng = np.random.default_rng(self.config.optimizer.seed + len(exclude))
+        for _attempt in range(200):
+            for x in xs:
+                x = [v.item() if hasattr(v, "item") else v for v in x]
+                c = self.space.decode(x)
+                if c.key not in exclude and len(out) < n:
+                    out.append((x, c))
+                    exclude.add(c.key)
+            if len(out) >= n:
+                break
+            xs = opt.space.rvs(n_samples=4 * n, random_state=int(rng.integers(2**31)))
+        return out
+
+    def _bo_batch(self, opt: Any, records: list[Record], n: int,
+                  exclude: set[str]) -> list[tuple[list, Candidate]]:
+        y, ok = self.objective_matrix(records)
+        if ok.sum() < max(2, self.config.optimizer.n_initial):
+            return self._random_batch(opt, n, exclude)
+        seed = self.config.optimizer.seed + len(records)
+        rng = np.random.default_rng(seed)
+        pool_x = self.space.enumerate_ordered()
+        if len(pool_x) > self.config.optimizer.pool_size:
+            keep = rng.choice(len(pool_x), self.config.optimizer.pool_size, replace=False)
+            pool_x = [pool_x[i] for i in keep]
+        if self.space.disordered:
+            pool_x += [list(x) for x in opt.space.rvs(self.config.optimizer.pool_size,
+                                                      random_state=seed)
+                       if str(x[0]).startswith("disordered:")]
+        pool, seen = [], set(exclude)
+        for x in pool_x:
+            x = [v.item() if hasattr(v, "item") else v for v in x]
+            c = self.space.decode(x)
+            if c.key not in seen:
+                seen.add(c.key)
+                pool.append((x, c))
+        if not pool:
+            return []
+        weights = rng.dirichlet(np.ones(y.shape[1])) if y.shape[1] > 1 else np.ones(1)
+        train_y = chebyshev_scalarise(y[ok], weights)
+        feats = featurize([self.space.decode(r.x) for r in records], self.space)
+        picks = select_batch(featurize([c for _, c in pool], self.space), feats[ok], train_y,
+                             feats, np.array([r.feasible for r in records]), n,
+                             self.config.optimizer.xi, seed)
+        for k in picks:
+            exclude.add(pool[k][1].key)
+        return [pool[k] for k in picks]
+
+    # ---- the loop --------------------------------------------------------------------------
+    def run(self, budget: int | None = None, strategy: str = "bo", workers: int = 1,
+            scheduler: str | None = None,
+            on_result: Callable[[Record], None] | None = None) -> CampaignSummary:
+        """Evaluate candidates until ``budget`` evaluations exist in the database.
+
+        Args:
+            budget: total evaluations wanted (default ``config.budget``); finished rows count,
+                so a larger value extends a finished campaign.
+            strategy: ``"bo"`` or ``"random"``.
+            workers: parallel evaluations (1 = in this process).
+            scheduler: dask scheduler address (through the screen executors).
+            on_result: called with every new record (progress output).
+        """
+        if strategy not in ("bo", "random"):
+            raise ValueError(f"strategy must be 'bo' or 'random', not '{strategy}'")
+        budget = int(budget or self.config.budget)
+        records = self.store.records()
+        n_start = len(records)
+        with _executor(workers, scheduler) as ex:
+            while len(records) < budget:
+                opt = self._optimizer(records, strategy)
+                exclude = {r.key for r in records}
+                n = min(self.config.optimizer.batch_size, budget - len(records))
+                batch = (self._random_batch(opt, n, exclude) if strategy == "random"
+                         else self._bo_batch(opt, records, n, exclude))
+                if not batch:
+                    break  # the whole space has been evaluated
+                for rec in self._evaluate(ex, batch, strategy, len(records)):
+                    records.append(rec)
+                    if on_result:
+                        on_result(rec)
+        return self.summary(records, strategy, len(records) - n_start)
+
+    def _evaluate(self, ex: Any, batch: list[tuple[list, Candidate]], strategy: str,
+                  n_done: int):  # noqa: ANN202 - generator of Record
+        round_id = n_done
+        if ex is None:
+            for x, c in batch:
+                ev = evaluate_structures(self.evaluator, self.space.structures(c), c.key)
+                yield self.store.write(c, x, ev, strategy, round_id)
+            return
+        futures = {ex.submit(evaluate_structures, self.evaluator, self.space.structures(c),
+                             c.key): (x, c) for x, c in batch}
+        for fut in cf.as_completed(futures):
+            x, c = futures[fut]
+            try:
+                ev = fut.result()
+            except Exception as exc:  # noqa: BLE001 - worker died: record it, keep going
+                ev = Evaluation("failed", {}, self.space.structures(c)[0], {},
+                                f"{type(exc).__name__}: {exc}")
+            yield self.store.write(c, x, ev, strategy, round_id)
+
+    def summary(self, records: list[Record], strategy: str, n_new: int) -> CampaignSummary:
+        """Counts and the best feasible candidate (first objective, or ParEGO-equal weights)."""
+        y, ok = self.objective_matrix(records)
+        feas = np.array([r.feasible for r in records], bool) & ok
+        best_key, best = None, {}
+        if feas.any():
+            idx = np.flatnonzero(feas)
+            score = chebyshev_scalarise(y[idx], np.ones(y.shape[1]) / y.shape[1])
+            r = records[int(idx[np.argmin(score)])]
+            best_key = r.key
+            best = {o.property: float(r.properties[o.property]) for o in self.config.objectives}
+        return CampaignSummary(strategy, len(records), n_new, int(feas.sum()),
+                               sum(r.status != "done" for r in records),
+                               sum(r.uncertain for r in records), best_key, best)
+
+
+class _Serial:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _executor(workers: int, scheduler: str | None) -> Any:
+    """In-process for one worker and no scheduler (an interrupt stops at once, finished rows
+    are already stored); otherwise the screen executors (process pool or dask)."""
+    if workers <= 1 and not scheduler:
+        return _Serial()
+    from matdesign.search.executor import get_executor
+
+    return get_executor(workers, scheduler)
+
+
+def pipeline_evaluator(config: CampaignConfig, potential: str) -> Evaluator:
+    """``evaluator(atoms, source)`` running the screen pipeline with the campaign's settings
+    and its cheap constraints as gates (cheap properties first)."""
+    import functools
+
+    from matdesign.search.pipeline import ScreenSettings, evaluate_candidate
+
+    s = config.screen
+    settings = ScreenSettings(potential=potential, dtype=s.dtype, properties=s.properties,
+                              fmax=s.fmax, max_steps=s.max_steps,
+                              phonon_min_length=s.phonon_min_length, gates=config.gates())
+    return functools.partial(_call_pipeline, evaluate_candidate, settings)
+
+
+def _call_pipeline(fn: Callable, settings: Any, atoms: Atoms, source: str) -> Any:
+    return fn(atoms, settings, source)

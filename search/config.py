@@ -1,0 +1,261 @@
+"""Campaign configuration: YAML -> frozen dataclasses; unknown keys are rejected by name.
+
+See ``examples/refractory_hea.yaml`` for a fully commented file.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matdesign.search.prototypes import load_prototypes
+from matdesign.search.space import DesignSpace, DisorderedSpec, OrderedSpec
+
+#: properties the screen pipeline computes before any elastic or phonon work (cheap gates).
+CHEAP_PROPERTIES = ("energy_per_atom_ev", "formation_energy_ev_per_atom",
+                    "e_above_hull_ev_per_atom", "volume_per_atom_a3")
+_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt,
+        "==": operator.eq}
+
+
+@dataclass(frozen=True)
+class Objective:
+    """One property to optimise: ``goal`` is ``"max"`` or ``"min"``."""
+
+    property: str
+    goal: str = "max"
+
+    def sign(self) -> float:
+        """+1 to minimise, -1 to maximise (the campaign minimises ``sign * value``)."""
+        return -1.0 if self.goal == "max" else 1.0
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``property op value``; a bare boolean property means ``property == True``."""
+
+    property: str
+    op: str = "=="
+    value: float | bool = True
+
+    @classmethod
+    def parse(cls, text: str, where: str = "constraints") -> Constraint:
+        """Parse ``"e_above_hull_ev_per_atom <= 0.05"`` or ``"born_stable"``."""
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*(?:(<=|>=|==|<|>)\s*(\S+))?\s*", str(text))
+        if not m:
+            raise ValueError(f"{where}: cannot parse constraint '{text}' "
+                             "(expected 'property <= number' or a boolean property name)")
+        name, op, raw = m.groups()
+        if op is None:
+            return cls(name)
+        if raw.lower() in ("true", "false"):
+            return cls(name, op, raw.lower() == "true")
+        try:
+            return cls(name, op, float(raw))
+        except ValueError as exc:
+            raise ValueError(f"{where}: constraint '{text}': '{raw}' is not a number") from exc
+
+    def satisfied(self, values: dict[str, Any]) -> bool:
+        """True when the property exists, is not None and passes; a missing value fails."""
+        v = values.get(self.property)
+        if v is None:
+            return False
+        return bool(_OPS[self.op](v, self.value))
+
+    def as_gate(self) -> tuple[str, str, float | bool]:
+        return (self.property, self.op, self.value)
+
+    def __str__(self) -> str:
+        return self.property if (self.op, self.value) == ("==", True) else (
+            f"{self.property} {self.op} {self.value}")
+
+
+@dataclass(frozen=True)
+class ScreenConfig:
+    """Settings handed to the screen pipeline for every candidate."""
+
+    properties: tuple[str, ...] = ("elastic",)
+    dtype: str = "float64"
+    fmax: float = 0.02
+    max_steps: int = 200
+    phonon_min_length: float = 10.0
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """Bayesian-optimisation settings: batch per round, initial random points, pool size."""
+
+    batch_size: int = 4
+    n_initial: int = 6
+    pool_size: int = 2000
+    xi: float = 0.01
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class CampaignConfig:
+    """A whole campaign."""
+
+    name: str
+    space: DesignSpace
+    objectives: tuple[Objective, ...]
+    constraints: tuple[Constraint, ...] = ()
+    budget: int = 20
+    potential: str = "default"
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    uncertainty_energy_std_ev_per_atom: float = 0.01
+
+    def gates(self) -> tuple[tuple[str, str, Any], ...]:
+        """Constraints on cheap properties, checked before the expensive calculations."""
+        return tuple(c.as_gate() for c in self.constraints if c.property in CHEAP_PROPERTIES)
+
+
+def _keys(d: Any, allowed: set[str], where: str, required: tuple[str, ...] = ()) -> dict:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+    for k in required:
+        if k not in d:
+            raise ValueError(f"{where}: missing required key '{k}'")
+    return d
+
+
+def _typed(d: dict, cls: type, where: str) -> Any:
+    """Build a flat dataclass from ``d``, checking keys and casting to the defaults' types."""
+    import dataclasses
+
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    _keys(d, set(defaults), where)
+    out = {}
+    for k, v in d.items():
+        ref = defaults[k]
+        try:
+            out[k] = tuple(str(x) for x in v) if isinstance(ref, tuple) else type(ref)(v)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}.{k}: bad value {v!r}: {exc}") from exc
+    return cls(**out)
+
+
+def _elements(v: Any, where: str) -> tuple[str, ...]:
+    from ase.data import atomic_numbers
+
+    if not isinstance(v, (list, tuple)) or not v:
+        raise ValueError(f"{where}: expected a non-empty list of element symbols")
+    bad = [e for e in v if e not in atomic_numbers]
+    if bad:
+        raise ValueError(f"{where}: unknown element symbol(s) {bad}")
+    return tuple(str(e) for e in v)
+
+
+def _space(d: Any, base: Path) -> DesignSpace:
+    d = _keys(d, {"elements", "prototype_file", "ordered", "disordered"}, "space")
+    default = _elements(d["elements"], "space.elements") if "elements" in d else None
+    user = {}
+    if d.get("prototype_file"):
+        user = load_prototypes(base / d["prototype_file"])
+    ordered = []
+    for i, o in enumerate(d.get("ordered") or []):
+        where = f"space.ordered[{i}]"
+        o = _keys(o, {"prototype", "sublattices"}, where, ("prototype",))
+        from matdesign.search.prototypes import get_prototype
+
+        proto = get_prototype(str(o["prototype"]), user)
+        subs = _keys(o.get("sublattices") or {}, set(proto.sublattices), f"{where}.sublattices")
+        lists = []
+        for s in proto.sublattices:
+            if s in subs:
+                lists.append(_elements(subs[s], f"{where}.sublattices.{s}"))
+            elif default:
+                lists.append(default)
+            else:
+                raise ValueError(f"{where}: no elements for sublattice '{s}' and no space.elements")
+        ordered.append(OrderedSpec(proto.name, tuple(lists)))
+    disordered = [_disordered(o, i, default) for i, o in enumerate(d.get("disordered") or [])]
+    return DesignSpace(tuple(ordered), tuple(disordered), user)
+
+
+def _disordered(o: Any, i: int, default: tuple[str, ...] | None) -> DisorderedSpec:
+    where = f"space.disordered[{i}]"
+    o = _keys(o, {"lattice", "elements", "bounds", "supercell", "method", "realisations", "seed"},
+              where, ("lattice",))
+    els = _elements(o["elements"], f"{where}.elements") if "elements" in o else default
+    if not els or len(els) < 2:
+        raise ValueError(f"{where}.elements: a disordered family needs at least two elements")
+    bounds = _keys(o.get("bounds") or {}, set(els), f"{where}.bounds")
+    lo, hi = [], []
+    for e in els:
+        b = bounds.get(e, [0.0, 1.0])
+        if not (isinstance(b, (list, tuple)) and len(b) == 2 and 0 <= b[0] <= b[1] <= 1):
+            raise ValueError(f"{where}.bounds.{e}: expected [lower, upper] with 0<=lower<=upper<=1")
+        lo.append(float(b[0]))
+        hi.append(float(b[1]))
+    if sum(lo) > 1 or sum(hi) < 1:
+        raise ValueError(f"{where}.bounds: infeasible (sum of lower {sum(lo)}, of upper {sum(hi)})")
+    sc = o.get("supercell", [2, 2, 2])
+    if not (isinstance(sc, (list, tuple)) and len(sc) == 3 and all(int(n) >= 1 for n in sc)):
+        raise ValueError(f"{where}.supercell: expected three positive integers")
+    method = str(o.get("method", "sqs"))
+    if method not in ("random", "sqs"):
+        raise ValueError(f"{where}.method: must be 'random' or 'sqs', not '{method}'")
+    reals = int(o.get("realisations", 1))
+    if reals < 1:
+        raise ValueError(f"{where}.realisations: must be >= 1")
+    return DisorderedSpec(str(o["lattice"]), els, tuple(lo), tuple(hi),
+                          tuple(int(n) for n in sc), method, reals, int(o.get("seed", 0)))
+
+
+def parse_campaign(d: Any, base: Path = Path(".")) -> CampaignConfig:
+    """Validate a campaign mapping (from YAML); ``base`` resolves relative file paths."""
+    d = _keys(d, {"name", "space", "objectives", "constraints", "budget", "potential", "screen",
+                  "optimizer", "uncertainty_energy_std_ev_per_atom"}, "campaign",
+              ("space", "objectives"))
+    objs = d["objectives"]
+    if not isinstance(objs, list) or not objs:
+        raise ValueError("objectives: expected a non-empty list")
+    objectives = []
+    for i, o in enumerate(objs):
+        o = _keys(o, {"property", "goal"}, f"objectives[{i}]", ("property",))
+        if o.get("goal", "max") not in ("max", "min"):
+            raise ValueError(f"objectives[{i}].goal: must be 'max' or 'min'")
+        objectives.append(Objective(str(o["property"]), str(o.get("goal", "max"))))
+    cons = d.get("constraints") or []
+    if not isinstance(cons, list):
+        raise ValueError("constraints: expected a list of strings")
+    budget = int(d.get("budget", 20))
+    if budget < 1:
+        raise ValueError("budget: must be >= 1")
+    return CampaignConfig(
+        name=str(d.get("name", "campaign")),
+        space=_space(d["space"], base),
+        objectives=tuple(objectives),
+        constraints=tuple(Constraint.parse(c, f"constraints[{i}]") for i, c in enumerate(cons)),
+        budget=budget,
+        potential=str(d.get("potential", "default")),
+        screen=_typed(d.get("screen") or {}, ScreenConfig, "screen"),
+        optimizer=_typed(d.get("optimizer") or {}, OptimizerConfig, "optimizer"),
+        uncertainty_energy_std_ev_per_atom=float(d.get("uncertainty_energy_std_ev_per_atom",
+                                                       0.01)),
+    )
+
+
+def load_campaign(path: str | Path) -> CampaignConfig:
+    """Read and validate a campaign YAML file; errors name the file and the key."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"campaign file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    try:
+        return parse_campaign(data, path.parent)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
