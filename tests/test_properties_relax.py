@@ -1,0 +1,122 @@
+"""Relaxation and batched evaluation: EMT references, failure modes, input never modified."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.calculator import Calculator, all_changes
+from ase.calculators.emt import EMT
+
+from matdesign.properties.batch import evaluate_many
+from matdesign.properties.relax import NotConvergedError, relax, require_converged
+
+
+class CountingEMT(EMT):
+    """EMT that counts how often it is asked to compute."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.n_calls = 0
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        self.n_calls += 1
+        super().calculate(atoms, properties, system_changes)
+
+
+class NaNCalculator(Calculator):
+    implemented_properties = ["energy", "forces", "stress"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        n = len(self.atoms)
+        self.results = {"energy": float("nan"), "forces": np.zeros((n, 3)),
+                        "stress": np.zeros(6)}
+
+
+def test_cell_relaxation_reaches_emt_lattice_constant():
+    start = bulk("Cu", "fcc", a=3.75)
+    before = start.copy()
+    relaxed, res = relax(start, EMT(), fmax=1e-4)
+    assert res.converged and res.steps > 0
+    assert res.spacegroup_before == res.spacegroup_after == "Fm-3m (225)"
+    # independent reference: minimum of an EMT energy scan over the fcc lattice constant
+    scan = np.linspace(3.55, 3.65, 41)
+    energies = []
+    for a in scan:
+        at = bulk("Cu", "fcc", a=a)
+        at.calc = EMT()
+        energies.append(at.get_potential_energy())
+    coeffs = np.polyfit(scan, energies, 4)
+    fine = np.linspace(3.55, 3.65, 10001)
+    a_min = fine[np.argmin(np.polyval(coeffs, fine))]
+    assert relaxed.get_volume() == pytest.approx(a_min**3 / 4, rel=1e-4)
+    assert np.abs(res.stress_ev_per_a3).max() < 1e-4
+    assert relaxed.calc is None
+    assert np.allclose(start.cell.array, before.cell.array) and start.calc is None
+
+
+def test_ions_only_keeps_cell_and_removes_forces():
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True) * (2, 1, 1)
+    atoms.rattle(0.05, seed=3)
+    relaxed, res = relax(atoms, EMT(), relax_cell=False, optimizer="BFGS", fmax=1e-3)
+    assert res.converged and res.max_force_ev_per_a < 1e-3
+    assert np.allclose(relaxed.cell.array, atoms.cell.array)
+    check = relaxed.copy()
+    check.calc = EMT()
+    assert np.abs(check.get_forces()).max() < 1e-3
+
+
+def test_unconverged_is_reported_not_raised():
+    _, res = relax(bulk("Cu", "fcc", a=3.8), EMT(), max_steps=2)
+    assert res.converged is False and res.steps == 2
+    with pytest.raises(NotConvergedError, match="did not converge"):
+        require_converged(res, "elastic")
+
+
+def test_overlapping_atoms_rejected_before_any_calculator_call():
+    atoms = Atoms("Cu2", positions=[[0, 0, 0], [0.2, 0, 0]], cell=[5, 5, 5], pbc=True)
+    calc = CountingEMT()
+    with pytest.raises(ValueError, match="overlapping"):
+        relax(atoms, calc)
+    assert calc.n_calls == 0
+
+
+def test_nan_energy_raises():
+    with pytest.raises(FloatingPointError):
+        relax(bulk("Cu", "fcc", a=3.6), NaNCalculator())
+
+
+def test_unknown_optimizer():
+    with pytest.raises(ValueError, match="optimizer"):
+        relax(bulk("Cu", "fcc", a=3.6), EMT(), optimizer="SGD")
+
+
+def test_fix_symmetry_keeps_space_group():
+    atoms = bulk("Cu", "hcp", a=2.6, c=4.1)
+    relaxed, res = relax(atoms, EMT(), fix_symmetry=True, fmax=1e-3)
+    assert res.converged
+    assert res.spacegroup_after == res.spacegroup_before == "P6_3/mmc (194)"
+    assert relaxed.constraints == []
+
+
+def test_evaluate_many_batched_equals_one_by_one(calc_factory, sheared):
+    """MatdesignCalculator.calculate_batch path vs plain ASE per-structure calls."""
+    calc = calc_factory()
+    structures = [sheared, bulk("Cu", "fcc", a=3.7), bulk("Au", "fcc", a=4.1) * (1, 1, 2)]
+    batched = evaluate_many(calc, structures)
+    for atoms, r in zip(structures, batched, strict=True):
+        ref = atoms.copy()
+        ref.calc = calc_factory()
+        assert r["energy"] == pytest.approx(ref.get_potential_energy(), abs=1e-9)
+        assert np.allclose(r["forces"], ref.get_forces(), atol=1e-9)
+        assert np.allclose(r["stress"], ref.get_stress(), atol=1e-9)
+
+
+def test_evaluate_many_plain_calculator_and_nonperiodic():
+    cluster = Atoms("Cu3", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0]])
+    results = evaluate_many(EMT(), [bulk("Cu", "fcc", a=3.6), cluster])
+    assert results[0]["stress"].shape == (6,) and results[1]["stress"] is None
+    with pytest.raises(FloatingPointError):
+        evaluate_many(NaNCalculator(), [bulk("Cu", "fcc", a=3.6)])
