@@ -1,0 +1,90 @@
+"""``matdesign screen INPUT... --db results.db``: relax, formation/hull energy, properties.
+
+Every candidate becomes one row of an ase.db database as soon as it finishes; re-running skips
+what is already there. See ``matdesign.search.screen`` for the details.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from matdesign.cli.common import add_json_arg, add_potential_arg, write_json
+
+GATE_OPS = ("<=", ">=", "==", "<", ">")  # two-character operators first when parsing
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "screen", help="screen many structures into an ase.db database (resumable, parallel)",
+        description="Relax each structure, compute its formation energy and energy above the "
+                    "convex hull, optionally elastic/phonon properties, and write one database "
+                    "row per candidate. Re-running skips candidates already in the database.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="structure files (CIF, POSCAR, extxyz, ...), directories, globs, ase.db")
+    p.add_argument("--db", required=True, help="results database (SQLite path or ase.db URL)")
+    add_potential_arg(p)
+    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument("--properties", default="",
+                   help="comma-separated subset of elastic,phonon (default: none)")
+    p.add_argument("--fmax", type=float, default=None,
+                   help="relaxation force threshold, eV/Å (default 5e-3)")
+    p.add_argument("--max-steps", type=int, default=500, help="relaxation step limit")
+    p.add_argument("--fix-symmetry", action="store_true", help="keep the input space group")
+    p.add_argument("--phonon-min-length", type=float, default=15.0,
+                   help="minimum phonon supercell length, Å")
+    p.add_argument("--gate", action="append", default=[], metavar="KEY<=VALUE",
+                   help="skip elastic/phonon unless this holds, e.g. "
+                        "'e_above_hull_ev_per_atom<=0.1' (repeatable)")
+    p.add_argument("--references", nargs="+", default=[], metavar="FILE",
+                   help="reference / competing-phase structures (elemental ones override ASE's)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--scheduler", default=None,
+                   help="Dask scheduler address, or 'local' to start a LocalCluster")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="per-candidate wall-time limit, s")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="recompute candidates whose earlier row is 'failed'")
+    p.add_argument("--export", default=None, metavar="FILE",
+                   help="also write all rows to FILE (.csv or .json)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_json_arg(p)
+    p.set_defaults(func=run)
+
+
+def parse_gate(text: str) -> tuple[str, str, float]:
+    """``"key<=0.1"`` -> ``("key", "<=", 0.1)``; ValueError naming the bad gate."""
+    for op in GATE_OPS:
+        key, sep, value = text.partition(op)
+        if sep:
+            try:
+                return key.strip(), op, float(value)
+            except ValueError:
+                break
+    raise ValueError(f"--gate {text!r}: expected KEY<op>NUMBER with op in {list(GATE_OPS)}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from matdesign.search.database import ResultsDB
+    from matdesign.search.pipeline import SCREEN_FMAX, ScreenSettings
+    from matdesign.search.screen import format_summary, run_screen
+
+    props = tuple(p.strip() for p in args.properties.split(",") if p.strip())
+    settings = ScreenSettings(
+        potential=args.potential, dtype=args.dtype, properties=props,
+        fmax=SCREEN_FMAX if args.fmax is None else args.fmax, max_steps=args.max_steps,
+        fix_symmetry=args.fix_symmetry, phonon_min_length=args.phonon_min_length,
+        gates=tuple(parse_gate(g) for g in args.gate), references=tuple(args.references),
+    )
+    if args.timeout is not None and args.timeout <= 0:
+        raise ValueError(f"--timeout must be positive, got {args.timeout}")
+    summary = run_screen(args.inputs, args.db, settings, workers=args.workers,
+                         scheduler=args.scheduler, timeout_s=args.timeout,
+                         progress=not args.no_progress, retry_failed=args.retry_failed)
+    print(format_summary(summary))
+    if args.export:
+        n = ResultsDB(args.db).export(args.export)
+        print(f"exported {n} rows to {args.export}")
+    if args.json:
+        write_json(summary.to_dict(), args.json)
+    return 0

@@ -1,0 +1,177 @@
+"""Screening loop (in-process, EMT): failures with reasons, resume, hull, gates, timeout.
+
+Independent references: EMT energies minimised over the lattice constant (scipy), EMT EOS
+bulk modulus, and pymatgen PhaseDiagram built by hand.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.eos import EquationOfState
+from ase.io import write
+from matdesign.search.database import ResultsDB
+from matdesign.search.pipeline import ScreenSettings, content_hash, evaluate_candidate
+from matdesign.search.screen import collect_references, run_screen
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition
+
+SETTINGS = ScreenSettings(potential="emt", fmax=1e-3, max_steps=300)
+
+
+def l12(a: float = 3.75) -> Atoms:
+    return Atoms("Cu3Au", scaled_positions=[[0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
+                                            [0, 0, 0]], cell=[a] * 3, pbc=True)
+
+
+def make_inputs(folder: Path) -> Path:
+    """Good structures, a malformed file, an unknown element and overlapping atoms."""
+    folder.mkdir()
+    write(folder / "cu.cif", bulk("Cu", a=3.7))
+    write(folder / "l12.xyz", l12(), format="extxyz")
+    write(folder / "alloys.xyz", [bulk("CuAu", "rocksalt", a=5.2), bulk("NiAl", "cesiumchloride",
+                                                                        a=2.9)], format="extxyz")
+    write(folder / "POSCAR", bulk("Ni", a=3.45), format="vasp")
+    write(folder / "w.cif", bulk("W"))
+    overlap = bulk("Cu", cubic=True)
+    overlap.positions[1] = overlap.positions[0] + [0.1, 0, 0]
+    write(folder / "overlap.xyz", overlap, format="extxyz")
+    (folder / "broken.cif").write_text("data_x\n_cell_length_a 3.0\nthis is not a cif\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def screened(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("screen")
+    inputs = make_inputs(root / "in")
+    db = root / "results.db"
+    summary = run_screen([str(inputs)], str(db), SETTINGS, progress=False)
+    assert (summary.n_candidates, summary.n_done, summary.n_failed) == (8, 5, 3)
+    return inputs, db
+
+
+def by_source(db: Path) -> dict[str, object]:
+    return {Path(r.source).name: r for r in ResultsDB(str(db)).rows()}
+
+
+def test_failures_have_reasons(screened: tuple[Path, Path]) -> None:
+    rows = by_source(screened[1])
+    assert "cannot read" in rows["broken.cif"].reason and "broken.cif" in rows["broken.cif"].reason
+    assert "['W']" in rows["w.cif"].reason and "not known" in rows["w.cif"].reason
+    assert "overlapping" in rows["overlap.xyz"].reason
+    for name in ("cu.cif", "l12.xyz", "alloys.xyz@0", "alloys.xyz@1", "POSCAR"):
+        assert rows[name].status == "done", rows[name].get("reason")
+    assert len(rows) == 8
+
+
+def _min_energy(atoms: Atoms) -> float:
+    """EMT energy per atom minimised over the lattice constant of a cubic-symmetric cell."""
+    from scipy.optimize import minimize_scalar
+
+    def energy(scale: float) -> float:
+        a = atoms.copy()
+        a.set_cell(a.cell * scale, scale_atoms=True)
+        a.calc = EMT()
+        return a.get_potential_energy() / len(a)
+
+    return float(minimize_scalar(energy, bracket=(0.95, 1.0, 1.05), tol=1e-10).fun)
+
+
+def test_energies_against_emt_eos(screened: tuple[Path, Path]) -> None:
+    rows = by_source(screened[1])
+    mu = {el: _min_energy(bulk(el)) for el in ("Cu", "Au")}
+    e_l12 = _min_energy(l12())
+    row = rows["l12.xyz"]
+    assert row.energy_per_atom_ev == pytest.approx(e_l12, abs=1e-6)
+    assert row.formation_energy_ev_per_atom == pytest.approx(
+        e_l12 - 0.75 * mu["Cu"] - 0.25 * mu["Au"], abs=2e-6)
+    assert row.formation_energy_ev_per_atom < -0.005  # L1_2 Cu3Au is bound in EMT
+    relaxed = row.toatoms()  # the stored structure reproduces the stored energy
+    relaxed.calc = EMT()
+    assert relaxed.get_potential_energy() / len(relaxed) == pytest.approx(
+        row.energy_per_atom_ev, abs=1e-10)
+
+
+def test_hull_matches_hand_built_phase_diagram(screened: tuple[Path, Path]) -> None:
+    db = ResultsDB(str(screened[1]))
+    done = db.rows(status="done")
+    refs = collect_references(db, done[0].settings_hash)
+    assert set(refs) == {"Cu", "Au", "Ni", "Al"}
+    entries = [PDEntry(Composition(r["formula"]), r["energy_per_atom_ev"], name=f"ref{k}")
+               for k, r in refs.items()]
+    row_entries = {}
+    for r in done:
+        comp = Composition(r.formula)
+        row_entries[r.id] = PDEntry(comp, r.energy_per_atom_ev * comp.num_atoms)
+    for el in ("Cu", "Au", "Ni", "Al"):  # elemental references are one atom per formula unit
+        assert Composition(el).num_atoms == 1
+    diagram = PhaseDiagram(entries + list(row_entries.values()))
+    for r in done:
+        expected = diagram.get_e_above_hull(row_entries[r.id])
+        assert r.e_above_hull_ev_per_atom == pytest.approx(expected, abs=1e-9)
+    assert max(r.e_above_hull_ev_per_atom for r in done) > 0.05  # rocksalt CuAu is unstable
+
+
+def test_rerun_skips_and_retry_replaces(screened: tuple[Path, Path], tmp_path: Path) -> None:
+    inputs, db = screened
+    again = run_screen([str(inputs)], str(db), SETTINGS, progress=False)
+    assert (again.n_skipped, again.n_done, again.n_failed) == (8, 0, 0)
+    retry = run_screen([str(inputs)], str(db), SETTINGS, progress=False, retry_failed=True)
+    assert (retry.n_skipped, retry.n_failed) == (5, 3)
+    keys = [(r.content_hash, r.source) for r in ResultsDB(str(db)).rows()]
+    assert len(keys) == len(set(keys)) == 8
+
+
+def test_gate_skips_expensive_and_elastic_matches_eos(tmp_path: Path) -> None:
+    from ase.units import GPa
+
+    cu = bulk("Cu", a=3.6)
+    gated = ScreenSettings(potential="emt", fmax=1e-3, properties=("elastic",),
+                           gates=(("formation_energy_ev_per_atom", "<=", -1.0),))
+    res = evaluate_candidate(cu, gated, "cu")
+    assert res.status == "done" and res.key_value_pairs["skipped_expensive"] is True
+    assert "bulk_modulus_vrh_gpa" not in res.key_value_pairs
+    full = evaluate_candidate(cu, ScreenSettings(potential="emt", fmax=1e-4,
+                                                 properties=("elastic",)), "cu")
+    assert full.status == "done", full.reason
+    vols, ens = [], []
+    for s in np.linspace(0.98, 1.02, 9):
+        a = bulk("Cu", a=3.6 * s)
+        a.calc = EMT()
+        vols.append(a.get_volume())
+        ens.append(a.get_potential_energy())
+    b_eos = EquationOfState(vols, ens).fit()[2] / GPa
+    assert full.key_value_pairs["bulk_modulus_vrh_gpa"] == pytest.approx(b_eos, rel=0.02)
+    assert isinstance(full.key_value_pairs["born_stable"], bool)
+
+
+def test_candidate_failures_never_raise() -> None:
+    nan = bulk("Cu")
+    nan.positions[0, 0] = np.nan
+    res = evaluate_candidate(nan, SETTINGS, "nan")
+    assert res.status == "failed" and "NaN" in res.reason
+    slow = bulk("Cu", cubic=True) * (2, 2, 2)
+    slow.rattle(0.05, seed=1)
+    res = evaluate_candidate(slow, SETTINGS, "slow", timeout_s=1e-4)
+    assert res.status == "failed" and res.reason.startswith("timeout")
+    stuck = evaluate_candidate(slow, ScreenSettings(potential="emt", fmax=1e-6, max_steps=2), "s")
+    assert stuck.status == "failed" and "not converged" in stuck.reason
+    assert "relax" in stuck.data  # the unfinished relaxation is kept
+
+
+def test_hashes() -> None:
+    a = l12()
+    b = a.copy()
+    b.positions += 1e-8
+    assert content_hash(a) == content_hash(b)
+    b.positions[0] += 1e-3
+    assert content_hash(a) != content_hash(b)
+    assert SETTINGS.settings_hash() != ScreenSettings(potential="emt", fmax=2e-3,
+                                                      max_steps=300).settings_hash()
+    with pytest.raises(ValueError, match="magnetism"):
+        ScreenSettings(properties=("magnetism",))
