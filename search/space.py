@@ -144,7 +144,7 @@ def round_to_counts(x: np.ndarray, n: int, lower: np.ndarray, upper: np.ndarray)
     """
     lo = np.ceil(np.asarray(lower) * n - 1e-6).astype(int)
     hi = np.floor(np.asarray(upper) * n + 1e-6).astype(int)
-    if lo.sum() > n or hi.sum() < n:
+    if lo.sum() > n or hi.sum() < n or np.any(lo > hi):
         raise ValueError(f"no composition of {n} atoms satisfies bounds {lower} .. {upper}; "
                          "use a larger supercell or wider bounds")
     target = np.asarray(x, float) * n
@@ -281,27 +281,25 @@ def _arrange(base: Atoms, symbols: np.ndarray, method: str, rng: np.random.Gener
 
     cutoff = 1.01 * _second_shell(base)
     i, j, d = neighbor_list("ijd", base, cutoff)
-    shell = np.digitize(d, np.unique(np.round(d, 3)) + 1e-3)
+    shells = [np.round(d, 3) == v for v in np.unique(np.round(d, 3))]
     species, idx = np.unique(symbols, return_inverse=True)
-    x = np.bincount(idx) / len(idx)
-    best, best_score = None, np.inf
+    k = len(species)
+    x = np.bincount(idx, minlength=k) / len(idx)
+    target = np.outer(x, x).ravel()
+    best, best_score = idx, np.inf
     for _ in range(200):
-        perm = rng.permutation(len(idx))
-        s = idx[perm]
-        score = 0.0
-        for sh in np.unique(shell):
-            m = shell == sh
-            p = np.zeros((len(species), len(species)))
-            np.add.at(p, (s[i[m]], s[j[m]]), 1.0)
-            score += float(((p / m.sum() - np.outer(x, x)) ** 2).sum())
+        s = idx[rng.permutation(len(idx))]
+        pair = s[i] * k + s[j]
+        score = sum(float(((np.bincount(pair[m], minlength=k * k) / m.sum() - target) ** 2).sum())
+                    for m in shells)
         if score < best_score:
             best, best_score = s, score
-    return [str(species[k]) for k in best]
+    return [str(species[n]) for n in best]
 
 
 def _second_shell(atoms: Atoms) -> float:
     from ase.neighborlist import neighbor_list
 
-    d = neighbor_list("d", atoms, 2.0 * atoms.cell.lengths().max())
+    d = neighbor_list("d", atoms, 1.5 * atoms.cell.lengths().min())
     shells = np.unique(np.round(d, 3))
     return float(shells[min(1, len(shells) - 1)])
