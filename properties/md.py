@@ -66,8 +66,8 @@ def run_md(
         ValueError: unknown ensemble or non-positive steps/time step/temperature.
         FloatingPointError: non-finite energies during the run.
     """
+    from ase.md import velocitydistribution as vd
     from ase.md.langevin import Langevin
-    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
     from ase.md.verlet import VelocityVerlet
 
     if ensemble not in ENSEMBLES:
@@ -77,8 +77,10 @@ def run_md(
     work = atoms.copy()
     work.calc = calc
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(work, temperature_K=temperature_k, rng=rng)
-    Stationary(work)
+    # thermalize_momenta is ASE >= 3.29's name for MaxwellBoltzmannDistribution
+    thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
+    thermalize(work, temperature_K=temperature_k, rng=rng)
+    vd.Stationary(work)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
         dyn = VelocityVerlet(work, timestep=dt)
