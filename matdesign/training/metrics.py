@@ -26,7 +26,7 @@ def predict(model: torch.nn.Module, frames: Sequence[Frame], batch_size: int = 1
         forces = torch.split(out.forces.detach().double().cpu(), counts)
         for b in range(len(counts)):
             preds.append({
-                "energy": float(out.energy[b]),
+                "energy": float(out.energy[b].detach()),
                 "forces": forces[b].numpy(),
                 "stress": None if out.stress is None else out.stress[b].detach().double().cpu().numpy(),
             })
