@@ -1,0 +1,48 @@
+"""``matdesign design CAMPAIGN.yaml --db campaign.db``: Bayesian-optimisation design campaign."""
+
+from __future__ import annotations
+
+import argparse
+
+from matdesign.cli.common import add_json_arg, write_json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("design", help="propose and evaluate new materials (BO or random search)")
+    p.add_argument("campaign", help="campaign YAML (see examples/refractory_hea.yaml)")
+    p.add_argument("--db", required=True, help="campaign ase.db; an existing one is resumed")
+    p.add_argument("--budget", type=int, default=None,
+                   help="total evaluations wanted (default: the YAML's budget); extends a "
+                        "finished campaign")
+    p.add_argument("--strategy", choices=["bo", "random"], default="bo")
+    p.add_argument("--workers", type=int, default=1, help="parallel evaluations")
+    p.add_argument("--scheduler", default=None,
+                   help="dask scheduler address, or 'local' for a LocalCluster")
+    p.add_argument("--potential", default=None,
+                   help="override the YAML's potential ('default', 'emt', checkpoint path)")
+    add_json_arg(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from matdesign.search.campaign import Campaign
+    from matdesign.search.config import load_campaign
+
+    config = load_campaign(args.campaign)
+    if args.budget is not None and args.budget < 1:
+        raise ValueError("--budget must be >= 1")
+    campaign = Campaign(config, args.db, potential=args.potential)
+
+    def progress(rec) -> None:  # noqa: ANN001 - a Record
+        flags = ("feasible" if rec.feasible else "infeasible") + (
+            ", UNCERTAIN" if rec.uncertain else "")
+        objs = ", ".join(f"{o.property}={rec.properties.get(o.property)}"
+                         for o in config.objectives)
+        print(f"[{rec.row_id}] {rec.key}: {rec.status} ({flags}) {objs}", file=sys.stderr)
+
+    summary = campaign.run(budget=args.budget, strategy=args.strategy, workers=args.workers,
+                           scheduler=args.scheduler, on_result=progress)
+    write_json(summary.to_dict(), args.json)
+    return 0
