@@ -15,7 +15,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from matdesign.checkpoint import PotentialEnsemble, load_potential
 from matdesign.forces import energy_forces_stress
-from matdesign.graph import atoms_to_graph, batch_graphs
+from matdesign.graph import atoms_to_graph, batch_graphs, check_geometry
 from matdesign.model import Potential
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
@@ -60,6 +60,7 @@ class MatdesignCalculator(Calculator):
         """
         for atoms in structures:
             self.check_elements(atoms)
+            check_geometry(atoms, self.cutoff)  # overlapping atoms would give silent nonsense
         index = self.model.species_index
         graph = batch_graphs([atoms_to_graph(a, self.cutoff, index) for a in structures])
         graph = graph.to(self.model.device if hasattr(self.model, "device")

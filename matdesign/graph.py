@@ -92,7 +92,10 @@ def check_geometry(atoms: Atoms, cutoff: float, *, min_distance: float = 0.5) ->
         if not np.all(np.isfinite(cell)):
             raise ValueError("cell contains NaN or infinity")
         periodic_rows = cell[np.asarray(atoms.pbc)]
-        if abs(np.linalg.det(cell)) < 1e-6 or np.any(np.linalg.norm(periodic_rows, axis=1) < 1e-6):
+        # Only the periodic lattice vectors must be independent: a slab (pbc T, T, F) may
+        # have a zero cell vector along its open direction.
+        flat = np.linalg.svd(periodic_rows, compute_uv=False).min() < 1e-6
+        if flat or (np.all(atoms.pbc) and abs(np.linalg.det(cell)) < 1e-6):
             raise ValueError("periodic cell is degenerate (zero volume or a zero lattice vector)")
     if len(atoms) > 1 or np.any(atoms.pbc):
         i, j, s = neighbour_list(atoms, min_distance)
@@ -150,10 +153,12 @@ def batch_graphs(graphs: Sequence[Graph]) -> Graph:
     return Graph(
         positions=torch.cat([g.positions for g in graphs]),
         species=torch.cat([g.species for g in graphs]),
-        edge_index=torch.cat([g.edge_index + int(o) for g, o in zip(graphs, atom_offsets)], 1),
+        edge_index=torch.cat(
+            [g.edge_index + int(o) for g, o in zip(graphs, atom_offsets, strict=True)], 1
+        ),
         cell_shifts=torch.cat([g.cell_shifts for g in graphs]),
         cell=torch.cat([g.cell for g in graphs]),
         pbc=torch.cat([g.pbc for g in graphs]),
-        batch=torch.cat([g.batch + int(o) for g, o in zip(graphs, struct_offsets)]),
+        batch=torch.cat([g.batch + int(o) for g, o in zip(graphs, struct_offsets, strict=True)]),
         n_atoms=torch.cat([g.n_atoms for g in graphs]),
     )

@@ -1,0 +1,108 @@
+"""Neighbour lists, graphs and geometry checks, against ASE's own neighbour list."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase import Atoms
+from ase.build import bulk, fcc111
+from ase.neighborlist import neighbor_list as ase_neighbor_list
+from conftest import make_calc, molecule, sheared_cell
+
+from matdesign.graph import atoms_to_graph, batch_graphs, check_geometry, neighbour_list
+
+SPECIES_INDEX = {29: 0, 79: 1}  # Cu, Au
+
+
+def _slab(zero_open_vector: bool) -> Atoms:
+    slab = fcc111("Cu", size=(2, 2, 3), a=3.7, vacuum=5.0, periodic=False)
+    slab.pbc = (True, True, False)
+    if zero_open_vector:
+        slab.cell[2] = 0.0
+    return slab
+
+
+def _tiny_cell() -> Atoms:
+    atoms = bulk("Cu", "fcc", a=3.6)
+    atoms.set_cell(atoms.cell.array @ [[1, 0.1, 0], [0, 1, 0.05], [0.03, 0, 1]], scale_atoms=True)
+    return atoms
+
+
+@pytest.mark.parametrize("make", [sheared_cell, molecule, _tiny_cell, lambda: _slab(False),
+                                  lambda: _slab(True)])
+def test_neighbour_list_matches_ase(make):
+    atoms = make()
+    cutoff = 3.8
+    i, j, s = neighbour_list(atoms, cutoff)
+    assert i.dtype == j.dtype == s.dtype == np.int64
+    ours = set(zip(i.tolist(), j.tolist(), map(tuple, s.tolist()), strict=True))
+    ai, aj, a_s = ase_neighbor_list("ijS", atoms, cutoff)
+    theirs = set(zip(ai.tolist(), aj.tolist(), map(tuple, a_s.tolist()), strict=True))
+    assert ours == theirs and len(ours) == len(i) > 0
+    d = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + s @ atoms.cell.array, axis=1)
+    assert d.max() < cutoff and d.min() > 0.5
+
+
+def test_graph_fields_and_edge_convention():
+    atoms = sheared_cell()
+    positions0 = atoms.positions.copy()
+    graph = atoms_to_graph(atoms, 3.8, SPECIES_INDEX)
+    np.testing.assert_array_equal(atoms.positions, positions0)  # caller's arrays untouched
+    assert graph.species.tolist() == [0, 1, 1, 0]
+    assert graph.cell.shape == (1, 3, 3) and graph.batch.tolist() == [0, 0, 0, 0]
+    recv, send = graph.edge_index
+    vec = graph.positions[send] - graph.positions[recv] + graph.cell_shifts @ graph.cell[0]
+    _, _, dist = ase_neighbor_list("ijd", atoms, 3.8)
+    assert np.allclose(np.sort(vec.norm(dim=1).numpy()), np.sort(dist))
+    g32 = graph.to("cpu", torch.float32)
+    assert g32.positions.dtype == torch.float32 and g32.edge_index.dtype == torch.int64
+    assert graph.positions.dtype == torch.float64  # .to returns a new graph
+
+
+def test_batch_graphs_offsets():
+    graphs = [atoms_to_graph(a, 3.8, SPECIES_INDEX) for a in (sheared_cell(), molecule())]
+    batch = batch_graphs(graphs)
+    n0, m0 = graphs[0].positions.shape[0], graphs[0].edge_index.shape[1]
+    assert batch.num_structures == 2 and batch.n_atoms.tolist() == [4, 5]
+    assert torch.equal(batch.edge_index[:, m0:], graphs[1].edge_index + n0)
+    assert batch.batch.tolist() == [0] * 4 + [1] * 5
+    assert batch.pbc.tolist() == [[True] * 3, [False] * 3]
+
+
+def test_unknown_element_is_named():
+    atoms = bulk("Fe", "bcc", a=2.87)
+    with pytest.raises(KeyError, match=r"Fe.*Cu.*Au"):
+        atoms_to_graph(atoms, 3.8, SPECIES_INDEX)
+    calc = make_calc()
+    atoms.calc = calc
+    with pytest.raises(ValueError, match=r"\['Fe'\].*\['Cu', 'Au'\]"):
+        atoms.get_potential_energy()
+
+
+def test_check_geometry_overlaps_and_bad_cells():
+    check_geometry(sheared_cell(), 3.8)
+    check_geometry(_slab(zero_open_vector=True), 3.8)  # open direction may have no cell vector
+    pair = Atoms("Cu2", positions=[[0, 0, 0], [0.3, 0, 0]])
+    with pytest.raises(ValueError, match=r"atoms 0 and 1 are 0.300 Å apart"):
+        check_geometry(pair, 3.8)
+    # An overlap through the periodic boundary only.
+    image = Atoms("Cu2", positions=[[0.1, 1, 1], [3.9, 1, 1]], cell=[4, 4, 4], pbc=True)
+    with pytest.raises(ValueError, match="overlapping"):
+        check_geometry(image, 3.8)
+    nan = sheared_cell()
+    nan.positions[2, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        check_geometry(nan, 3.8)
+    flat = sheared_cell()
+    flat.cell[2] = flat.cell[0] + flat.cell[1]
+    with pytest.raises(ValueError, match="degenerate"):
+        check_geometry(flat, 3.8)
+
+
+def test_calculator_refuses_overlapping_atoms():
+    atoms = sheared_cell()
+    atoms.positions[1] = atoms.positions[0] + [0.2, 0.1, 0.0]
+    atoms.calc = make_calc()
+    with pytest.raises(ValueError, match="overlapping"):
+        atoms.get_potential_energy()
