@@ -1,0 +1,62 @@
+"""The ASE calculator and ``load_calculator``: specs, caching, results, refusal of bad output."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from ase.calculators.emt import EMT
+from conftest import make_calc, make_model, sheared_cell
+
+from matdesign.calculator import MatdesignCalculator, load_calculator
+
+
+def test_load_calculator_specs(tmp_path):
+    assert isinstance(load_calculator("emt"), EMT)
+    assert isinstance(load_calculator("ase.calculators.emt:EMT"), EMT)
+    with pytest.raises(ValueError, match="no_such_module"):
+        load_calculator("no_such_module:factory")
+    with pytest.raises(TypeError, match="not an ASE calculator"):
+        load_calculator("builtins:dict")
+    with pytest.raises(FileNotFoundError, match="nowhere.pt"):
+        load_calculator(tmp_path / "nowhere.pt")
+    calc = load_calculator(make_model(dtype=torch.float32), dtype="float64")
+    assert isinstance(calc, MatdesignCalculator) and calc.model.dtype == torch.float64
+
+
+def test_results_keys_and_consistency():
+    calc = make_calc()
+    atoms = sheared_cell()
+    positions0 = atoms.positions.copy()
+    atoms.calc = calc
+    energy = atoms.get_potential_energy()
+    assert set(calc.results) == {"energy", "free_energy", "energies", "forces", "stress"}
+    assert atoms.get_potential_energy(force_consistent=True) == energy
+    assert atoms.get_potential_energies().sum() == pytest.approx(energy, abs=1e-10)
+    assert atoms.get_forces().shape == (4, 3) and atoms.get_stress().shape == (6,)
+    assert isinstance(energy, float)
+    np.testing.assert_array_equal(atoms.positions, positions0)
+
+
+def test_ase_cache_invalidated_on_change():
+    """After moving an atom the calculator must recompute (compare with a fresh calculator)."""
+    calc = make_calc()
+    atoms = sheared_cell()
+    atoms.calc = calc
+    e0 = atoms.get_potential_energy()
+    atoms.positions[0] += [0.05, -0.02, 0.03]
+    e1 = atoms.get_potential_energy()
+    fresh = make_calc().calculate_batch([atoms])[0]
+    assert e1 != e0 and e1 == pytest.approx(fresh["energy"], abs=1e-12)
+    np.testing.assert_allclose(atoms.get_forces(), fresh["forces"], atol=1e-12)
+    atoms.set_cell(atoms.cell.array * 1.01, scale_atoms=True)
+    fresh = make_calc().calculate_batch([atoms])[0]
+    np.testing.assert_allclose(atoms.get_stress(), fresh["stress"], atol=1e-12)
+
+
+def test_non_finite_output_is_an_error():
+    model = make_model()
+    with torch.no_grad():
+        model.energy_scale.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        MatdesignCalculator(model).calculate_batch([sheared_cell()])
