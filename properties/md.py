@@ -63,7 +63,7 @@ def run_md(
         energy is not conserved.
 
     Raises:
-        ValueError: unknown ensemble or non-positive steps/time step/temperature.
+        ValueError: unknown ensemble, fewer than 2 atoms, or non-positive steps/time step.
         FloatingPointError: non-finite energies during the run.
     """
     from ase.md import velocitydistribution as vd
@@ -74,13 +74,15 @@ def run_md(
         raise ValueError(f"ensemble must be one of {ENSEMBLES}, not {ensemble!r}")
     if steps < 1 or timestep_fs <= 0 or temperature_k < 0 or friction <= 0:
         raise ValueError("need steps >= 1, timestep_fs > 0, temperature_k >= 0, friction > 0")
+    if len(atoms) < 2:
+        raise ValueError(f"MD needs at least 2 atoms (got {len(atoms)}): use a supercell")
     work = atoms.copy()
     work.calc = calc
     rng = np.random.default_rng(seed)
     # thermalize_momenta is ASE >= 3.29's name for MaxwellBoltzmannDistribution
     thermalize = getattr(vd, "thermalize_momenta", None) or vd.MaxwellBoltzmannDistribution
     thermalize(work, temperature_K=temperature_k, rng=rng)
-    vd.Stationary(work)
+    vd.Stationary(work, preserve_temperature=temperature_k > 0)
     dt = timestep_fs * units.fs
     if ensemble == "nve":
         dyn = VelocityVerlet(work, timestep=dt)

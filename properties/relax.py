@@ -162,8 +162,12 @@ def relax(
 def require_converged(result: RelaxResult, what: str) -> None:
     """Raise :class:`NotConvergedError` with the reason when ``result`` did not converge."""
     if not result.converged:
+        stress = ""
+        if result.stress_ev_per_a3 is not None:
+            stress = f", max |stress| {max(map(abs, result.stress_ev_per_a3)) * 160.21766:.3g} GPa"
         raise NotConvergedError(
             f"relaxation before {what} did not converge in {result.steps} {result.optimizer} "
-            f"steps: max force {result.max_force_ev_per_a:.3g} eV/Å, asked for "
-            f"{result.fmax_ev_per_a:.3g} eV/Å; relax further or pass --no-relax"
+            f"steps: max force {result.max_force_ev_per_a:.3g} eV/Å{stress}, asked for "
+            f"{result.fmax_ev_per_a:.3g} eV/Å (cell forces are |stress| V/N); relax further "
+            "or pass --no-relax"
         )
