@@ -217,9 +217,14 @@ def get_calculator(settings: ScreenSettings) -> Any:
     """The process-wide calculator for ``(potential, dtype)``, loaded on first use."""
     key = (settings.potential, settings.dtype)
     if key not in _CALCULATORS:
-        from matdesign.calculator import load_calculator
+        if settings.potential == "emt":  # as load_calculator, without importing the model stack
+            from ase.calculators.emt import EMT
 
-        _CALCULATORS[key] = load_calculator(settings.potential, dtype=settings.dtype)
+            _CALCULATORS[key] = EMT()
+        else:
+            from matdesign.calculator import load_calculator
+
+            _CALCULATORS[key] = load_calculator(settings.potential, dtype=settings.dtype)
     return _CALCULATORS[key]
 
 
