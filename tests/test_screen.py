@@ -175,3 +175,21 @@ def test_hashes() -> None:
                                                       max_steps=300).settings_hash()
     with pytest.raises(ValueError, match="magnetism"):
         ScreenSettings(properties=("magnetism",))
+
+
+def test_user_competing_phase_and_override(tmp_path: Path) -> None:
+    """A supplied Cu3Au phase enters the hull; a supplied elemental Au overrides ASE's."""
+    ref_file = tmp_path / "refs.xyz"
+    write(ref_file, [l12(), bulk("Au", "bcc", a=3.3)], format="extxyz")
+    settings = ScreenSettings(potential="emt", fmax=1e-3, references=(str(ref_file),))
+    res = evaluate_candidate(bulk("CuAu", "rocksalt", a=5.2), settings, "rs")
+    assert res.status == "done", res.reason
+    refs = res.data["references"]
+    au_bcc = bulk("Au", "bcc", a=3.3)
+    assert refs["elements"]["Au"] == pytest.approx(_min_energy(au_bcc), abs=1e-5)
+    (phase,) = refs["competing"]
+    entries = [PDEntry(Composition(el), e, name=el) for el, e in refs["elements"].items()]
+    entries.append(PDEntry(Composition("Cu3Au"), 4 * phase["energy_per_atom_ev"]))
+    cand = PDEntry(Composition("CuAu"), 2 * res.key_value_pairs["energy_per_atom_ev"])
+    expected = PhaseDiagram([*entries, cand]).get_e_above_hull(cand)
+    assert res.key_value_pairs["e_above_hull_ev_per_atom"] == pytest.approx(expected, abs=1e-9)

@@ -59,8 +59,11 @@ def test_sigkill_then_resume_gives_each_candidate_once(tmp_path: Path) -> None:
         proc.wait(timeout=30)
     n_before = ResultsDB(str(db)).count()
     assert 2 <= n_before < 8
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    export = tmp_path / "rows.csv"
+    out = subprocess.run([*cmd, "--export", str(export)], env=env, capture_output=True,
+                         text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+    assert len(export.read_text().strip().splitlines()) == 1 + 8  # header + one line per row
     assert f"skipped (already in the database) {n_before}" in out.stdout
     rows = rows_by_hash(db)
     assert len(rows) == 8 and all(r.status == "done" for r in rows.values())
