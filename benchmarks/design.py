@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
 from matdesign.search.campaign import Campaign, Evaluation
 from matdesign.search.config import parse_campaign
 

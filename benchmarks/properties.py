@@ -57,9 +57,9 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from matdesign.properties import ElasticCalculator, PhononCalculator, relax
 
     from matdesign.calculator import load_calculator
+    from matdesign.properties import ElasticCalculator, PhononCalculator, relax
 
     torch.set_num_threads(args.threads)
     calc = load_calculator(args.potential, dtype="float64")

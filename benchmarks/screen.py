@@ -45,6 +45,7 @@ def measure(cells: list, potential: str, properties: tuple[str, ...], workers: i
             phonon_min_length: float) -> dict:
     """Screen ``cells`` into a fresh database; return the rate in candidates/hour."""
     from ase.io import write
+
     from matdesign.search.pipeline import ScreenSettings
     from matdesign.search.screen import run_screen
 

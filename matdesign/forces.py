@@ -20,7 +20,8 @@ class ModelOutput:
     energy: torch.Tensor  # (b,) eV
     atomic_energies: torch.Tensor  # (n,) eV
     forces: torch.Tensor  # (n, 3) eV/Å
-    stress: torch.Tensor | None  # (b, 3, 3) eV/Å³, ASE sign; None unless every structure is 3D-periodic
+    # (b, 3, 3) eV/Å³, ASE sign; None unless every structure is periodic in 3D
+    stress: torch.Tensor | None
 
 
 def edge_vectors(graph: Graph, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -55,7 +56,8 @@ def energy_forces_stress(
     else:
         positions_d = positions
     atomic = model(graph, edge_vectors(graph, positions_d, cell))
-    energy = torch.zeros(b, dtype=atomic.dtype, device=atomic.device).index_add(0, graph.batch, atomic)
+    energy = torch.zeros(b, dtype=atomic.dtype, device=atomic.device)
+    energy = energy.index_add(0, graph.batch, atomic)
     inputs = [positions, strain] if want_stress else [positions]
     grads = torch.autograd.grad(energy.sum(), inputs, create_graph=training)
     sigma = None

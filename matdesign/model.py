@@ -130,6 +130,7 @@ class Potential(torch.nn.Module):
 
 def config_dict(config: PotentialConfig) -> dict[str, Any]:
     """Plain-Python dict of a config (safe for ``torch.load(weights_only=True)``)."""
-    return {k: (float(v) if isinstance(v, float) else v) for k, v in dataclasses.asdict(config).items()}
+    items = dataclasses.asdict(config).items()
+    return {k: (float(v) if isinstance(v, float) else v) for k, v in items}
 
 

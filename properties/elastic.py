@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 from ase.units import GPa
+
 from matdesign.properties.batch import evaluate_many
 from matdesign.properties.relax import NotConvergedError, relax
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+
 from matdesign.properties.batch import evaluate_many
 
 POLICIES = ("warn", "error", "ignore")

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+
 from matdesign.search.config import CampaignConfig
 from matdesign.search.features import featurize
 from matdesign.search.space import Candidate

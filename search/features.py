@@ -15,6 +15,7 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+
 from matdesign.search.space import Candidate, DesignSpace
 
 PHYSICAL_FEATURES = (

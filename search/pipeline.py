@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+
 from matdesign.properties.stability import (
     HullEntry,
     check_known_elements,

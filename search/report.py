@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from matdesign.search.surrogate import chebyshev_scalarise, pareto_mask
 
 _SHOWN = ("energy_per_atom_ev", "formation_energy_ev_per_atom", "e_above_hull_ev_per_atom",

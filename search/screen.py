@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ase import Atoms
+
 from matdesign.search.database import ResultsDB
 from matdesign.search.executor import get_executor
 from matdesign.search.pipeline import (

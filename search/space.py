@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from ase import Atoms
+
 from matdesign.search.prototypes import Prototype, get_prototype, vegard_scale
 
 _EPS = 1e-9

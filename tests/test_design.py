@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from matdesign.search.campaign import Campaign, Evaluation
 from matdesign.search.config import Constraint, parse_campaign
 from matdesign.search.features import element_properties

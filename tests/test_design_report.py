@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from ase.io import read
-from matdesign.search.campaign import Campaign, Evaluation
-from matdesign.search.config import parse_campaign
 
 from matdesign.cli import main
+from matdesign.search.campaign import Campaign, Evaluation
+from matdesign.search.config import parse_campaign
 
 CHROMIUM = "/usr/bin/chromium"
 

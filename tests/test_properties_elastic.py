@@ -9,6 +9,7 @@ from ase.calculators.calculator import all_changes
 from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
 from ase.units import GPa
+
 from matdesign.properties.elastic import ElasticCalculator, elastic_moduli
 from matdesign.properties.eos import EOSCalculator
 from matdesign.properties.relax import relax

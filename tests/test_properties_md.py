@@ -6,6 +6,7 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import read
+
 from matdesign.properties.md import run_md
 
 

@@ -8,6 +8,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.phonons import Phonons
 from ase.units import _e, _hplanck
+
 from matdesign.properties.phonon import (
     PhononCalculator,
     PhononInstabilityError,

@@ -8,6 +8,7 @@ from ase import Atoms
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.emt import EMT
+
 from matdesign.properties.batch import evaluate_many
 from matdesign.properties.relax import NotConvergedError, relax, require_converged
 

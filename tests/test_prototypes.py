@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import spglib
+
 from matdesign.search.prototypes import (
     BUILTIN_PROTOTYPES,
     elemental_volume,

@@ -15,11 +15,12 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.eos import EquationOfState
 from ase.io import write
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition
+
 from matdesign.search.database import ResultsDB
 from matdesign.search.pipeline import ScreenSettings, content_hash, evaluate_candidate
 from matdesign.search.screen import collect_references, run_screen
-from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
-from pymatgen.core import Composition
 
 SETTINGS = ScreenSettings(potential="emt", fmax=1e-3, max_steps=300)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from ase.build import bulk
 from ase.io import write
+
 from matdesign.search.database import ResultsDB
 from matdesign.search.pipeline import ScreenSettings
 from matdesign.search.screen import run_screen

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT, parameters
+from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
+from pymatgen.core import Composition
+
 from matdesign.properties.stability import (
     HullEntry,
     check_known_elements,
@@ -15,8 +18,6 @@ from matdesign.properties.stability import (
     known_elements,
     reference_structure,
 )
-from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
-from pymatgen.core import Composition
 
 
 def test_hull_analytic_binary() -> None:

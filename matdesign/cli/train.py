@@ -31,9 +31,8 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from matdesign.cli.common import write_json
-    from matdesign.training.workflow import run_training
-
     from matdesign.training.config import load_config
+    from matdesign.training.workflow import run_training
 
     model_cfg, train_cfg = load_config(args.config)
     overrides = {k: v for k, v in {"max_time_min": args.max_time_min,

@@ -20,13 +20,13 @@ class TrainConfig:
     energy_weight: float = 30.0
     forces_weight: float = 1.0
     stress_weight: float = 30.0
-    stress_config_type_weights: dict[str, float] = field(default_factory=dict)  # e.g. {Nb_Elastic: 0.1}
+    stress_config_type_weights: dict[str, float] = field(default_factory=dict)  # {type: w}
     batch_size: int = 8
     lr: float = 5e-3
     lr_min_fraction: float = 0.02  # cosine decays to lr * this
     weight_decay: float = 1e-6
     max_epochs: int = 200
-    max_time_min: float | None = None  # wall-clock budget; the cosine follows max(epoch, time) progress
+    max_time_min: float | None = None  # wall clock; cosine follows max(epoch, time)
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     patience: int = 30  # epochs without validation improvement before stopping

@@ -55,7 +55,7 @@ def read_frames(path: str | Path) -> list[Atoms]:
 
 
 def _label(atoms: Atoms, name: str, source: str) -> np.ndarray | float | None:
-    """A label from the attached (single-point) calculator or ``info``/``arrays``; None if absent."""
+    """A label from the attached calculator or ``info``/``arrays``; None if absent."""
     calc = atoms.calc
     value = None
     if calc is not None and name in getattr(calc, "results", {}):
@@ -91,7 +91,9 @@ def to_frame(atoms: Atoms, cutoff: float, species_index: dict[int, int], source:
 
             stress = voigt_6_to_full_3x3_stress(stress)
         if stress.shape != (3, 3):
-            raise ValueError(f"{source}: 'stress' has shape {stress.shape}, expected (3, 3) or (6,)")
+            raise ValueError(
+                f"{source}: 'stress' has shape {stress.shape}, expected (3, 3) or (6,)"
+            )
         if not atoms.pbc.all():
             stress = None
     try:

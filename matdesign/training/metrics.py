@@ -28,7 +28,8 @@ def predict(model: torch.nn.Module, frames: Sequence[Frame], batch_size: int = 1
             preds.append({
                 "energy": float(out.energy[b].detach()),
                 "forces": forces[b].numpy(),
-                "stress": None if out.stress is None else out.stress[b].detach().double().cpu().numpy(),
+                "stress": None if out.stress is None
+                else out.stress[b].detach().double().cpu().numpy(),
             })
     return preds
 

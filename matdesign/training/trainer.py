@@ -39,7 +39,7 @@ class TrainSummary:
 
 
 def loss_terms(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-    """Mean-squared errors: energy per atom (eV²/atom²), force components (eV²/Å²), stress (eV²/Å⁶)."""
+    """Mean-squared errors: energy/atom (eV²/atom²), force components (eV²/Å²), stress (eV²/Å⁶)."""
     out = energy_forces_stress(model, batch.graph, stress=True, training=True)
     e = ((out.energy - batch.energy) / batch.n_atoms).pow(2).mean()
     fm = batch.forces_mask

@@ -1,4 +1,4 @@
-"""What ``matdesign train`` does: load data, split, train one model, an ensemble or a Pareto sweep."""
+"""What ``matdesign train`` does: load data, split, train a model, an ensemble or a Pareto sweep."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def run_training(
     else:
         tr, va = split(len(frames), train_cfg.valid_fraction, train_cfg.seed)
         train_frames, valid_frames = [frames[i] for i in tr], [frames[i] for i in va]
-    meta = {"data": str(data), "valid": str(valid) if valid else f"random {train_cfg.valid_fraction}",
+    split_note = str(valid) if valid else f"random {train_cfg.valid_fraction}"
+    meta = {"data": str(data), "valid": split_note,
             "config_file": config_path, "host": platform.node(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     common = dict(species=species, model_config=model_cfg, progress=progress)
