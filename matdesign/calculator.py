@@ -15,7 +15,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from matdesign.checkpoint import PotentialEnsemble, load_potential
 from matdesign.forces import energy_forces_stress
-from matdesign.graph import atoms_to_graph, batch_graphs, check_geometry
+from matdesign.graph import atoms_to_graph, batch_graphs, check_finite, check_min_distance
 from matdesign.model import Potential
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
@@ -60,9 +60,12 @@ class MatdesignCalculator(Calculator):
         """
         for atoms in structures:
             self.check_elements(atoms)
-            check_geometry(atoms, self.cutoff)  # overlapping atoms would give silent nonsense
+            check_finite(atoms)
         index = self.model.species_index
-        graph = batch_graphs([atoms_to_graph(a, self.cutoff, index) for a in structures])
+        graphs = [atoms_to_graph(a, self.cutoff, index) for a in structures]
+        for g in graphs:
+            check_min_distance(g)  # overlapping atoms would give silent nonsense
+        graph = batch_graphs(graphs)
         graph = graph.to(self.model.device if hasattr(self.model, "device")
                          else self.members[0].device, self.members[0].dtype)
         outs = [energy_forces_stress(m, graph) for m in self.members]

@@ -10,7 +10,13 @@ from ase.build import bulk, fcc111
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 from conftest import make_calc, molecule, sheared_cell
 
-from matdesign.graph import atoms_to_graph, batch_graphs, check_geometry, neighbour_list
+from matdesign.graph import (
+    atoms_to_graph,
+    batch_graphs,
+    check_geometry,
+    check_min_distance,
+    neighbour_list,
+)
 
 SPECIES_INDEX = {29: 0, 79: 1}  # Cu, Au
 
@@ -100,9 +106,26 @@ def test_check_geometry_overlaps_and_bad_cells():
         check_geometry(flat, 3.8)
 
 
-def test_calculator_refuses_overlapping_atoms():
+def test_graph_overlap_check_agrees_with_check_geometry():
+    image = Atoms("Cu2", positions=[[0.1, 1, 1], [3.85, 1, 1]], cell=[4, 4, 4], pbc=True)
+    messages = []
+    for check in (lambda: check_geometry(image, 3.8),
+                  lambda: check_min_distance(atoms_to_graph(image, 3.8, SPECIES_INDEX))):
+        with pytest.raises(ValueError, match="0.250 Å apart") as info:
+            check()
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    check_min_distance(atoms_to_graph(sheared_cell(), 3.8, SPECIES_INDEX))
+
+
+def test_calculator_refuses_overlapping_atoms_and_nan():
     atoms = sheared_cell()
     atoms.positions[1] = atoms.positions[0] + [0.2, 0.1, 0.0]
     atoms.calc = make_calc()
     with pytest.raises(ValueError, match="overlapping"):
+        atoms.get_potential_energy()
+    atoms = sheared_cell()
+    atoms.positions[0, 0] = np.inf
+    atoms.calc = make_calc()
+    with pytest.raises(ValueError, match="NaN or infinity"):
         atoms.get_potential_energy()
