@@ -8,7 +8,7 @@ SevenNet-0 takes about 4.1 ms/atom for Si 216 (E+F+S).
     python benchmarks/speed.py                 # all cases, float32 and float64
     python benchmarks/speed.py --quick         # two small cases, few repeats
     python benchmarks/speed.py --profile       # where the time goes (torch.profiler)
-    python benchmarks/speed.py --json out.json
+    python benchmarks/speed.py --json out.json --threads 1 2
 """
 
 from __future__ import annotations
@@ -111,28 +111,29 @@ def profile_case(name: str, dtype: str, threads: int, rows: int) -> None:
     print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
-def _spawn(name: str, dtype: str, args: argparse.Namespace) -> dict:
+def _spawn(name: str, dtype: str, threads: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, dtype,
-           "--threads", str(args.threads), "--repeats", str(args.repeats),
+           "--threads", str(threads), "--repeats", str(args.repeats),
            "--warmup", str(args.warmup)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        return {"case": name, "dtype": dtype, "error": proc.stderr.strip().splitlines()[-1:]}
+        return {"case": name, "dtype": dtype, "threads": threads,
+                "error": proc.stderr.strip().splitlines()[-1:]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def markdown_table(rows: list[dict]) -> str:
     lines = [
-        "| case | dtype | atoms | edges | µs/atom (median) | µs/atom (min) | graph µs/atom "
-        "| peak RSS MiB (Δ) | × faster than SevenNet-0 |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| case | dtype | threads | atoms | edges | µs/atom (median) | µs/atom (min) "
+        "| graph µs/atom | peak RSS MiB (Δ) | × faster than SevenNet-0 |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['case']} | {r['dtype']} | failed: {r['error']} |")
+            lines.append(f"| {r['case']} | {r['dtype']} | {r['threads']} | failed: {r['error']} |")
             continue
         lines.append(
-            f"| {r['case']} | {r['dtype']} | {r['n_atoms']} | {r['n_edges']} "
+            f"| {r['case']} | {r['dtype']} | {r['threads']} | {r['n_atoms']} | {r['n_edges']} "
             f"| {r['us_per_atom']:.0f} | {r['min_us_per_atom']:.0f} "
             f"| {r['graph_us_per_atom']:.1f} "
             f"| {r['peak_rss_mib']:.0f} ({r['peak_rss_delta_mib']:+.0f}) "
@@ -147,7 +148,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--cases", nargs="+", choices=sorted(CASES), help="subset of cases")
     p.add_argument("--dtypes", nargs="+", default=["float32", "float64"],
                    choices=["float32", "float64"])
-    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument("--threads", type=int, nargs="+", default=[2],
+                   help="torch.set_num_threads values to time (default 2)")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
@@ -162,11 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         name, dtype = args.worker
-        print(json.dumps(run_case(name, dtype, args.threads, args.repeats, args.warmup)))
+        print(json.dumps(run_case(name, dtype, args.threads[0], args.repeats, args.warmup)))
         return 0
     if args.profile:
         for dtype in args.dtypes:
-            profile_case(args.profile_case, dtype, args.threads, args.profile_rows)
+            profile_case(args.profile_case, dtype, args.threads[0], args.profile_rows)
         return 0
     cases = args.cases or (QUICK_CASES if args.quick else list(CASES))
     if args.quick:
@@ -174,8 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in cases:
         for dtype in args.dtypes:
-            rows.append(_spawn(name, dtype, args))
-            print(f"done {name} {dtype}", file=sys.stderr, flush=True)
+            for threads in args.threads:
+                rows.append(_spawn(name, dtype, threads, args))
+                print(f"done {name} {dtype} {threads} threads", file=sys.stderr, flush=True)
     print(markdown_table(rows))
     if args.json:
         with open(args.json, "w") as fh:
