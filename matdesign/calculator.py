@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -124,7 +125,12 @@ def load_calculator(
     """
     torch_dtype = _resolve_dtype(dtype)
     if isinstance(potential, (Potential, PotentialEnsemble)):
-        return MatdesignCalculator(potential.to(device=device, dtype=torch_dtype))
+        model = potential
+        weight = next(potential.parameters())
+        if weight.dtype != torch_dtype or weight.device != torch.device(device):
+            # Module.to works in place: convert a copy, never the caller's model.
+            model = copy.deepcopy(potential).to(device=device, dtype=torch_dtype)
+        return MatdesignCalculator(model)
     spec = str(potential)
     if spec == "emt":
         from ase.calculators.emt import EMT

@@ -20,8 +20,11 @@ def test_load_calculator_specs(tmp_path):
         load_calculator("builtins:dict")
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         load_calculator(tmp_path / "nowhere.pt")
-    calc = load_calculator(make_model(dtype=torch.float32), dtype="float64")
+    mine = make_model(dtype=torch.float32)
+    calc = load_calculator(mine, dtype="float64")
     assert isinstance(calc, MatdesignCalculator) and calc.model.dtype == torch.float64
+    assert mine.dtype == torch.float32  # the caller's model is not converted in place
+    assert load_calculator(mine, dtype="float32").model is mine  # no needless copy
 
 
 def test_results_keys_and_consistency():
