@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint chromium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -15,14 +15,23 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The example design campaign (examples/refractory_hea_demo.yaml) on the shipped NbMoTaW model.
+# Re-running resumes the campaign in out/demo/campaign.db instead of repeating it.
 demo: $(STAMP)
-	$(BIN)/python examples/demo.py
+	mkdir -p out/demo
+	$(BIN)/matdesign design examples/refractory_hea_demo.yaml --db out/demo/campaign.db --workers 2
+	$(BIN)/matdesign report out/demo/campaign.db --out out/demo/report
+	@echo "Report: $(CURDIR)/out/demo/report/index.html"
 
 test: $(STAMP)
 	OMP_NUM_THREADS=2 $(BIN)/python -m pytest -q tests
 
 lint: $(STAMP)
 	$(BIN)/ruff check matdesign properties search tests benchmarks examples
+
+# Headless Chromium for the report screenshot test (skipped without it).
+chromium:
+	bash benchmarks/install_chromium.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
