@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,10 @@ from ase import Atoms
 from matdesign.properties.batch import evaluate_many
 
 POLICIES = ("warn", "error", "ignore")
+#: cap on stored band frequencies (q-points x bands); longer paths are thinned per segment,
+#: always keeping the segment end points (the high-symmetry points). About 7 bytes each in JSON.
+MAX_BAND_VALUES = 20_000
+BAND_DECIMALS = 4  # THz: 0.1 GHz, far below the finite-displacement error
 
 
 class PhononInstabilityError(RuntimeError):
@@ -44,6 +48,14 @@ class PhononResult:
     displacement_a: float
     imaginary_tolerance_thz: float
     mesh: list[int]
+    # {"distances" (path length, 1/Å, no 2π), "frequencies_thz" (per q-point, per band),
+    #  "segments" [{"from", "to", "start", "stop"}] (index ranges into distances, stop
+    #  exclusive; start and stop-1 are the high-symmetry points), "labels",
+    #  "label_distances" (tick positions; "A|B" at a break in the path)}; see band_structure_data
+    band_structure: dict[str, Any] = field(default_factory=dict)
+    # {"frequencies_thz", "total_dos_per_thz"}: total DOS of the mesh, states/THz per primitive
+    # cell (integrates to 3 x n_atoms_primitive)
+    dos: dict[str, list[float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of the fields."""
@@ -99,46 +111,104 @@ def _label(name: str) -> str:
     return "Γ" if name.upper() == "GAMMA" else name
 
 
-def plot_band_dos(phonon: Any, path: str | Path) -> Path:
-    """Save a band structure + DOS figure of a phonopy object (bands and DOS already run)."""
+def band_structure_data(phonon: Any, max_values: int = MAX_BAND_VALUES) -> dict[str, Any]:
+    """Compact JSON-able band structure of a phonopy object (bands already run).
+
+    Frequencies are rounded to ``BAND_DECIMALS`` THz; when q-points x bands exceeds
+    ``max_values`` every segment is thinned evenly, keeping both of its end points.
+    See :class:`PhononResult` for the layout.
+    """
+    bs = phonon.band_structure
+    if bs is None:
+        raise ValueError("run the band structure first")
+    labels = list(bs.labels or [])
+    connections = list(bs.path_connections or [True] * len(bs.distances))
+    n_total = sum(len(d) for d in bs.distances) * int(np.shape(bs.frequencies[0])[1])
+    keep_frac = min(1.0, max_values / max(n_total, 1))
+    dist, freqs, segments = [], [], []
+    ticks, tick_labels, li = [round(float(bs.distances[0][0]), 5)], [], 0
+    start = labels[li] if labels else ""
+    for k, (d, f) in enumerate(zip(bs.distances, bs.frequencies, strict=True)):
+        m = max(2, int(len(d) * keep_frac))
+        idx = np.unique(np.round(np.linspace(0, len(d) - 1, m)).astype(int))
+        li += 1
+        end = labels[li] if li < len(labels) else ""
+        segments.append({"from": start.split("|")[-1], "to": end, "start": len(dist),
+                         "stop": len(dist) + len(idx)})
+        dist += [round(float(x), 5) for x in np.asarray(d)[idx]]
+        freqs += [[round(float(x), BAND_DECIMALS) for x in row] for row in np.asarray(f)[idx]]
+        tick_labels.append(start)
+        if not connections[k] and k + 1 < len(bs.distances):
+            li += 1
+            end = f"{end}|{labels[li] if li < len(labels) else ''}"
+        start = end
+        ticks.append(round(float(d[-1]), 5))
+    tick_labels.append(start)
+    return {"distances": dist, "frequencies_thz": freqs, "segments": segments,
+            "labels": tick_labels, "label_distances": ticks}
+
+
+def dos_data(phonon: Any) -> dict[str, list[float]]:
+    """Total DOS of a phonopy object (DOS already run): THz grid and states/THz."""
+    dos = phonon.total_dos
+    if dos is None:
+        raise ValueError("run the total DOS first")
+    return {"frequencies_thz": [round(float(x), BAND_DECIMALS) for x in dos.frequency_points],
+            "total_dos_per_thz": [round(float(x), 6) for x in dos.dos]}
+
+
+def plot_band_data(band: dict[str, Any], dos: dict[str, Any] | None, path: str | Path,
+                   title: str | None = None) -> Path:
+    """Save a band structure (+ DOS when given) figure from stored :class:`PhononResult` data.
+
+    Args:
+        band: ``PhononResult.band_structure`` (or its JSON round trip).
+        dos: ``PhononResult.dos`` or None/empty for the band panel only.
+        path: output image file.
+        title: figure title.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    bs, dos = phonon.band_structure, phonon.total_dos
-    if bs is None or dos is None:
-        raise ValueError("run the band structure and total DOS before plotting")
-    fig, (ax, ax_dos) = plt.subplots(1, 2, sharey=True, figsize=(8, 4.5),
-                                     gridspec_kw={"width_ratios": [3, 1], "wspace": 0.05})
-    labels = list(bs.labels or [])
-    connections = list(bs.path_connections or [True] * len(bs.distances))
-    ticks, tick_labels, li = [float(bs.distances[0][0])], [], 0
-    start = labels[li] if labels else ""
-    for k, (d, f) in enumerate(zip(bs.distances, bs.frequencies, strict=True)):
-        ax.plot(d, f, color="tab:blue", lw=1)
-        tick_labels.append(start)
-        li += 1
-        end = labels[li] if li < len(labels) else ""
-        if not connections[k] and k + 1 < len(bs.distances):
-            li += 1
-            end = f"{end}|{labels[li] if li < len(labels) else ''}"
-        start = end
-        ticks.append(float(d[-1]))
-    tick_labels.append(start)
-    ax.set_xticks(ticks, tick_labels)
+    if not band or not band.get("segments"):
+        raise ValueError("band structure data has no segments")
+    with_dos = bool(dos and dos.get("total_dos_per_thz"))
+    fig, axes = plt.subplots(1, 2 if with_dos else 1, sharey=True, squeeze=False,
+                             figsize=(8, 4.5) if with_dos else (6, 4.5),
+                             gridspec_kw={"width_ratios": [3, 1] if with_dos else [1],
+                                          "wspace": 0.05})
+    ax = axes[0, 0]
+    dist = np.asarray(band["distances"], dtype=float)
+    freqs = np.asarray(band["frequencies_thz"], dtype=float)
+    for seg in band["segments"]:
+        sl = slice(int(seg["start"]), int(seg["stop"]))
+        ax.plot(dist[sl], freqs[sl], color="tab:blue", lw=1)
+    ticks = [float(t) for t in band["label_distances"]]
+    ax.set_xticks(ticks, [str(t) for t in band["labels"]])
     for t in ticks:
         ax.axvline(t, color="0.7", lw=0.5)
     ax.axhline(0, color="0.3", lw=0.5, ls="--")
     ax.set_xlim(ticks[0], ticks[-1])
     ax.set_ylabel("frequency (THz)")
-    ax_dos.plot(dos.dos, dos.frequency_points, color="tab:blue", lw=1)
-    ax_dos.set_xlabel("DOS (states/THz)")
+    if title:
+        ax.set_title(title)
+    if with_dos:
+        axes[0, 1].plot(dos["total_dos_per_thz"], dos["frequencies_thz"], color="tab:blue", lw=1)
+        axes[0, 1].set_xlabel("DOS (states/THz)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def plot_band_dos(phonon: Any, path: str | Path) -> Path:
+    """Save a band structure + DOS figure of a phonopy object (bands and DOS already run)."""
+    if phonon.band_structure is None or phonon.total_dos is None:
+        raise ValueError("run the band structure and total DOS before plotting")
+    return plot_band_data(band_structure_data(phonon, max_values=10**9), dos_data(phonon), path)
 
 
 class PhononCalculator:
@@ -278,6 +348,8 @@ class PhononCalculator:
             displacement_a=float(self.displacement),
             imaginary_tolerance_thz=float(self.imaginary_tolerance_thz),
             mesh=[int(x) for x in ph.mesh.mesh_numbers],
+            band_structure=band_structure_data(ph),
+            dos=dos_data(ph),
         )
         if output_dir is not None:
             out = Path(output_dir)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from ase.build import bulk
@@ -12,6 +14,7 @@ from ase.units import _e, _hplanck
 from matdesign.properties.phonon import (
     PhononCalculator,
     PhononInstabilityError,
+    band_structure_data,
     choose_supercell,
 )
 from matdesign.properties.relax import relax
@@ -76,6 +79,43 @@ def test_outputs_written(cu_result):
     assert result.to_dict()["n_atoms_supercell"] == 64
 
 
+def test_band_data_matches_high_symmetry_points_and_dos_sum_rule(cu_result):
+    _, result, _ = cu_result
+    band = json.loads(json.dumps(result.to_dict()))["band_structure"]  # as stored in a db
+    freqs = np.array(band["frequencies_thz"])
+    assert freqs.shape == (len(band["distances"]), 3)
+    high = by_label(result)
+    for seg in band["segments"]:  # end points of every segment are high-symmetry points
+        assert np.allclose(np.sort(freqs[seg["start"]]), high[seg["from"]], atol=1e-4)
+        assert np.allclose(np.sort(freqs[seg["stop"] - 1]), high[seg["to"]], atol=1e-4)
+        assert np.all(np.diff(band["distances"][seg["start"]:seg["stop"]]) > 0)
+    assert {s["from"] for s in band["segments"]} >= {"Γ", "X", "L"}
+    assert band["labels"][0] == "Γ" and len(band["labels"]) == len(band["label_distances"])
+    assert np.isclose(band["label_distances"][-1], band["distances"][-1])
+    assert freqs.min() >= result.min_frequency_thz - 1e-4
+    dos = result.dos  # states/THz per primitive cell integrate to 3 N
+    integral = np.trapezoid(dos["total_dos_per_thz"], dos["frequencies_thz"])
+    assert integral == pytest.approx(3 * result.n_atoms_primitive, rel=0.02)
+    assert len(json.dumps(result.to_dict())) < 40_000
+
+
+def test_band_data_thinning_keeps_segment_ends(cu_result):
+    import phonopy
+
+    _, result, out = cu_result
+    ph = phonopy.load(out / "phonopy.yaml")
+    ph.run_band_structure([np.linspace([0, 0, 0], [0.5, 0, 0.5], 51),
+                           np.linspace([0.5, 0, 0.5], [0.5, 0.25, 0.75], 51)],
+                          labels=["Γ", "X", "W"], path_connections=[True, False])
+    thin = band_structure_data(ph, max_values=60)
+    assert [s["stop"] - s["start"] for s in thin["segments"]] == [10, 10]
+    assert thin["labels"] == ["Γ", "X", "W"]
+    high = by_label(result)
+    for seg in thin["segments"]:
+        assert np.allclose(np.sort(thin["frequencies_thz"][seg["stop"] - 1]), high[seg["to"]],
+                           atol=1e-4)
+
+
 def test_hcp_two_atom_basis_matches_ase(tmp_path):
     atoms, res = relax(bulk("Cu", "hcp", a=2.55, c=4.16), EMT(), fmax=1e-5)
     assert res.converged
@@ -94,6 +134,8 @@ def test_unstable_bcc_copper_policies(tmp_path):
     with pytest.warns(UserWarning, match="imaginary"):
         result = PhononCalculator(EMT(), **kwargs).calc(atoms)
     assert not result.dynamically_stable and result.min_frequency_thz < -0.5
+    assert len(json.dumps(result.band_structure)) < 20_000  # bcc primitive: compact
+    assert np.min(result.band_structure["frequencies_thz"]) < -0.5  # the soft N-point mode
     assert result.thermal_imaginary_modes_dropped
     with pytest.raises(PhononInstabilityError):
         PhononCalculator(EMT(), imaginary_policy="error", **kwargs).calc(atoms, output_dir=tmp_path)
