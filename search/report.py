@@ -2,9 +2,10 @@
 
 The page holds the best-so-far curve of every objective (feasible candidates only), the Pareto
 front when there are several objectives, a ranked table of all proposals with their properties
-and constraint status (uncertain candidates flagged), phonon frequencies at the high-symmetry
-points of the top candidates where the campaign computed phonons, and links to CIF files of the
-proposed materials. Nothing is recomputed: the report shows what the database holds.
+and constraint status (uncertain candidates flagged), phonon band structures and DOS of the top
+candidates where the campaign computed phonons (frequencies at the high-symmetry points only for
+rows stored without a band path), and links to CIF files of the proposed materials. Nothing is
+recomputed: the report shows what the database holds.
 """
 
 from __future__ import annotations
@@ -125,28 +126,49 @@ def _plot_pareto(rows: list[Any], y: np.ndarray, objectives: list[tuple[str, str
 
 
 def _plot_phonons(rows: list[Any], ranked: list[int], out: Path, top: int) -> list[str]:
-    """Frequencies at the high-symmetry points stored by the phonon step (no recompute)."""
-    import matplotlib.pyplot as plt
+    """Phonon figures of the ``top`` ranked rows from the stored phonon data (no recompute).
+
+    Rows with a stored band structure get a band structure + DOS plot
+    (``phonon_bands_<id>.png``); older rows with only high-symmetry-point frequencies get
+    those points (``phonon_<id>.png``); rows without phonon data (phonons off, gated out or
+    failed) are skipped.
+    """
+    from matdesign.properties.phonon import plot_band_data
 
     names = []
     for i in ranked[:top]:
-        points = (rows[i].data.get("phonon") or {}).get("high_symmetry_points") or []
-        if not points:
-            continue
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for k, p in enumerate(points):
-            f = p.get("frequencies_thz", [])
-            ax.plot([k] * len(f), f, "_", ms=18, c="tab:blue")
-        ax.axhline(0, c="0.3", lw=0.5, ls="--")
-        ax.set_xticks(range(len(points)), [str(p.get("label", "")) for p in points])
-        ax.set_ylabel("frequency (THz)")
-        ax.set_title(f"{rows[i].get('candidate_key')}: high-symmetry points")
-        fig.tight_layout()
-        name = f"phonon_{rows[i].id}.png"
-        fig.savefig(out / name, dpi=100)
-        plt.close(fig)
-        names.append(name)
+        phonon = rows[i].data.get("phonon") or {}
+        title = f"{rows[i].get('candidate_key')} ({rows[i].formula})"
+        band = phonon.get("band_structure") or {}
+        if band.get("segments"):
+            name = f"phonon_bands_{rows[i].id}.png"
+            plot_band_data(band, phonon.get("dos"), out / name, title=title)
+            names.append(name)
+        elif phonon.get("high_symmetry_points"):
+            names.append(_plot_points(phonon["high_symmetry_points"], title, out,
+                                      f"phonon_{rows[i].id}.png"))
     return names
+
+
+def _plot_points(points: list[dict[str, Any]], title: str, out: Path, name: str) -> str:
+    """Fallback: frequencies at the high-symmetry points only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for k, p in enumerate(points):
+        f = p.get("frequencies_thz", [])
+        ax.plot([k] * len(f), f, "_", ms=18, c="tab:blue")
+    ax.axhline(0, c="0.3", lw=0.5, ls="--")
+    ax.set_xticks(range(len(points)), [str(p.get("label", "")) for p in points])
+    ax.set_ylabel("frequency (THz)")
+    ax.set_title(f"{title}: high-symmetry points")
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=100)
+    plt.close(fig)
+    return name
 
 
 def _fmt(v: Any) -> str:

@@ -4,26 +4,42 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 from ase.io import read
 
 from matdesign.cli import main
+from matdesign.search import report
 from matdesign.search.campaign import Campaign, Evaluation
 from matdesign.search.config import parse_campaign
 
 CHROMIUM = "/usr/bin/chromium"
 
 
+@lru_cache(maxsize=1)
+def cu_phonon() -> dict:
+    """A real stored phonon result (fcc Cu, EMT, small supercell) with its band path."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from matdesign.properties.phonon import PhononCalculator
+
+    calc = PhononCalculator(EMT(), min_length=5.0, mesh=(6, 6, 6))
+    return calc.calc(bulk("Cu", "fcc", a=3.59)).to_dict()
+
+
 def two_objectives(atoms, source: str) -> Evaluation:  # noqa: ANN001
     n_w = atoms.get_chemical_symbols().count("W") / len(atoms)
-    phonon = {"high_symmetry_points": [{"label": "G", "frequencies_thz": [0.0, 0.0, 0.0]},
-                                       {"label": "H", "frequencies_thz": [4.0, 4.0, 6.0]}]}
-    return Evaluation("done", {"pugh_ratio": 2.0 + 0.5 * (1 - n_w),
-                               "shear_modulus_vrh_gpa": 50.0 + 100.0 * n_w,
-                               "born_stable": n_w < 0.9, "energy_std_ev_per_atom": 0.02 * n_w},
-                      atoms, {"phonon": phonon})
+    born = n_w < 0.9
+    kvp = {"pugh_ratio": 2.0 + 0.5 * (1 - n_w), "shear_modulus_vrh_gpa": 50.0 + 100.0 * n_w,
+           "born_stable": born, "energy_std_ev_per_atom": 0.02 * n_w,
+           "skipped_expensive": not born}
+    if born:
+        kvp.update(dynamically_stable=True, min_frequency_thz=0.0)
+    # a Born-unstable candidate was gated: no phonon data at all
+    return Evaluation("done", kvp, atoms, {"phonon": cu_phonon()} if born else {})
 
 
 @pytest.fixture(scope="module")
@@ -48,10 +64,31 @@ def test_report_html_contents(report_dir: Path) -> None:
     for name in ("best_so_far.png", "pareto.png"):
         assert (report_dir / name).stat().st_size > 1000 and name in page
     assert "⚠ yes" in page  # W-rich candidates exceed the committee-spread threshold
-    assert list(report_dir.glob("phonon_*.png"))
+    bands = sorted(report_dir.glob("phonon_bands_*.png"))
+    assert bands and all(b.name in page for b in bands)
+    assert bands[0].stat().st_size > 10_000  # a real band structure + DOS figure
     cifs = sorted((report_dir / "cif").glob("*.cif"))
     assert len(cifs) == 7
     assert len(read(cifs[0])) == 2  # B2 cell round-trips through CIF
+
+
+class FakeRow:
+    """The parts of an ase.db row the phonon plots read."""
+
+    def __init__(self, row_id: int, data: dict) -> None:
+        self.id, self.data, self.formula = row_id, data, "Cu"
+
+    def get(self, key: str) -> str:
+        return f"row{self.id}" if key == "candidate_key" else None
+
+
+def test_phonon_plots_fall_back_and_skip(tmp_path) -> None:  # noqa: ANN001
+    points = {"high_symmetry_points": cu_phonon()["high_symmetry_points"]}
+    rows = [FakeRow(1, {"phonon": cu_phonon()}), FakeRow(2, {"phonon": points}),
+            FakeRow(3, {}), FakeRow(4, {"phonon": {"band_structure": {}}})]
+    names = report._plot_phonons(rows, [0, 1, 2, 3], tmp_path, 4)
+    assert names == ["phonon_bands_1.png", "phonon_2.png"]
+    assert all((tmp_path / n).stat().st_size > 1000 for n in names)
 
 
 def test_report_errors_name_the_file(tmp_path) -> None:  # noqa: ANN001
