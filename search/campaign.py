@@ -366,7 +366,8 @@ def _executor(workers: int, scheduler: str | None) -> Any:
 
 def pipeline_evaluator(config: CampaignConfig, potential: str) -> Evaluator:
     """``evaluator(atoms, source)`` running the screen pipeline with the campaign's settings
-    and its cheap constraints as gates (cheap properties first)."""
+    and ``config.gates()`` (cheap properties first: a failed gate skips the later steps, e.g.
+    a Born-unstable candidate gets no phonons and is infeasible)."""
     import functools
 
     from matdesign.search.pipeline import ScreenSettings, evaluate_candidate

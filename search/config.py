@@ -65,8 +65,9 @@ class Constraint:
             return False
         return bool(_OPS[self.op](v, self.value))
 
-    def as_gate(self) -> tuple[str, str, float | bool]:
-        return (self.property, self.op, self.value)
+    def as_gate(self) -> tuple[str, str, float]:
+        """``(property, op, float value)`` as the screen pipeline's gates (True -> 1.0)."""
+        return (self.property, self.op, float(self.value))
 
     def __str__(self) -> str:
         return self.property if (self.op, self.value) == ("==", True) else (
@@ -109,9 +110,26 @@ class CampaignConfig:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     uncertainty_energy_std_ev_per_atom: float = 0.01
 
-    def gates(self) -> tuple[tuple[str, str, Any], ...]:
-        """Constraints on cheap properties, checked before the expensive calculations."""
-        return tuple(c.as_gate() for c in self.constraints if c.property in CHEAP_PROPERTIES)
+    def gates(self) -> tuple[tuple[str, str, float], ...]:
+        """Constraints the screen pipeline checks as gates, cheap properties first.
+
+        Constraints on cheap properties are checked before elastic and phonon work; those on
+        elastic results (``born_stable``, moduli, ``pugh_ratio``, ...) after the elastic step
+        and before the phonons, when ``screen.properties`` has ``"elastic"``. Booleans become
+        ``(key, "==", 1.0)`` for True and 0.0 for False; another operator on a boolean stays a
+        constraint only. A gated-out candidate lacks the later properties, so every
+        constraint on them fails: it is infeasible.
+        """
+        from matdesign.search.pipeline import BOOLEAN_KEYS, ELASTIC_KEYS
+
+        out = []
+        for c in self.constraints:
+            if c.property in BOOLEAN_KEYS and (c.op != "==" or float(c.value) not in (0, 1)):
+                continue
+            if c.property in CHEAP_PROPERTIES or (c.property in ELASTIC_KEYS
+                                                  and "elastic" in self.screen.properties):
+                out.append(c.as_gate())
+        return tuple(out)
 
 
 def _keys(d: Any, allowed: set[str], where: str, required: tuple[str, ...] = ()) -> dict:

@@ -37,6 +37,11 @@ GATE_OPS = {
     "<=": lambda a, b: a <= b, "<": lambda a, b: a < b,
     ">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "==": lambda a, b: a == b,
 }
+ELASTIC_KEYS = ("bulk_modulus_vrh_gpa", "shear_modulus_vrh_gpa", "youngs_modulus_gpa",
+                "poisson_ratio", "pugh_ratio", "cauchy_pressure_gpa", "born_stable")
+PHONON_KEYS = ("dynamically_stable", "min_frequency_thz")
+#: boolean results; a gate on one compares with 1.0 (True) or 0.0 (False) by ``==``
+BOOLEAN_KEYS = ("born_stable", "dynamically_stable")
 
 # Screening default: a residual force of 5e-3 eV/Å changes the energy by about F²/(2k) ≈ 1e-5
 # eV/atom for typical stiffnesses k ~ 1 eV/Å², far below hull tolerances, and saves a large
@@ -57,8 +62,14 @@ class ScreenSettings:
         max_steps: relaxation step limit; not converged -> failed.
         fix_symmetry: keep the input's space group during relaxation.
         phonon_min_length: minimum supercell length for phonons, Å.
-        gates: ``(key, op, value)`` checks on the cheap results (e.g.
-            ``("e_above_hull_ev_per_atom", "<=", 0.1)``); failing one skips the properties.
+        gates: ``(key, op, value)`` checks evaluated in stages (see :func:`gate_stage`):
+            gates on cheap results (e.g. ``("e_above_hull_ev_per_atom", "<=", 0.1)``) after
+            relax/formation/hull, failing one skips elastic and phonon; gates on elastic
+            results (``ELASTIC_KEYS``, e.g. ``("born_stable", "==", 1.0)``) after the elastic
+            step, failing one skips the phonons. Values are stored as floats: a boolean
+            result is gated by ``==`` against 1.0 (True) or 0.0 (False); ``True``/``False``
+            given here are converted to those. Gates on phonon results are refused (nothing
+            runs after the phonons).
         references: extra reference / competing-phase structure files (absolute paths).
     """
 
@@ -80,14 +91,32 @@ class ScreenSettings:
             raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
         if not (self.fmax > 0 and self.max_steps > 0):
             raise ValueError("fmax and max_steps must be positive")
-        for gate in self.gates:
-            if len(gate) != 3 or gate[1] not in GATE_OPS:
-                raise ValueError(
-                    f"gate {gate!r}: expected (key, op, value) with op in {list(GATE_OPS)}"
-                )
+        object.__setattr__(self, "gates", tuple(self._check_gate(g) for g in self.gates))
         for ref in self.references:
             if not Path(ref).is_file():
                 raise FileNotFoundError(f"reference structure file not found: {ref}")
+
+    def _check_gate(self, gate: Any) -> tuple[str, str, float]:
+        """Validate one gate; returns it as ``(key, op, float value)``."""
+        if (not isinstance(gate, (tuple, list)) or len(gate) != 3
+                or not isinstance(gate[0], str) or not gate[0] or gate[1] not in GATE_OPS):
+            raise ValueError(
+                f"gate {gate!r}: expected (key, op, value) with op in {list(GATE_OPS)}")
+        key, op, value = gate
+        if not isinstance(value, (bool, int, float, np.bool_, np.number)) or not math.isfinite(
+                float(value)):
+            raise ValueError(f"gate {gate!r}: value must be a finite number or a boolean")
+        value = float(value)
+        if key in PHONON_KEYS:
+            raise ValueError(f"gate {gate!r}: phonon results come last, there is nothing left "
+                             "to skip; judge them afterwards (e.g. a campaign constraint)")
+        if key in BOOLEAN_KEYS and (op != "==" or value not in (0.0, 1.0)):
+            raise ValueError(f"gate {gate!r}: {key} is boolean; use ('{key}', '==', 1.0) "
+                             "for True or 0.0 for False")
+        if key in ELASTIC_KEYS and "elastic" not in self.properties:
+            raise ValueError(f"gate {gate!r}: {key} comes from the elastic step; add 'elastic' "
+                             "to properties")
+        return (key, op, value)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -298,25 +327,44 @@ def _evaluate(atoms: Atoms, settings: ScreenSettings, state: dict[str, Any]) -> 
     calc = get_calculator(settings)
     relax_candidate(atoms, calc, settings, state)
     stability_step(calc, settings, state)
-    failed_gates = [f"{k} {op} {v:g}" for k, op, v in settings.gates
-                    if not _gate_passes(state["kvp"], k, op, v)]
-    if failed_gates:
-        state["kvp"]["skipped_expensive"] = True
-        state["data"]["gates_failed"] = failed_gates
+    if not check_gates(settings, state, "cheap"):
         return
     state["kvp"]["skipped_expensive"] = False
     compute_properties(calc, settings, state)
 
 
+def gate_stage(key: str) -> str:
+    """``"elastic"`` for a result of the elastic step (checked before the phonons), else
+    ``"cheap"`` (checked after relax/formation/hull, before elastic and phonon)."""
+    return "elastic" if key in ELASTIC_KEYS else "cheap"
+
+
+def check_gates(settings: ScreenSettings, state: dict[str, Any], stage: str) -> bool:
+    """Evaluate the gates of ``stage`` on ``state["kvp"]``; False when one fails.
+
+    A failure sets ``skipped_expensive=True`` and lists the failed gates in
+    ``data["gates_failed"]``; the caller then skips the remaining steps.
+
+    Raises:
+        ValueError: a gate names a result that this stage does not have.
+    """
+    kvp = state["kvp"]
+    failed = [f"{k} {op} {v:g}" for k, op, v in settings.gates
+              if gate_stage(k) == stage and not _gate_passes(kvp, k, op, v)]
+    if failed:
+        kvp["skipped_expensive"] = True
+        state["data"].setdefault("gates_failed", []).extend(failed)
+    return not failed
+
+
 def _gate_passes(kvp: dict[str, Any], key: str, op: str, value: float) -> bool:
     if key not in kvp:
         raise ValueError(f"gate on {key!r}: no such result (have {sorted(kvp)})")
-    return bool(GATE_OPS[op](kvp[key], value))
+    have = kvp[key]
+    if not isinstance(have, (bool, int, float, np.bool_, np.number)):
+        raise ValueError(f"gate on {key!r}: result {have!r} is not a number or boolean")
+    return bool(GATE_OPS[op](float(have), value))
 
-
-ELASTIC_KEYS = ("bulk_modulus_vrh_gpa", "shear_modulus_vrh_gpa", "youngs_modulus_gpa",
-                "poisson_ratio", "pugh_ratio", "cauchy_pressure_gpa", "born_stable")
-PHONON_KEYS = ("dynamically_stable", "min_frequency_thz")
 
 # settings_hash -> {"elements": {symbol: eV/atom}, "user": (overrides, competing phases)}
 _REFERENCES: dict[str, dict[str, Any]] = {}
@@ -410,13 +458,19 @@ def _elements(formula: str) -> set[str]:
 
 
 def compute_properties(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -> None:
-    """Elastic and/or phonon properties of the relaxed structure (see ``ScreenSettings``)."""
+    """Elastic and/or phonon properties of the relaxed structure (see ``ScreenSettings``).
+
+    Gates on elastic results are checked between the two steps; a failed one skips the
+    phonons (``skipped_expensive=True``).
+    """
     atoms = state["atoms"].copy()
     if "elastic" in settings.properties:
         from matdesign.properties.elastic import ElasticCalculator
 
         result = ElasticCalculator(calc, relax_ions=True).calc(atoms)
         _store(state, "elastic", result.to_dict(), ELASTIC_KEYS)
+        if not check_gates(settings, state, "elastic"):
+            return
     if "phonon" in settings.properties:
         from matdesign.properties.phonon import PhononCalculator
 

@@ -69,7 +69,17 @@ def test_config_errors_name_the_key(mutate, name: str) -> None:  # noqa: ANN001
 def test_constraints_and_gates() -> None:
     cfg = parse_campaign(_campaign_dict(constraints=["e_above_hull_ev_per_atom <= 0.05",
                                                      "born_stable"]))
-    assert cfg.gates() == (("e_above_hull_ev_per_atom", "<=", 0.05),)
+    # born_stable comes from the elastic step (in the default screen properties): it gates
+    # the phonons; a boolean is gated as == 1.0
+    assert cfg.gates() == (("e_above_hull_ev_per_atom", "<=", 0.05), ("born_stable", "==", 1.0))
+    no_elastic = parse_campaign(_campaign_dict(
+        constraints=["e_above_hull_ev_per_atom <= 0.05", "born_stable", "dynamically_stable",
+                     "pugh_ratio >= 1.8"], screen={"properties": ["phonon"]}))
+    assert no_elastic.gates() == (("e_above_hull_ev_per_atom", "<=", 0.05),)
+    both = parse_campaign(_campaign_dict(
+        constraints=["born_stable == false", "dynamically_stable", "pugh_ratio >= 1.8"],
+        screen={"properties": ["elastic", "phonon"]}))
+    assert both.gates() == (("born_stable", "==", 0.0), ("pugh_ratio", ">=", 1.8))
     c = Constraint.parse("e_above_hull_ev_per_atom <= 0.05")
     assert c.satisfied({"e_above_hull_ev_per_atom": 0.01})
     assert not c.satisfied({"e_above_hull_ev_per_atom": 0.2})

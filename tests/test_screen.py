@@ -194,3 +194,80 @@ def test_user_competing_phase_and_override(tmp_path: Path) -> None:
     cand = PDEntry(Composition("CuAu"), 2 * res.key_value_pairs["energy_per_atom_ev"])
     expected = PhaseDiagram([*entries, cand]).get_e_above_hull(cand)
     assert res.key_value_pairs["e_above_hull_ev_per_atom"] == pytest.approx(expected, abs=1e-9)
+
+
+# ---- staged gates: elastic results gate the phonons ----------------------------------------
+STAGED = ScreenSettings(potential="emt", fmax=1e-3, properties=("elastic", "phonon"),
+                        phonon_min_length=6.0, gates=(("born_stable", "==", True),))
+
+
+@pytest.fixture(scope="module")
+def staged() -> dict[str, object]:
+    """bcc Cu is Born-unstable under EMT (see test_properties_elastic), fcc Cu is stable."""
+    return {"bcc": evaluate_candidate(bulk("Cu", "bcc", a=2.87), STAGED, "bcc"),
+            "fcc": evaluate_candidate(bulk("Cu", "fcc", a=3.6), STAGED, "fcc")}
+
+
+def test_born_gate_skips_phonons_of_unstable(staged: dict) -> None:
+    res = staged["bcc"]
+    assert res.status == "done", res.reason
+    kvp = res.key_value_pairs
+    assert kvp["born_stable"] is False and kvp["skipped_expensive"] is True
+    assert "elastic" in res.data and "phonon" not in res.data
+    assert "dynamically_stable" not in kvp and "min_frequency_thz" not in kvp
+    assert res.data["gates_failed"] == ["born_stable == 1"]
+
+
+def test_born_gate_passes_stable(staged: dict) -> None:
+    res = staged["fcc"]
+    assert res.status == "done", res.reason
+    kvp = res.key_value_pairs
+    assert kvp["born_stable"] is True and kvp["skipped_expensive"] is False
+    assert kvp["dynamically_stable"] is True and "gates_failed" not in res.data
+    assert res.data["phonon"]["band_structure"]["segments"]
+
+
+def test_gate_validation() -> None:
+    assert STAGED.gates == (("born_stable", "==", 1.0),)  # one representation: floats
+    same = ScreenSettings(potential="emt", fmax=1e-3, properties=("elastic", "phonon"),
+                          phonon_min_length=6.0, gates=(("born_stable", "==", 1),))
+    assert same.settings_hash() == STAGED.settings_hash()
+    el = ("elastic", "phonon")
+    for gate, match in [(("born_stable", "<", 1.0), "boolean"),
+                        (("born_stable", "==", 0.5), "boolean"),
+                        (("dynamically_stable", "==", 1.0), "phonon results"),
+                        (("pugh_ratio", ">=", "high"), "finite number"),
+                        (("pugh_ratio", ">=", float("nan")), "finite number"),
+                        (("pugh_ratio", "~", 1.0), "op in"), (("pugh_ratio", ">="), "op in")]:
+        with pytest.raises(ValueError, match=match):
+            ScreenSettings(potential="emt", properties=el, gates=(gate,))
+    with pytest.raises(ValueError, match="add 'elastic'"):
+        ScreenSettings(potential="emt", properties=("phonon",), gates=(("pugh_ratio", ">", 1),))
+
+
+def test_gated_candidate_is_infeasible_in_campaign_and_report(staged: dict,
+                                                              tmp_path: Path) -> None:
+    from matdesign.search.campaign import Campaign
+    from matdesign.search.config import parse_campaign
+    from matdesign.search.report import build_report
+
+    cfg = parse_campaign({
+        "space": {"elements": ["Cu", "Au"], "ordered": [{"prototype": "B2"}]},
+        "objectives": [{"property": "pugh_ratio"}, {"property": "min_frequency_thz"}],
+        "constraints": ["born_stable", "dynamically_stable"],
+        "screen": {"properties": ["elastic", "phonon"]}})
+    assert cfg.gates() == (("born_stable", "==", 1.0),)  # dynamically_stable: no gate
+    camp = Campaign(cfg, str(tmp_path / "c.db"), evaluator=lambda a, s: None)
+    xs = camp.space.enumerate_ordered()[:2]
+    recs = [camp.store.write(camp.space.decode(x), x, staged[k], "bo", 0)
+            for x, k in zip(xs, ("bcc", "fcc"), strict=True)]
+    assert [r.feasible for r in recs] == [False, True]
+    records = camp.store.records()
+    summary = camp.summary(records, "bo", 2)
+    assert summary.n_feasible == 1 and summary.best_key == recs[1].key
+    assert camp.objective_matrix(records)[1].tolist() == [False, True]
+    rep = build_report(tmp_path / "c.db", tmp_path / "report", top=2)
+    assert (rep.n_rows, rep.n_feasible) == (2, 1)
+    assert f"phonon_bands_{recs[1].row_id}.png" in rep.figures
+    gated = recs[0].row_id  # no phonon data: no phonon figure of either kind
+    assert not {f"phonon_bands_{gated}.png", f"phonon_{gated}.png"} & set(rep.figures)
