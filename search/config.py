@@ -5,20 +5,24 @@ See ``examples/refractory_hea.yaml`` for a fully commented file.
 
 from __future__ import annotations
 
-import operator
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matdesign.search.gates import (
+    BOOLEAN_KEYS,
+    CHEAP_KEYS,
+    ELASTIC_KEYS,
+    ENSEMBLE_KEYS,
+    compare,
+    parse_value,
+    split_comparison,
+)
 from matdesign.search.prototypes import load_prototypes
 from matdesign.search.space import DesignSpace, DisorderedSpec, OrderedSpec
 
 #: properties the screen pipeline computes before any elastic or phonon work (cheap gates).
-CHEAP_PROPERTIES = ("energy_per_atom_ev", "formation_energy_ev_per_atom",
-                    "e_above_hull_ev_per_atom", "volume_per_atom_a3")
-_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt,
-        "==": operator.eq}
+CHEAP_PROPERTIES = CHEAP_KEYS + ENSEMBLE_KEYS
 
 
 @dataclass(frozen=True)
@@ -44,17 +48,15 @@ class Constraint:
     @classmethod
     def parse(cls, text: str, where: str = "constraints") -> Constraint:
         """Parse ``"e_above_hull_ev_per_atom <= 0.05"`` or ``"born_stable"``."""
-        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*(?:(<=|>=|==|<|>)\s*(\S+))?\s*", str(text))
-        if not m:
+        parts = split_comparison(text)
+        if parts is None:
             raise ValueError(f"{where}: cannot parse constraint '{text}' "
                              "(expected 'property <= number' or a boolean property name)")
-        name, op, raw = m.groups()
+        name, op, raw = parts
         if op is None:
             return cls(name)
-        if raw.lower() in ("true", "false"):
-            return cls(name, op, raw.lower() == "true")
         try:
-            return cls(name, op, float(raw))
+            return cls(name, op, parse_value(raw))
         except ValueError as exc:
             raise ValueError(f"{where}: constraint '{text}': '{raw}' is not a number") from exc
 
@@ -63,7 +65,7 @@ class Constraint:
         v = values.get(self.property)
         if v is None:
             return False
-        return bool(_OPS[self.op](v, self.value))
+        return compare(v, self.op, self.value)
 
     def as_gate(self) -> tuple[str, str, float]:
         """``(property, op, float value)`` as the screen pipeline's gates (True -> 1.0)."""
@@ -120,8 +122,6 @@ class CampaignConfig:
         constraint only. A gated-out candidate lacks the later properties, so every
         constraint on them fails: it is infeasible.
         """
-        from matdesign.search.pipeline import BOOLEAN_KEYS, ELASTIC_KEYS
-
         out = []
         for c in self.constraints:
             if c.property in BOOLEAN_KEYS and (c.op != "==" or float(c.value) not in (0, 1)):

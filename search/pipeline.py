@@ -8,7 +8,6 @@ The potential and the reference energies are loaded once per process (module-lev
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import signal
@@ -16,7 +15,6 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +29,26 @@ from matdesign.properties.stability import (
     hull_energies,
     user_references,
 )
+from matdesign.search.gates import (  # noqa: F401 - re-exported (the old home of these names)
+    BOOLEAN_KEYS,
+    CHEAP_KEYS,
+    ELASTIC_KEYS,
+    ENSEMBLE_KEYS,
+    GATE_OPS,
+    PHONON_KEYS,
+    check_gates,
+    gate_passes,
+    gate_stage,
+    validate_gate,
+)
+from matdesign.search.hashing import (  # noqa: F401 - re-exported
+    content_hash,
+    file_sha256,
+    payload_hash,
+    potential_id,
+)
 
 PROPERTIES = ("elastic", "phonon")
-GATE_OPS = {
-    "<=": lambda a, b: a <= b, "<": lambda a, b: a < b,
-    ">=": lambda a, b: a >= b, ">": lambda a, b: a > b, "==": lambda a, b: a == b,
-}
-ELASTIC_KEYS = ("bulk_modulus_vrh_gpa", "shear_modulus_vrh_gpa", "youngs_modulus_gpa",
-                "poisson_ratio", "pugh_ratio", "cauchy_pressure_gpa", "born_stable")
-PHONON_KEYS = ("dynamically_stable", "min_frequency_thz")
-#: boolean results; a gate on one compares with 1.0 (True) or 0.0 (False) by ``==``
-BOOLEAN_KEYS = ("born_stable", "dynamically_stable")
 
 # Screening default: a residual force of 5e-3 eV/Å changes the energy by about F²/(2k) ≈ 1e-5
 # eV/atom for typical stiffnesses k ~ 1 eV/Å², far below hull tolerances, and saves a large
@@ -91,32 +98,11 @@ class ScreenSettings:
             raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
         if not (self.fmax > 0 and self.max_steps > 0):
             raise ValueError("fmax and max_steps must be positive")
-        object.__setattr__(self, "gates", tuple(self._check_gate(g) for g in self.gates))
+        object.__setattr__(self, "gates", tuple(validate_gate(g, self.properties)
+                                                for g in self.gates))
         for ref in self.references:
             if not Path(ref).is_file():
                 raise FileNotFoundError(f"reference structure file not found: {ref}")
-
-    def _check_gate(self, gate: Any) -> tuple[str, str, float]:
-        """Validate one gate; returns it as ``(key, op, float value)``."""
-        if (not isinstance(gate, (tuple, list)) or len(gate) != 3
-                or not isinstance(gate[0], str) or not gate[0] or gate[1] not in GATE_OPS):
-            raise ValueError(
-                f"gate {gate!r}: expected (key, op, value) with op in {list(GATE_OPS)}")
-        key, op, value = gate
-        if not isinstance(value, (bool, int, float, np.bool_, np.number)) or not math.isfinite(
-                float(value)):
-            raise ValueError(f"gate {gate!r}: value must be a finite number or a boolean")
-        value = float(value)
-        if key in PHONON_KEYS:
-            raise ValueError(f"gate {gate!r}: phonon results come last, there is nothing left "
-                             "to skip; judge them afterwards (e.g. a campaign constraint)")
-        if key in BOOLEAN_KEYS and (op != "==" or value not in (0.0, 1.0)):
-            raise ValueError(f"gate {gate!r}: {key} is boolean; use ('{key}', '==', 1.0) "
-                             "for True or 0.0 for False")
-        if key in ELASTIC_KEYS and "elastic" not in self.properties:
-            raise ValueError(f"gate {gate!r}: {key} comes from the elastic step; add 'elastic' "
-                             "to properties")
-        return (key, op, value)
 
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(dataclasses.asdict(self)))
@@ -125,9 +111,8 @@ class ScreenSettings:
         """16-hex hash of the settings, the potential's identity and the reference files."""
         payload = self.to_dict()
         payload["potential_id"] = potential_id(self.potential)
-        payload["references"] = [_file_sha256(str(Path(r).resolve())) for r in self.references]
-        text = json.dumps(payload, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        payload["references"] = [file_sha256(str(Path(r).resolve())) for r in self.references]
+        return payload_hash(payload)
 
 
 @dataclass(frozen=True)
@@ -166,50 +151,6 @@ class CandidateResult:
             "settings_hash": self.settings_hash, "key_value_pairs": dict(self.key_value_pairs),
             "data": self.data, "elapsed_s": float(self.elapsed_s),
         }
-
-
-def content_hash(atoms: Atoms) -> str:
-    """Stable 16-hex hash of atomic numbers, positions (1e-5 Å), cell (1e-5 Å) and pbc."""
-    h = hashlib.sha256()
-    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
-    for arr in (atoms.positions, atoms.cell.array):
-        rounded = np.round(np.asarray(arr, dtype=np.float64), 5) + 0.0  # +0.0 folds -0.0 into 0.0
-        h.update(rounded.tobytes())
-    h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
-    return h.hexdigest()[:16]
-
-
-def potential_id(spec: str) -> str:
-    """Identity of a potential: 'emt', 'module:callable', or 'path#sha256' of the checkpoint."""
-    if spec == "emt":
-        return "emt"
-    if spec == "default":
-        from matdesign.calculator import DEFAULT_MODEL
-
-        path = DEFAULT_MODEL
-    else:
-        path = Path(spec)
-        if not path.exists() and ":" in spec:
-            return spec
-    resolved = str(Path(path).resolve())
-    return f"{resolved}#{_file_sha256(resolved)}"
-
-
-def _file_sha256(path: str) -> str:
-    p = Path(path)
-    if not p.is_file():
-        return "missing"
-    stat = p.stat()
-    return _file_sha256_cached(path, stat.st_mtime_ns, stat.st_size)
-
-
-@lru_cache(maxsize=64)
-def _file_sha256_cached(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 class CandidateTimeout(Exception):
@@ -331,39 +272,6 @@ def _evaluate(atoms: Atoms, settings: ScreenSettings, state: dict[str, Any]) -> 
         return
     state["kvp"]["skipped_expensive"] = False
     compute_properties(calc, settings, state)
-
-
-def gate_stage(key: str) -> str:
-    """``"elastic"`` for a result of the elastic step (checked before the phonons), else
-    ``"cheap"`` (checked after relax/formation/hull, before elastic and phonon)."""
-    return "elastic" if key in ELASTIC_KEYS else "cheap"
-
-
-def check_gates(settings: ScreenSettings, state: dict[str, Any], stage: str) -> bool:
-    """Evaluate the gates of ``stage`` on ``state["kvp"]``; False when one fails.
-
-    A failure sets ``skipped_expensive=True`` and lists the failed gates in
-    ``data["gates_failed"]``; the caller then skips the remaining steps.
-
-    Raises:
-        ValueError: a gate names a result that this stage does not have.
-    """
-    kvp = state["kvp"]
-    failed = [f"{k} {op} {v:g}" for k, op, v in settings.gates
-              if gate_stage(k) == stage and not _gate_passes(kvp, k, op, v)]
-    if failed:
-        kvp["skipped_expensive"] = True
-        state["data"].setdefault("gates_failed", []).extend(failed)
-    return not failed
-
-
-def _gate_passes(kvp: dict[str, Any], key: str, op: str, value: float) -> bool:
-    if key not in kvp:
-        raise ValueError(f"gate on {key!r}: no such result (have {sorted(kvp)})")
-    have = kvp[key]
-    if not isinstance(have, (bool, int, float, np.bool_, np.number)):
-        raise ValueError(f"gate on {key!r}: result {have!r} is not a number or boolean")
-    return bool(GATE_OPS[op](float(have), value))
 
 
 # settings_hash -> {"elements": {symbol: eV/atom}, "user": (overrides, competing phases)}

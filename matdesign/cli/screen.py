@@ -10,8 +10,6 @@ import argparse
 
 from matdesign.cli.common import add_json_arg, add_potential_arg, write_json
 
-GATE_OPS = ("<=", ">=", "==", "<", ">")  # two-character operators first when parsing
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -53,15 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_gate(text: str) -> tuple[str, str, float]:
-    """``"key<=0.1"`` -> ``("key", "<=", 0.1)``; ValueError naming the bad gate."""
-    for op in GATE_OPS:
-        key, sep, value = text.partition(op)
-        if sep:
-            try:
-                return key.strip(), op, float(value)
-            except ValueError:
-                break
-    raise ValueError(f"--gate {text!r}: expected KEY<op>NUMBER with op in {list(GATE_OPS)}")
+    """``"key<=0.1"`` -> ``("key", "<=", 0.1)`` (``matdesign.search.gates.parse_gate``)."""
+    from matdesign.search.gates import parse_gate as parse
+
+    return parse(text)
 
 
 def run(args: argparse.Namespace) -> int:

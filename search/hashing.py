@@ -1,0 +1,69 @@
+"""Identities for resumable screening: structure content hash, potential identity, file hashes.
+
+All identities depend on content only (never on absolute paths), so moving or reinstalling a
+checkpoint or a reference file keeps finished rows valid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+
+def content_hash(atoms: Atoms) -> str:
+    """Stable 16-hex hash of atomic numbers, positions (1e-5 Å), cell (1e-5 Å) and pbc."""
+    h = hashlib.sha256()
+    h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
+    for arr in (atoms.positions, atoms.cell.array):
+        rounded = np.round(np.asarray(arr, dtype=np.float64), 5) + 0.0  # +0.0 folds -0.0 into 0.0
+        h.update(rounded.tobytes())
+    h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
+    return h.hexdigest()[:16]
+
+
+def potential_id(spec: str) -> str:
+    """Identity of a potential: ``"emt"``, ``"module:callable"`` as given, or
+    ``"sha256:<16 hex>"`` of the checkpoint file's contents (independent of its path)."""
+    if spec == "emt":
+        return "emt"
+    if spec == "default":
+        from matdesign.calculator import DEFAULT_MODEL
+
+        path = Path(DEFAULT_MODEL)
+    else:
+        path = Path(spec)
+        if not path.exists() and ":" in spec:
+            return spec
+    resolved = str(Path(path).resolve())
+    return f"{resolved}#{file_sha256(resolved)}"
+
+
+def file_sha256(path: str) -> str:
+    """16-hex sha256 of a file's contents ("missing" if it is not a file); cached by
+    (path, mtime, size)."""
+    p = Path(path)
+    if not p.is_file():
+        return "missing"
+    stat = p.stat()
+    return _file_sha256_cached(str(p.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=64)
+def _file_sha256_cached(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def payload_hash(payload: dict[str, Any]) -> str:
+    """16-hex sha256 of a JSON-able mapping (keys sorted)."""
+    text = json.dumps(payload, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,0 +1,41 @@
+"""Gates and hashing modules: one operator table shared by the pipeline, campaign
+constraints and the ``--gate`` parser; old import paths still work."""
+
+from __future__ import annotations
+
+import operator
+
+import pytest
+
+from matdesign.search import gates, hashing, pipeline
+from matdesign.search.config import Constraint
+
+
+def test_old_names_reexported_from_pipeline() -> None:
+    for name in ("GATE_OPS", "ELASTIC_KEYS", "PHONON_KEYS", "BOOLEAN_KEYS", "gate_stage",
+                 "check_gates"):
+        assert getattr(pipeline, name) is getattr(gates, name)
+    for name in ("content_hash", "potential_id"):
+        assert getattr(pipeline, name) is getattr(hashing, name)
+
+
+@pytest.mark.parametrize("op, ref", [("<=", operator.le), (">=", operator.ge),
+                                     ("==", operator.eq), ("<", operator.lt), (">", operator.gt)])
+def test_one_operator_table_everywhere(op: str, ref, monkeypatch) -> None:  # noqa: ANN001
+    from matdesign.cli.screen import parse_gate
+
+    assert parse_gate(f"pugh_ratio{op}1.75") == ("pugh_ratio", op, 1.75)
+    assert parse_gate(f" pugh_ratio {op} true ") == ("pugh_ratio", op, 1.0)
+    c = Constraint.parse(f"pugh_ratio {op} 1.75")
+    for have in (1.0, 1.75, 2.5):
+        assert c.satisfied({"pugh_ratio": have}) == ref(have, 1.75)
+        assert gates.gate_passes({"pugh_ratio": have}, "pugh_ratio", op, 1.75) == ref(have, 1.75)
+    # the constraint evaluates through the shared table: replacing an entry changes it
+    monkeypatch.setitem(gates.GATE_OPS, op, lambda a, b: "sentinel")
+    assert c.satisfied({"pugh_ratio": 1.0}) is True
+
+
+def test_bad_gate_text_names_it() -> None:
+    for text in ("pugh_ratio ~ 1", "pugh_ratio <= abc", "<= 1", "pugh_ratio"):
+        with pytest.raises(ValueError, match="--gate"):
+            gates.parse_gate(text)
