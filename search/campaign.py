@@ -11,7 +11,10 @@ returning an object with ``status`` ("done"/"failed"), ``key_value_pairs``, ``at
 from __future__ import annotations
 
 import concurrent.futures as cf
+from collections import Counter
 from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,6 +198,7 @@ class Campaign:
         self.space = config.space
         self.store = CampaignStore(db_path, config)
         self.evaluator = evaluator or pipeline_evaluator(config, potential or config.potential)
+        self._crashes: Counter = Counter()  # candidate key -> worker crashes while in flight
 
     # ---- objective bookkeeping -------------------------------------------------------------
     def objective_matrix(self, records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
@@ -296,7 +300,7 @@ class Campaign:
         budget = int(budget or self.config.budget)
         records = self.store.records()
         n_start = len(records)
-        with _executor(workers, scheduler) as ex:
+        with _Pool(workers, scheduler) as pool:
             while len(records) < budget:
                 opt = self._optimizer(records, strategy)
                 exclude = {r.key for r in records}
@@ -305,30 +309,54 @@ class Campaign:
                          else self._bo_batch(opt, records, n, exclude))
                 if not batch:
                     break  # the whole space has been evaluated
-                for rec in self._evaluate(ex, batch, strategy, len(records)):
+                for rec in self._evaluate(pool, batch, strategy, len(records)):
                     records.append(rec)
                     if on_result:
                         on_result(rec)
         return self.summary(records, strategy, len(records) - n_start)
 
-    def _evaluate(self, ex: Any, batch: list[tuple[list, Candidate]], strategy: str,
+    def _evaluate(self, pool: _Pool, batch: list[tuple[list, Candidate]], strategy: str,
                   n_done: int):  # noqa: ANN202 - generator of Record
+        """Evaluate a batch, writing each result as it arrives.
+
+        A broken process pool (a worker died, e.g. killed for memory) records nothing for the
+        candidates in flight: they run again in a fresh pool, each alone, and one that crashes
+        a worker a second time is recorded as failed ("worker crashed twice").
+        """
         round_id = n_done
-        if ex is None:
+        if pool.ex is None:
             for x, c in batch:
                 ev = evaluate_structures(self.evaluator, self.space.structures(c), c.key)
                 yield self.store.write(c, x, ev, strategy, round_id)
             return
-        futures = {ex.submit(evaluate_structures, self.evaluator, self.space.structures(c),
-                             c.key): (x, c) for x, c in batch}
-        for fut in cf.as_completed(futures):
-            x, c = futures[fut]
-            try:
-                ev = fut.result()
-            except Exception as exc:  # noqa: BLE001 - worker died: record it, keep going
+        queue = list(batch)
+        while queue:
+            suspects = [i for i, (_, c) in enumerate(queue) if self._crashes[c.key]]
+            take = suspects[:1] if suspects else list(range(len(queue)))
+            group = [queue[i] for i in take]
+            queue = [b for i, b in enumerate(queue) if i not in take]
+            futures = {pool.ex.submit(evaluate_structures, self.evaluator,
+                                      self.space.structures(c), c.key): (x, c) for x, c in group}
+            crashed = []
+            for fut in cf.as_completed(futures):
+                x, c = futures[fut]
+                exc = fut.exception()
+                if isinstance(exc, BrokenProcessPool):
+                    crashed.append((x, c, exc))
+                    continue
+                ev = fut.result() if exc is None else Evaluation(
+                    "failed", {}, self.space.structures(c)[0], {}, f"{type(exc).__name__}: {exc}")
+                yield self.store.write(c, x, ev, strategy, round_id)
+            for x, c, exc in crashed:
+                self._crashes[c.key] += 1
+                if self._crashes[c.key] < 2:
+                    queue.insert(0, (x, c))
+                    continue
                 ev = Evaluation("failed", {}, self.space.structures(c)[0], {},
-                                f"{type(exc).__name__}: {exc}")
-            yield self.store.write(c, x, ev, strategy, round_id)
+                                f"worker crashed twice: {type(exc).__name__}: {exc}")
+                yield self.store.write(c, x, ev, strategy, round_id)
+            if crashed:
+                pool.restart()
 
     def summary(self, records: list[Record], strategy: str, n_new: int) -> CampaignSummary:
         """Counts and the best feasible candidate (first objective, or ParEGO-equal weights)."""
@@ -346,22 +374,38 @@ class Campaign:
                                sum(r.uncertain for r in records), best_key, best)
 
 
-class _Serial:
-    def __enter__(self) -> None:
-        return None
+class _Pool:
+    """The campaign's executor: none (in-process) for one worker and no scheduler (an
+    interrupt stops at once, finished rows are already stored), otherwise the screen
+    executors (process pool or dask); ``restart`` replaces a broken pool."""
+
+    def __init__(self, workers: int, scheduler: str | None) -> None:
+        self.workers, self.scheduler = workers, scheduler
+        self.ex: Any = None
+        self._stack: ExitStack | None = None
+
+    def _start(self) -> None:
+        from matdesign.search.executor import get_executor
+
+        self._stack = ExitStack()
+        self.ex = self._stack.enter_context(get_executor(self.workers, self.scheduler))
+
+    def restart(self) -> None:
+        self.close()
+        self._start()
+
+    def close(self) -> None:
+        if self._stack is not None:
+            self._stack.close()
+            self._stack, self.ex = None, None
+
+    def __enter__(self) -> _Pool:
+        if self.workers > 1 or self.scheduler:
+            self._start()
+        return self
 
     def __exit__(self, *exc: Any) -> None:
-        return None
-
-
-def _executor(workers: int, scheduler: str | None) -> Any:
-    """In-process for one worker and no scheduler (an interrupt stops at once, finished rows
-    are already stored); otherwise the screen executors (process pool or dask)."""
-    if workers <= 1 and not scheduler:
-        return _Serial()
-    from matdesign.search.executor import get_executor
-
-    return get_executor(workers, scheduler)
+        self.close()
 
 
 def pipeline_evaluator(config: CampaignConfig, potential: str) -> Evaluator:

@@ -40,7 +40,7 @@ from matdesign.search.pipeline import (
 FAILURE_CLASSES = (("timeout", "timeout"), ("not known to the potential", "unknown element"),
                    ("overlapping", "overlapping atoms"), ("not converged", "not converged"),
                    ("cannot read", "unreadable input"), ("non-finite", "non-finite numbers"),
-                   ("worker", "worker crashed"))
+                   ("worker crashed", "worker crashed"), ("worker", "worker error"))
 
 
 @dataclass(frozen=True)
@@ -148,6 +148,7 @@ class _Loop:
             db, settings, shash, timeout_s, bar)
         self.statuses: Counter = Counter()
         self.reasons: Counter = Counter()
+        self.crashes: Counter = Counter()  # source -> worker crashes while it was in flight
 
     def record(self, result: CandidateResult) -> None:
         self.db.write(result)
@@ -161,38 +162,79 @@ class _Loop:
         self.record(failed_result(atoms, self.shash, cand.source, reason,
                                   chash=cand.content_hash))
 
+    def _submit_window(self, ex: Any, queue: list[Candidate],
+                       pending: dict[Future, tuple[Candidate, float]], window: int) -> None:
+        """Fill the window from ``queue``; a candidate that has crashed a worker runs alone,
+        so a second crash is its own."""
+        while queue and len(pending) < window:
+            if any(self.crashes[c.source] for c, _ in pending.values()):
+                return
+            if self.crashes[queue[-1].source] and pending:
+                return
+            cand = queue.pop()
+            fut = ex.submit(evaluate_candidate, cand.atoms, self.settings, cand.source,
+                            timeout_s=self.timeout_s)
+            pending[fut] = (cand, time.monotonic())
+
+    def _crashed(self, cand: Candidate, exc: BaseException) -> bool:
+        """Count a worker crash against ``cand``; True when it is to run again (first crash),
+        False when it was recorded as failed (second crash)."""
+        self.crashes[cand.source] += 1
+        if self.crashes[cand.source] < 2:
+            return True
+        self.fail(cand, f"worker crashed twice: {type(exc).__name__}: {exc}")
+        return False
+
     def drain(self, ex: Any, todo: list[Candidate], window: int) -> list[Candidate]:
-        """Run ``todo``; return candidates still to run if the pool had to be restarted."""
+        """Run ``todo``; return candidates still to run if the pool had to be restarted.
+
+        A broken pool (a worker died, e.g. killed for memory) records nothing for the
+        candidates in flight: they are returned to run again in a fresh pool, and one that
+        crashes a worker a second time (running alone) is recorded as failed.
+        """
         queue = list(reversed(todo))
         pending: dict[Future, tuple[Candidate, float]] = {}
         while queue or pending:
-            while queue and len(pending) < window:
-                cand = queue.pop()
-                fut = ex.submit(evaluate_candidate, cand.atoms, self.settings, cand.source,
-                                timeout_s=self.timeout_s)
-                pending[fut] = (cand, time.monotonic())
+            self._submit_window(ex, queue, pending, window)
             limit = None if self.timeout_s is None else hard_timeout(self.timeout_s)
             wait_s = None if limit is None else max(
                 0.0, min(t0 + limit for _, t0 in pending.values()) - time.monotonic())
             finished, _ = wait(list(pending), timeout=wait_s, return_when=FIRST_COMPLETED)
-            broken = False
+            crash: BaseException | None = None
             for fut in finished:
                 cand, _ = pending.pop(fut)
                 exc = fut.exception()
                 if exc is None:
                     self.record(fut.result())
+                elif isinstance(exc, BrokenProcessPool):
+                    crash = exc
+                    if self._crashed(cand, exc):
+                        queue.append(cand)
                 else:
-                    broken |= isinstance(exc, BrokenProcessPool)
                     self.fail(cand, f"worker error: {type(exc).__name__}: {exc}")
+            if crash is not None:  # every other candidate in flight died with the pool
+                for fut, (cand, _) in list(pending.items()):
+                    del pending[fut]
+                    if self._crashed(cand, crash):
+                        queue.append(cand)
             expired = [f for f, (_, t0) in pending.items()
                        if limit is not None and time.monotonic() - t0 > limit]
             for fut in expired:
                 cand, _ = pending.pop(fut)
                 fut.cancel()
                 self.fail(cand, f"timeout: no result after {limit:g} s (worker abandoned)")
-            if (expired or broken) and isinstance(ex, ProcessPoolExecutor):
+            if (expired or crash is not None) and isinstance(ex, ProcessPoolExecutor):
                 return [c for c, _ in pending.values()] + list(reversed(queue))
         return []
+
+
+def run_all(loop: _Loop, todo: list[Candidate], workers: int, scheduler: str | None) -> None:
+    """Run ``todo`` through ``loop``, starting a fresh executor whenever a pool broke or a
+    stuck worker had to be torn down."""
+    while todo:
+        with get_executor(workers, scheduler) as ex:
+            window = 1 if workers == 1 and not scheduler else workers
+            todo = loop.drain(ex, todo, window)
 
 
 def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, workers: int = 1,
@@ -232,10 +274,7 @@ def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, work
         for cand in [c for c in todo if c.error is not None]:
             loop.fail(cand, cand.error)
         todo = [c for c in todo if c.error is None]
-        while todo:
-            with get_executor(workers, scheduler) as ex:
-                window = 1 if workers == 1 and not scheduler else workers
-                todo = loop.drain(ex, todo, window)
+        run_all(loop, todo, workers, scheduler)
     db.update_hull(collect_references(db, shash), settings_hash=shash)
     return ScreenSummary(
         n_candidates=len(candidates), n_skipped=n_skipped, n_done=loop.statuses["done"],
