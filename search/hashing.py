@@ -40,8 +40,7 @@ def potential_id(spec: str) -> str:
         path = Path(spec)
         if not path.exists() and ":" in spec:
             return spec
-    resolved = str(Path(path).resolve())
-    return f"{resolved}#{file_sha256(resolved)}"
+    return f"sha256:{file_sha256(str(path))}"
 
 
 def file_sha256(path: str) -> str:

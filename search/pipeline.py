@@ -108,9 +108,10 @@ class ScreenSettings:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def settings_hash(self) -> str:
-        """16-hex hash of the settings, the potential's identity and the reference files."""
+        """16-hex hash of the settings, the potential's identity and the reference files
+        (file contents only: moving a checkpoint or reference file keeps the hash)."""
         payload = self.to_dict()
-        payload["potential_id"] = potential_id(self.potential)
+        payload["potential"] = potential_id(self.potential)  # content, not the path
         payload["references"] = [file_sha256(str(Path(r).resolve())) for r in self.references]
         return payload_hash(payload)
 

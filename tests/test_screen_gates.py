@@ -39,3 +39,19 @@ def test_bad_gate_text_names_it() -> None:
     for text in ("pugh_ratio ~ 1", "pugh_ratio <= abc", "<= 1", "pugh_ratio"):
         with pytest.raises(ValueError, match="--gate"):
             gates.parse_gate(text)
+
+
+def test_potential_identity_is_content_not_path(tmp_path) -> None:  # noqa: ANN001
+    from matdesign.search.pipeline import ScreenSettings
+
+    a, b, c = tmp_path / "a" / "model.pt", tmp_path / "b" / "moved.pt", tmp_path / "c.pt"
+    for path, content in ((a, b"weights-1"), (b, b"weights-1"), (c, b"weights-2")):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(content)
+    ids = [hashing.potential_id(str(p)) for p in (a, b, c)]
+    assert ids[0] == ids[1] != ids[2]
+    assert ids[0].startswith("sha256:") and str(tmp_path) not in ids[0]
+    assert ScreenSettings(potential=str(a)).settings_hash() == ScreenSettings(
+        potential=str(b)).settings_hash() != ScreenSettings(potential=str(c)).settings_hash()
+    assert hashing.potential_id("emt") == "emt"
+    assert hashing.potential_id("some.module:build") == "some.module:build"
