@@ -245,6 +245,7 @@ def evaluate_candidate(atoms: Atoms, settings: ScreenSettings, source: str, *,
     chash = content_hash(atoms)
     shash = settings.settings_hash()
     state: dict[str, Any] = {"atoms": atoms, "kvp": {}, "data": {}}
+    identify(settings, state)
     try:
         with _time_limit(timeout_s):
             _evaluate(atoms, settings, state)
@@ -262,6 +263,12 @@ def evaluate_candidate(atoms: Atoms, settings: ScreenSettings, source: str, *,
         content_hash=chash, settings_hash=shash, atoms=state["atoms"], key_value_pairs=kvp,
         data=state["data"], elapsed_s=time.perf_counter() - start,
     )
+
+
+def identify(settings: ScreenSettings, state: dict[str, Any]) -> None:
+    """Record what produced the row: ``data["settings"]`` and the ``potential_id`` column."""
+    state["data"]["settings"] = settings.to_dict()
+    state["kvp"]["potential_id"] = potential_id(settings.potential)
 
 
 def _evaluate(atoms: Atoms, settings: ScreenSettings, state: dict[str, Any]) -> None:

@@ -35,6 +35,7 @@ from matdesign.search.pipeline import (
     content_hash,
     evaluate_candidate,
     failed_result,
+    identify,
 )
 
 FAILURE_CLASSES = (("timeout", "timeout"), ("not known to the potential", "unknown element"),
@@ -159,8 +160,12 @@ class _Loop:
 
     def fail(self, cand: Candidate, reason: str) -> None:
         atoms = cand.atoms if cand.atoms is not None else Atoms()
-        self.record(failed_result(atoms, self.shash, cand.source, reason,
-                                  chash=cand.content_hash))
+        state: dict[str, Any] = {"kvp": {}, "data": {}}
+        identify(self.settings, state)
+        result = failed_result(atoms, self.shash, cand.source, reason, chash=cand.content_hash,
+                               data=state["data"])
+        result.key_value_pairs.update(state["kvp"])
+        self.record(result)
 
     def _submit_window(self, ex: Any, queue: list[Candidate],
                        pending: dict[Future, tuple[Candidate, float]], window: int) -> None:

@@ -70,6 +70,15 @@ def test_failures_have_reasons(screened: tuple[Path, Path]) -> None:
     assert len(rows) == 8
 
 
+def test_rows_record_settings_and_potential(screened: tuple[Path, Path]) -> None:
+    rows = ResultsDB(str(screened[1])).rows()
+    assert {r.status for r in rows} == {"done", "failed"}  # workers' and coordinator's rows
+    for row in rows:
+        assert row.potential_id == "emt", row.source
+        assert row.data["settings"] == SETTINGS.to_dict()
+        assert row.data["settings"]["fmax"] == 1e-3 and row.data["settings"]["potential"] == "emt"
+
+
 def _min_energy(atoms: Atoms) -> float:
     """EMT energy per atom minimised over the lattice constant of a cubic-symmetric cell."""
     from scipy.optimize import minimize_scalar
