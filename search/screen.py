@@ -108,8 +108,23 @@ def _candidate(source: str, atoms: Atoms) -> Candidate:
     return Candidate(source, atoms, content_hash(atoms))
 
 
-def expand_inputs(inputs: list[str]) -> list[Candidate]:
-    """Files, directories (their files, sorted, not recursive), globs and ase.db files."""
+def _is_excluded(path: Path, exclude: list[Path]) -> bool:
+    """True for an excluded file or its SQLite companions (``-journal``, ``-wal``, ``-shm``)."""
+    resolved = path.resolve()
+    return any(resolved == ex or (resolved.parent == ex.parent
+                                  and resolved.name.startswith(ex.name + "-"))
+               for ex in exclude)
+
+
+def expand_inputs(inputs: list[str], exclude: tuple[str, ...] = ()) -> list[Candidate]:
+    """Files, directories (their files, sorted, not recursive), globs and ase.db files.
+
+    Args:
+        inputs: what to read.
+        exclude: files never read as inputs (the run's own results database), also when a
+            directory or glob names them.
+    """
+    skip = [Path(e).resolve() for e in exclude]
     out: list[Candidate] = []
     for spec in inputs:
         path = Path(spec)
@@ -123,7 +138,8 @@ def expand_inputs(inputs: list[str]) -> list[Candidate]:
                 out.append(Candidate(spec, None, _file_hash(path),
                                      f"cannot read {spec}: no such file, directory or glob match"))
         for f in files:
-            out.extend(_read_file(f))
+            if not _is_excluded(f, skip):
+                out.extend(_read_file(f))
     return out
 
 
@@ -265,7 +281,8 @@ def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, work
     shash = settings.settings_hash()
     db = ResultsDB(db_url)
     finished = db.done_keys(include_failed=not retry_failed)
-    candidates = expand_inputs(inputs)
+    own = () if "://" in db_url else (db_url, db_url + ".db")
+    candidates = expand_inputs(inputs, exclude=own)
     todo, seen, n_skipped = [], set(), 0
     for cand in candidates:
         key = (cand.content_hash, shash)

@@ -74,3 +74,20 @@ def test_candidate_that_crashes_twice_fails_alone(tmp_path: Path) -> None:
     assert rows["c2"].status == "failed"
     assert rows["c2"].reason.startswith("worker crashed twice")
     assert all(rows[s].status == "done" for s in ("c0", "c1", "c3"))
+
+
+def test_results_db_inside_the_input_folder_is_not_an_input(tmp_path: Path) -> None:
+    from ase.io import write
+
+    from matdesign.search.screen import run_screen
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for k, a in enumerate((3.6, 3.65)):
+        write(folder / f"cu{k}.xyz", bulk("Cu", a=a), format="extxyz")
+    db = folder / "results.db"
+    for _ in range(2):
+        summary = run_screen([str(folder)], str(db), SETTINGS, progress=False)
+        assert summary.n_candidates == 2 and summary.n_failed == 0
+    rows = ResultsDB(str(db)).rows()
+    assert sorted(Path(r.source).name for r in rows) == ["cu0.xyz", "cu1.xyz"]
