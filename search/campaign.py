@@ -194,6 +194,8 @@ class Campaign:
 
     def __init__(self, config: CampaignConfig, db_path: str, evaluator: Evaluator | None = None,
                  potential: str | None = None) -> None:
+        if evaluator is None:
+            config.check_pipeline_properties()
         self.config = config
         self.space = config.space
         self.store = CampaignStore(db_path, config)

@@ -14,6 +14,7 @@ from matdesign.search.gates import (
     CHEAP_KEYS,
     ELASTIC_KEYS,
     ENSEMBLE_KEYS,
+    PHONON_KEYS,
     compare,
     parse_value,
     split_comparison,
@@ -23,6 +24,12 @@ from matdesign.search.space import DesignSpace, DisorderedSpec, OrderedSpec
 
 #: properties the screen pipeline computes before any elastic or phonon work (cheap gates).
 CHEAP_PROPERTIES = CHEAP_KEYS + ENSEMBLE_KEYS
+#: result key -> the ``screen.properties`` step that produces it (None: always there;
+#: ``n_realisations`` is added by the campaign's averaging)
+PIPELINE_RESULTS: dict[str, str | None] = {
+    **dict.fromkeys((*CHEAP_PROPERTIES, "n_realisations")),
+    **dict.fromkeys(ELASTIC_KEYS, "elastic"), **dict.fromkeys(PHONON_KEYS, "phonon"),
+}
 
 
 @dataclass(frozen=True)
@@ -132,6 +139,30 @@ class CampaignConfig:
         return tuple(out)
 
 
+    def check_pipeline_properties(self) -> None:
+        """Objectives and constraints must name results the screen pipeline produces with
+        ``screen.properties`` (else they would be missing for every candidate: all-NaN
+        objectives, nothing feasible).
+
+        Raises:
+            ValueError: naming the objective/constraint, the key and the allowed names, or the
+                ``screen.properties`` entry a key needs.
+        """
+        bad = sorted(set(self.screen.properties) - {"elastic", "phonon"})
+        if bad:
+            raise ValueError(f"screen.properties: unknown {bad}; choose from ['elastic', 'phonon']")
+        named = [(f"objectives[{i}].property", o.property) for i, o in enumerate(self.objectives)]
+        named += [(f"constraints[{i}]", c.property) for i, c in enumerate(self.constraints)]
+        for where, key in named:
+            if key not in PIPELINE_RESULTS:
+                raise ValueError(f"{where}: unknown property '{key}'; the screen pipeline "
+                                 f"produces {sorted(PIPELINE_RESULTS)}")
+            step = PIPELINE_RESULTS[key]
+            if step is not None and step not in self.screen.properties:
+                raise ValueError(f"{where}: '{key}' comes from the {step} step; add '{step}' "
+                                 f"to screen.properties (now {list(self.screen.properties)})")
+
+
 def _keys(d: Any, allowed: set[str], where: str, required: tuple[str, ...] = ()) -> dict:
     if not isinstance(d, dict):
         raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
@@ -228,8 +259,16 @@ def _disordered(o: Any, i: int, default: tuple[str, ...] | None) -> DisorderedSp
                           tuple(int(n) for n in sc), method, reals, int(o.get("seed", 0)))
 
 
-def parse_campaign(d: Any, base: Path = Path(".")) -> CampaignConfig:
-    """Validate a campaign mapping (from YAML); ``base`` resolves relative file paths."""
+def parse_campaign(d: Any, base: Path = Path("."), *,
+                   custom_evaluator: bool = False) -> CampaignConfig:
+    """Validate a campaign mapping (from YAML); ``base`` resolves relative file paths.
+
+    Args:
+        d: the mapping.
+        base: folder for relative file paths.
+        custom_evaluator: the campaign runs its own evaluator (Python API), so objective and
+            constraint names are not checked against the screen pipeline's results.
+    """
     d = _keys(d, {"name", "space", "objectives", "constraints", "budget", "potential", "screen",
                   "optimizer", "uncertainty_energy_std_ev_per_atom"}, "campaign",
               ("space", "objectives"))
@@ -248,7 +287,7 @@ def parse_campaign(d: Any, base: Path = Path(".")) -> CampaignConfig:
     budget = int(d.get("budget", 20))
     if budget < 1:
         raise ValueError("budget: must be >= 1")
-    return CampaignConfig(
+    config = CampaignConfig(
         name=str(d.get("name", "campaign")),
         space=_space(d["space"], base),
         objectives=tuple(objectives),
@@ -260,6 +299,9 @@ def parse_campaign(d: Any, base: Path = Path(".")) -> CampaignConfig:
         uncertainty_energy_std_ev_per_atom=float(d.get("uncertainty_energy_std_ev_per_atom",
                                                        0.01)),
     )
+    if not custom_evaluator:
+        config.check_pipeline_properties()
+    return config
 
 
 def load_campaign(path: str | Path) -> CampaignConfig:

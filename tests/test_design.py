@@ -7,12 +7,17 @@ import numpy as np
 import pytest
 
 from matdesign.search.campaign import Campaign, Evaluation
-from matdesign.search.config import Constraint, parse_campaign
+from matdesign.search.config import Constraint
+from matdesign.search.config import parse_campaign as _parse
 from matdesign.search.features import element_properties
 from matdesign.search.space import round_to_counts, simplex_from_unit
 from matdesign.search.surrogate import pareto_mask, select_batch
 
 ELEMENTS = ["Nb", "Mo", "Ta", "W"]
+
+
+def parse_campaign(d: dict):  # noqa: ANN201 - synthetic evaluators: properties not the pipeline's
+    return _parse(d, custom_evaluator=True)
 
 
 def _campaign_dict(**over) -> dict:  # noqa: ANN003
@@ -188,3 +193,27 @@ def test_crash_and_resume_loses_and_repeats_nothing(tmp_path) -> None:  # noqa: 
 def test_pareto_mask() -> None:
     y = np.array([[0, 1], [1, 0], [1, 1], [0.5, 0.5]])
     assert pareto_mask(y).tolist() == [True, True, False, True]
+
+
+@pytest.mark.parametrize("over, match", [
+    ({"objectives": [{"property": "pugh_ratoi"}]},
+     r"objectives\[0\].property: unknown .*pugh_ratoi"),
+    ({"objectives": [{"property": "pugh_ratio"}], "screen": {"properties": []}},
+     r"objectives\[0\].*'pugh_ratio' comes from the elastic step; add 'elastic'"),
+    ({"objectives": [{"property": "pugh_ratio"}], "constraints": ["dynamically_stable"]},
+     r"constraints\[0\].*add 'phonon'"),
+    ({"objectives": [{"property": "pugh_ratio"}], "constraints": ["e_above_hul <= 0.1"]},
+     r"constraints\[0\]: unknown property 'e_above_hul'.*e_above_hull_ev_per_atom"),
+])
+def test_pipeline_property_names_are_checked(over: dict, match: str, tmp_path) -> None:  # noqa: ANN001
+    d = _campaign_dict(constraints=[])
+    d.update(over)
+    with pytest.raises(ValueError, match=match):
+        _parse(d)
+    cfg = _parse(d, custom_evaluator=True)  # a custom evaluator may produce anything...
+    with pytest.raises(ValueError, match=match):  # ...but not the default pipeline
+        Campaign(cfg, str(tmp_path / "c.db"))
+    ok = _campaign_dict(objectives=[{"property": "min_frequency_thz"}],
+                        constraints=["e_above_hull_ev_per_atom <= 0.1", "born_stable"],
+                        screen={"properties": ["elastic", "phonon"]})
+    _parse(ok)
