@@ -190,16 +190,23 @@ class Campaign:
         db_path: the campaign's ase.db file (created if absent, resumed if present).
         evaluator: ``evaluator(atoms, source)``; default: the screen pipeline with
             ``config.screen`` settings (:func:`pipeline_evaluator`).
+        potential: overrides ``config.potential`` for the default evaluator.
+        timeout_s: per-structure wall limit of the default evaluator, s (as ``screen
+            --timeout``: enforced inside the worker; the structure becomes failed with a
+            ``timeout`` reason). None: no limit.
     """
 
     def __init__(self, config: CampaignConfig, db_path: str, evaluator: Evaluator | None = None,
-                 potential: str | None = None) -> None:
+                 potential: str | None = None, timeout_s: float | None = None) -> None:
         if evaluator is None:
             config.check_pipeline_properties()
         self.config = config
         self.space = config.space
         self.store = CampaignStore(db_path, config)
-        self.evaluator = evaluator or pipeline_evaluator(config, potential or config.potential)
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout must be positive, got {timeout_s}")
+        self.evaluator = evaluator or pipeline_evaluator(config, potential or config.potential,
+                                                         timeout_s=timeout_s)
         self._crashes: Counter = Counter()  # candidate key -> worker crashes while in flight
 
     # ---- objective bookkeeping -------------------------------------------------------------
@@ -410,7 +417,8 @@ class _Pool:
         self.close()
 
 
-def pipeline_evaluator(config: CampaignConfig, potential: str) -> Evaluator:
+def pipeline_evaluator(config: CampaignConfig, potential: str,
+                       timeout_s: float | None = None) -> Evaluator:
     """``evaluator(atoms, source)`` running the screen pipeline with the campaign's settings
     and ``config.gates()`` (cheap properties first: a failed gate skips the later steps, e.g.
     a Born-unstable candidate gets no phonons and is infeasible)."""
@@ -422,8 +430,9 @@ def pipeline_evaluator(config: CampaignConfig, potential: str) -> Evaluator:
     settings = ScreenSettings(potential=potential, dtype=s.dtype, properties=s.properties,
                               fmax=s.fmax, max_steps=s.max_steps,
                               phonon_min_length=s.phonon_min_length, gates=config.gates())
-    return functools.partial(_call_pipeline, evaluate_candidate, settings)
+    return functools.partial(_call_pipeline, evaluate_candidate, settings, timeout_s)
 
 
-def _call_pipeline(fn: Callable, settings: Any, atoms: Atoms, source: str) -> Any:
-    return fn(atoms, settings, source)
+def _call_pipeline(fn: Callable, settings: Any, timeout_s: float | None, atoms: Atoms,
+                   source: str) -> Any:
+    return fn(atoms, settings, source, timeout_s=timeout_s)

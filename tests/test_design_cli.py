@@ -61,3 +61,15 @@ def test_design_cli_bad_yaml_names_key(tmp_path, capsys) -> None:  # noqa: ANN00
     (tmp_path / "c.yaml").write_text(YAML.replace("budget: 3", "budgte: 3"))
     assert main(["design", str(tmp_path / "c.yaml"), "--db", str(tmp_path / "c.db")]) == 1
     assert "budgte" in capsys.readouterr().err
+
+
+def test_design_cli_timeout(tmp_path, capsys) -> None:  # noqa: ANN001
+    (tmp_path / "c.yaml").write_text(YAML.replace("budget: 3", "budget: 2"))
+    db = tmp_path / "c.db"
+    assert main(["design", str(tmp_path / "c.yaml"), "--db", str(db), "--timeout", "1e-4"]) == 0
+    rows = list(connect(str(db)).select())
+    assert len(rows) == 2
+    for row in rows:
+        assert row.status == "failed" and row.data["error"].startswith("timeout"), row.data
+    assert main(["design", str(tmp_path / "c.yaml"), "--db", str(db), "--timeout", "0"]) == 1
+    assert "--timeout" in capsys.readouterr().err

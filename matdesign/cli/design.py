@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dask scheduler address, or 'local' for a LocalCluster")
     p.add_argument("--potential", default=None,
                    help="override the YAML's potential ('default', 'emt', checkpoint path)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="per-candidate wall-time limit, s (as screen --timeout; a disordered "
+                        "candidate's realisations each get this limit)")
     add_json_arg(p)
     p.set_defaults(func=run)
 
@@ -33,7 +36,9 @@ def run(args: argparse.Namespace) -> int:
     config = load_campaign(args.campaign)
     if args.budget is not None and args.budget < 1:
         raise ValueError("--budget must be >= 1")
-    campaign = Campaign(config, args.db, potential=args.potential)
+    if args.timeout is not None and args.timeout <= 0:
+        raise ValueError(f"--timeout must be positive, got {args.timeout}")
+    campaign = Campaign(config, args.db, potential=args.potential, timeout_s=args.timeout)
 
     def progress(rec) -> None:  # noqa: ANN001 - a Record
         flags = ("feasible" if rec.feasible else "infeasible") + (
