@@ -299,6 +299,10 @@ def parse_campaign(d: Any, base: Path = Path("."), *,
         uncertainty_energy_std_ev_per_atom=float(d.get("uncertainty_energy_std_ev_per_atom",
                                                        0.01)),
     )
+    if config.screen.dtype == "float32" and config.screen.properties:
+        raise ValueError(f"screen.dtype: float32 cannot be used with screen.properties "
+                         f"{list(config.screen.properties)}: elastic and phonon work needs "
+                         "float64 (docs/CONVENTIONS.md)")
     if not custom_evaluator:
         config.check_pipeline_properties()
     return config

@@ -55,6 +55,9 @@ PROPERTIES = ("elastic", "phonon")
 # share of the FIRE steps that 1e-3 costs. Elastic constants are fitted from stress-strain
 # slopes, which a small residual stress offsets but does not tilt.
 SCREEN_FMAX = 5e-3
+#: elastic constants and phonons need a tight minimum: the structure is re-relaxed to
+#: ``min(fmax, PROPERTY_FMAX)`` eV/Å before them (float64 only, see docs/CONVENTIONS.md)
+PROPERTY_FMAX = 1e-3
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ class ScreenSettings:
     Attributes:
         potential: ``load_calculator`` spec ("default", "emt", checkpoint path, "module:fn").
         dtype: "float32" or "float64".
-        properties: subset of ``("elastic", "phonon")`` computed after relaxation.
+        properties: subset of ``("elastic", "phonon")`` computed after relaxation, after a
+            re-relaxation to ``min(fmax, PROPERTY_FMAX)``; needs ``dtype="float64"``.
         fmax: relaxation force threshold, eV/Å.
         max_steps: relaxation step limit; not converged -> failed.
         fix_symmetry: keep the input's space group during relaxation.
@@ -96,6 +100,10 @@ class ScreenSettings:
             raise ValueError(f"properties: unknown {bad}; choose from {list(PROPERTIES)}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
+        if self.dtype == "float32" and self.properties:
+            raise ValueError(f"dtype float32 cannot be used with properties "
+                             f"{list(self.properties)}: elastic and phonon work needs float64 "
+                             "(docs/CONVENTIONS.md); use dtype float64")
         if not (self.fmax > 0 and self.max_steps > 0):
             raise ValueError("fmax and max_steps must be positive")
         object.__setattr__(self, "gates", tuple(validate_gate(g, self.properties)
@@ -286,10 +294,11 @@ def _evaluate(atoms: Atoms, settings: ScreenSettings, state: dict[str, Any]) -> 
 _REFERENCES: dict[str, dict[str, Any]] = {}
 
 
-def _relax(atoms: Atoms, calc: Any, settings: ScreenSettings) -> tuple[Atoms, Any]:
+def _relax(atoms: Atoms, calc: Any, settings: ScreenSettings,
+           fmax: float | None = None) -> tuple[Atoms, Any]:
     from matdesign.properties.relax import relax
 
-    return relax(atoms, calc, fmax=settings.fmax, max_steps=settings.max_steps,
+    return relax(atoms, calc, fmax=fmax or settings.fmax, max_steps=settings.max_steps,
                  relax_cell=bool(np.all(atoms.pbc)), fix_symmetry=settings.fix_symmetry)
 
 
@@ -379,7 +388,9 @@ def compute_properties(calc: Any, settings: ScreenSettings, state: dict[str, Any
     Gates on elastic results are checked between the two steps; a failed one skips the
     phonons (``skipped_expensive=True``).
     """
-    atoms = state["atoms"].copy()
+    if not settings.properties:
+        return
+    atoms = property_relax(calc, settings, state)
     if "elastic" in settings.properties:
         from matdesign.properties.elastic import ElasticCalculator
 
@@ -392,6 +403,24 @@ def compute_properties(calc: Any, settings: ScreenSettings, state: dict[str, Any
 
         result = PhononCalculator(calc, min_length=settings.phonon_min_length).calc(atoms)
         _store(state, "phonon", result.to_dict(), PHONON_KEYS)
+
+
+def property_relax(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -> Atoms:
+    """Re-relax the screened structure to ``min(settings.fmax, PROPERTY_FMAX)`` eV/Å (cell
+    too) before elastic/phonon work; cheap, it starts nearly relaxed. The energies of the row
+    stay those of the screening relaxation; ``data["property_relax"]`` records this one.
+
+    Raises:
+        ValueError: the relaxation did not converge.
+    """
+    fmax = min(settings.fmax, PROPERTY_FMAX)
+    relaxed, info = _relax(state["atoms"].copy(), calc, settings, fmax=fmax)
+    state["data"]["property_relax"] = _jsonable(info.to_dict())
+    if not info.converged:
+        raise ValueError(f"property relaxation not converged in {info.steps} steps "
+                         f"(fmax {fmax:g} eV/Å)")
+    relaxed.calc = None
+    return relaxed
 
 
 def _store(state: dict[str, Any], name: str, result: dict[str, Any], keys: tuple[str, ...]) -> None:

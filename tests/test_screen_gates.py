@@ -55,3 +55,47 @@ def test_potential_identity_is_content_not_path(tmp_path) -> None:  # noqa: ANN0
         potential=str(b)).settings_hash() != ScreenSettings(potential=str(c)).settings_hash()
     assert hashing.potential_id("emt") == "emt"
     assert hashing.potential_id("some.module:build") == "some.module:build"
+
+
+def test_properties_get_a_tight_relaxation(monkeypatch) -> None:  # noqa: ANN001
+    """The screening relax stops at 5e-3 eV/Å; elastic work must start from <= 1e-3 eV/Å
+    (EMT forces on the structure the elastic step receives)."""
+    import numpy as np
+    from ase import Atoms
+    from ase.calculators.emt import EMT
+
+    from matdesign.properties import elastic
+    from matdesign.search.pipeline import SCREEN_FMAX, ScreenSettings, evaluate_candidate
+
+    seen = []
+
+    def capture(self, atoms):  # noqa: ANN001, ANN202
+        seen.append(atoms.copy())
+        raise RuntimeError("captured")
+
+    monkeypatch.setattr(elastic.ElasticCalculator, "calc", capture)
+    atoms = Atoms("Cu3Au", scaled_positions=[[0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5],
+                                             [0, 0, 0]], cell=[3.8, 3.7, 3.75], pbc=True)
+    atoms.rattle(0.08, seed=1)
+    settings = ScreenSettings(potential="emt", fmax=SCREEN_FMAX, properties=("elastic",))
+    res = evaluate_candidate(atoms, settings, "x")
+    assert res.reason == "RuntimeError: captured" and len(seen) == 1
+    assert res.data["relax"]["max_force_ev_per_a"] > 2e-3  # the loose screening relax
+    (tight,) = seen
+    tight.calc = EMT()
+    assert np.linalg.norm(tight.get_forces(), axis=1).max() <= 1e-3
+    assert res.data["property_relax"]["fmax_ev_per_a"] == 1e-3
+
+
+def test_float32_refused_for_property_work() -> None:
+    from matdesign.search.config import parse_campaign
+    from matdesign.search.pipeline import ScreenSettings
+
+    ScreenSettings(potential="emt", dtype="float32")  # screening energies only: allowed
+    for props in (("elastic",), ("phonon",)):
+        with pytest.raises(ValueError, match="float32.*float64"):
+            ScreenSettings(potential="emt", dtype="float32", properties=props)
+    with pytest.raises(ValueError, match="screen.dtype: float32"):
+        parse_campaign({"space": {"elements": ["Cu", "Au"], "ordered": [{"prototype": "B2"}]},
+                        "objectives": [{"property": "pugh_ratio"}],
+                        "screen": {"dtype": "float32", "properties": ["elastic"]}})
