@@ -160,6 +160,42 @@ class CampaignStore:
         return Record(row_id, c.key, list(x), ev.status, props, feasible, uncertain, strategy,
                       int(round_id))
 
+    def update_hull(self) -> int:
+        """Recompute ``e_above_hull_ev_per_atom`` (and ``feasible``) of every done row over
+        the elemental references and competing phases stored in the rows plus every done
+        candidate so far; returns the number of rows updated.
+
+        Rows with an element that has no stored elemental reference keep their values (e.g. a
+        custom evaluator without ``data["references"]``).
+        """
+        from ase.formula import Formula
+
+        from matdesign.properties.stability import HullEntry, hull_energies
+
+        rows = [r for r in self.db.select(status="done") if "energy_per_atom_ev" in r]
+        refs: dict[str, HullEntry] = {}
+        for row in rows:
+            stored = (row.data or {}).get("references") or {}
+            for el, e in (stored.get("elements") or {}).items():
+                refs[f"ref:{el}"] = HullEntry(f"ref:{el}", el, float(e))
+            for p in stored.get("competing") or []:
+                refs[f"phase:{p['name']}"] = HullEntry(f"phase:{p['name']}", p["formula"],
+                                                       float(p["energy_per_atom_ev"]))
+        known = {name[4:] for name in refs if name.startswith("ref:")}
+        entries = [e for e in refs.values() if set(Formula(e.formula).count()) <= known]
+        rows = [r for r in rows if set(Formula(r.formula).count()) <= known]
+        if not rows:
+            return 0
+        hull = hull_energies(entries + [HullEntry(f"row:{r.id}", r.formula,
+                                                  float(r.energy_per_atom_ev)) for r in rows])
+        with self.db:
+            for r in rows:
+                props = {**r.key_value_pairs, "e_above_hull_ev_per_atom": hull[f"row:{r.id}"]}
+                feasible, _ = self._judge(r.status, props)
+                self.db.update(r.id, e_above_hull_ev_per_atom=hull[f"row:{r.id}"],
+                               feasible=feasible)
+        return len(rows)
+
     def records(self) -> list[Record]:
         """All finished evaluations in write order.
 
@@ -322,6 +358,10 @@ class Campaign:
                     records.append(rec)
                     if on_result:
                         on_result(rec)
+                # the hull over everything evaluated so far decides feasibility for the
+                # next proposals
+                self.store.update_hull()
+                records = self.store.records()
         return self.summary(records, strategy, len(records) - n_start)
 
     def _evaluate(self, pool: _Pool, batch: list[tuple[list, Candidate]], strategy: str,
