@@ -64,8 +64,8 @@ class MatdesignCalculator(Calculator):
             check_finite(atoms)
         index = self.model.species_index
         graphs = [atoms_to_graph(a, self.cutoff, index) for a in structures]
-        for g in graphs:
-            check_min_distance(g)  # overlapping atoms would give silent nonsense
+        for g, atoms in zip(graphs, structures, strict=True):
+            check_min_distance(g, atoms.numbers)  # overlapping atoms would give silent nonsense
         graph = batch_graphs(graphs)
         graph = graph.to(self.model.device if hasattr(self.model, "device")
                          else self.members[0].device, self.members[0].dtype)
@@ -86,7 +86,7 @@ class MatdesignCalculator(Calculator):
                 "energies": atomic[:, sl].mean(0),
                 "forces": forces[:, sl].mean(0),
             }
-            if stress is not None:
+            if stress is not None and atoms.pbc.all():
                 r["stress"] = full_3x3_to_voigt_6_stress(stress[:, b].mean(0))
             if len(self.members) > 1:
                 r["energy_std"] = float(energy[:, b].std())
@@ -125,12 +125,8 @@ def load_calculator(
     """
     torch_dtype = _resolve_dtype(dtype)
     if isinstance(potential, (Potential, PotentialEnsemble)):
-        model = potential
-        weight = next(potential.parameters())
-        if weight.dtype != torch_dtype or weight.device != torch.device(device):
-            # Module.to works in place: convert a copy, never the caller's model.
-            model = copy.deepcopy(potential).to(device=device, dtype=torch_dtype)
-        return MatdesignCalculator(model)
+        # Module.to and .eval work in place: the calculator owns a copy, never the caller's model.
+        return MatdesignCalculator(copy.deepcopy(potential).to(device=device, dtype=torch_dtype))
     spec = str(potential)
     if spec == "emt":
         from ase.calculators.emt import EMT

@@ -110,14 +110,24 @@ def load_potential(
             f"{path}: checkpoint format version {version!r} is not supported "
             f"(this matdesign reads versions 1..{FORMAT_VERSION}; upgrade matdesign)"
         )
-    config = PotentialConfig.from_dict(payload["config"])
+    missing = [k for k in ("config", "species", "members") if k not in payload]
+    if missing or not payload.get("members"):
+        what = missing or ["members"]
+        raise ValueError(f"{path}: incomplete checkpoint (missing or empty {what})")
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
     members = []
-    for state in payload["members"]:
-        m = Potential(config, species=list(payload["species"]))
-        m.load_state_dict(state)
-        members.append(m.to(device=device, dtype=dtype).eval())
+    try:
+        config = PotentialConfig.from_dict(payload["config"])
+        for k, state in enumerate(payload["members"]):
+            m = Potential(config, species=list(payload["species"]))
+            try:
+                m.load_state_dict(state)
+            except RuntimeError as exc:
+                raise ValueError(f"weights of member {k} do not match the config: {exc}") from exc
+            members.append(m.to(device=device, dtype=dtype).eval())
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from exc
     model: Potential | PotentialEnsemble
     model = members[0] if len(members) == 1 else PotentialEnsemble(members).eval()
     model.metadata = dict(payload.get("metadata", {}))

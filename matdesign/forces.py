@@ -20,7 +20,8 @@ class ModelOutput:
     energy: torch.Tensor  # (b,) eV
     atomic_energies: torch.Tensor  # (n,) eV
     forces: torch.Tensor  # (n, 3) eV/Å
-    # (b, 3, 3) eV/Å³, ASE sign; None unless every structure is periodic in 3D
+    # (b, 3, 3) eV/Å³, ASE sign; None if no structure is periodic in 3D. Rows of structures
+    # that are not periodic in all three directions are zero: check ``graph.pbc.all(1)``.
     stress: torch.Tensor | None
 
 
@@ -40,10 +41,11 @@ def energy_forces_stress(
     Args:
         model: maps (graph, edge vectors) to per-atom energies, shape (n,).
         graph: the batch.
-        stress: compute the stress when every structure is periodic in all three directions.
+        stress: compute the stress of the structures periodic in all three directions.
         training: keep the graph of the derivatives (``create_graph``) for force/stress losses.
     """
-    want_stress = stress and bool(graph.pbc.all())
+    periodic = graph.pbc.all(dim=1)  # (b,) stress is defined only for 3D-periodic cells
+    want_stress = stress and bool(periodic.any())
     b = graph.num_structures
     positions = graph.positions.detach().requires_grad_(True)
     strain = torch.zeros(b, 3, 3, dtype=positions.dtype, device=positions.device,
@@ -62,6 +64,6 @@ def energy_forces_stress(
     grads = torch.autograd.grad(energy.sum(), inputs, create_graph=training)
     sigma = None
     if want_stress:
-        volume = torch.abs(torch.linalg.det(graph.cell))
-        sigma = grads[1] / volume[:, None, None]
+        volume = torch.where(periodic, torch.abs(torch.linalg.det(graph.cell)), 1.0)
+        sigma = torch.where(periodic[:, None, None], grads[1] / volume[:, None, None], 0.0)
     return ModelOutput(energy=energy, atomic_energies=atomic, forces=-grads[0], stress=sigma)

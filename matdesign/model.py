@@ -44,12 +44,10 @@ class PotentialConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PotentialConfig:
-        """Build from a mapping; unknown keys raise ``ValueError`` naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown PotentialConfig key(s): {unknown}; allowed: {sorted(names)}")
-        return cls(**data)
+        """Build from a mapping; unknown keys or wrong types raise ``ValueError`` naming them."""
+        from matdesign.config_utils import typed_config
+
+        return typed_config(cls, data, "model")
 
 
 class Potential(torch.nn.Module):

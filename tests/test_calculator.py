@@ -24,7 +24,9 @@ def test_load_calculator_specs(tmp_path):
     calc = load_calculator(mine, dtype="float64")
     assert isinstance(calc, MatdesignCalculator) and calc.model.dtype == torch.float64
     assert mine.dtype == torch.float32  # the caller's model is not converted in place
-    assert load_calculator(mine, dtype="float32").model is mine  # no needless copy
+    mine.train()
+    assert load_calculator(mine, dtype="float32").model is not mine
+    assert mine.training  # the calculator's eval() acts on its own copy
 
 
 def test_results_keys_and_consistency():

@@ -110,12 +110,22 @@ def test_graph_overlap_check_agrees_with_check_geometry():
     image = Atoms("Cu2", positions=[[0.1, 1, 1], [3.85, 1, 1]], cell=[4, 4, 4], pbc=True)
     messages = []
     for check in (lambda: check_geometry(image, 3.8),
-                  lambda: check_min_distance(atoms_to_graph(image, 3.8, SPECIES_INDEX))):
+                  lambda: check_min_distance(atoms_to_graph(image, 3.8, SPECIES_INDEX),
+                                             image.numbers)):
         with pytest.raises(ValueError, match="0.250 Å apart") as info:
             check()
         messages.append(str(info.value))
     assert messages[0] == messages[1]
-    check_min_distance(atoms_to_graph(sheared_cell(), 3.8, SPECIES_INDEX))
+    cell = sheared_cell()
+    check_min_distance(atoms_to_graph(cell, 3.8, SPECIES_INDEX), cell.numbers)
+
+
+def test_overlap_threshold_follows_covalent_radii():
+    """Cu-Cu at 1.0 Å is far below any physical bond (r_cov = 1.32 Å): rejected, although it
+    is above the absolute 0.5 Å floor; H-H at 0.74 Å (the H2 bond) is accepted."""
+    with pytest.raises(ValueError, match=r"1.000 Å apart.*1.32 Å"):
+        check_geometry(Atoms("Cu2", positions=[[0, 0, 0], [1.0, 0, 0]]), 3.8)
+    check_geometry(Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]]), 3.8)
 
 
 def test_calculator_refuses_overlapping_atoms_and_nan():

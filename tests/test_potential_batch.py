@@ -41,12 +41,16 @@ def test_batch_equals_one_by_one():
 
 
 def test_graph_batch_with_molecule():
-    """Graph level: a periodic cell batched with a molecule; stress is then not computed."""
+    """Graph level: a periodic cell batched with a molecule keeps its own stress; the
+    molecule's stress row is zero (undefined) and flagged by ``graph.pbc``."""
     model = make_model(lmax=2)
     structures = [sheared_cell(), molecule()]
     graphs = [atoms_to_graph(a, model.config.cutoff, model.species_index) for a in structures]
     out = energy_forces_stress(model, batch_graphs(graphs))
-    assert out.stress is None
+    alone = energy_forces_stress(model, graphs[0]).stress[0]
+    assert torch.allclose(out.stress[0], alone, atol=1e-12) and alone.abs().max() > 1e-4
+    assert torch.all(out.stress[1] == 0)
+    assert energy_forces_stress(model, graphs[1]).stress is None
     start = 0
     for g in graphs:
         ref = energy_forces_stress(model, g)

@@ -68,8 +68,12 @@ def test_training_reduces_error_and_resumes(data_file, tmp_path):
     # resume continues the epoch count from the saved state
     cfg2 = TrainConfig(**{**cfg.__dict__, "max_epochs": 18})
     s2 = train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY, cfg2, out, progress=False,
-                         resume=out.with_name("m.pt.state"))
+                         resume=out.with_name("m.pt.state"), log_path=tmp_path / "log.jsonl")
     assert s2.epochs == 18
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    # only the two missing epochs were trained, continuing from the saved weights
+    assert [r["epoch"] for r in log[16:]] == [17, 18]
+    assert log[16]["train_mse_forces"] < 0.5 * log[0]["train_mse_forces"]
 
 
 def test_missing_forces_are_masked_not_dropped(tmp_path):

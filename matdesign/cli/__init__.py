@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, KeyError, FloatingPointError) as exc:
         print(f"matdesign {args.verb}: error: {exc}", file=sys.stderr)
         return 1
+    except (TypeError, RuntimeError, OSError) as exc:  # e.g. a plug-in factory or torch failing
+        print(f"matdesign {args.verb}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matdesign.config_utils import typed_config
 from matdesign.model import PotentialConfig
 
 
@@ -37,15 +37,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        _reject_unknown(cls, data, "train")
-        return cls(**data)
-
-
-def _reject_unknown(cls: type, data: dict[str, Any], section: str) -> None:
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"unknown key(s) in '{section}': {unknown}; allowed: {sorted(names)}")
+        return typed_config(cls, data, "train")
 
 
 def load_config(path: str | Path | None) -> tuple[PotentialConfig, TrainConfig]:
@@ -67,6 +59,6 @@ def load_config(path: str | Path | None) -> tuple[PotentialConfig, TrainConfig]:
     try:
         model = PotentialConfig.from_dict(data.get("model") or {})
         train = TrainConfig.from_dict(data.get("train") or {})
-    except (TypeError, ValueError) as exc:
+    except ValueError as exc:
         raise ValueError(f"{path}: {exc}") from exc
     return model, train

@@ -37,6 +37,7 @@ def parity_plot(frames: list[Frame], preds: list[dict], path: str) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from ase.stress import full_3x3_to_voigt_6_stress
     from ase.units import GPa
 
     e_ref = [f.energy / len(f.symbols) for f in frames]
@@ -44,7 +45,8 @@ def parity_plot(frames: list[Frame], preds: list[dict], path: str) -> None:
     f_ref = np.concatenate([f.forces.ravel() for f in frames if f.forces is not None] or [[]])
     f_pred = np.concatenate([p["forces"].ravel() for f, p in zip(frames, preds)
                              if f.forces is not None] or [[]])
-    pairs = [(f.stress.ravel(), p["stress"].ravel()) for f, p in zip(frames, preds)
+    voigt = full_3x3_to_voigt_6_stress
+    pairs = [(voigt(f.stress), voigt(p["stress"])) for f, p in zip(frames, preds)
              if f.stress is not None and p["stress"] is not None]
     s_ref = np.concatenate([a for a, _ in pairs] or [[]]) / GPa
     s_pred = np.concatenate([b for _, b in pairs] or [[]]) / GPa

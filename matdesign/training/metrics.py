@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from ase.stress import full_3x3_to_voigt_6_stress
 from ase.units import GPa
 
 from matdesign.forces import energy_forces_stress
@@ -28,7 +29,7 @@ def predict(model: torch.nn.Module, frames: Sequence[Frame], batch_size: int = 1
             preds.append({
                 "energy": float(out.energy[b].detach()),
                 "forces": forces[b].numpy(),
-                "stress": None if out.stress is None
+                "stress": None if out.stress is None or not bool(batch.graph.pbc[b].all())
                 else out.stress[b].detach().double().cpu().numpy(),
             })
     return preds
@@ -54,7 +55,8 @@ def _summary(e: list[float], f: list[np.ndarray], s: list[np.ndarray], n: int) -
 def error_metrics(
     model: torch.nn.Module, frames: Sequence[Frame], batch_size: int = 16
 ) -> tuple[dict[str, Any], list[dict]]:
-    """MAE/RMSE of energy per atom (meV/atom), force components (eV/Å) and stress (GPa).
+    """MAE/RMSE of energy per atom (meV/atom), force components (eV/Å) and stress (GPa, over
+    the six Voigt components).
 
     Returns ``(metrics, predictions)``; ``metrics['by_config_type']`` holds the same keys per group.
     """
@@ -68,7 +70,8 @@ def error_metrics(
             if frame.forces is not None:
                 f.append((p["forces"] - frame.forces).ravel())
             if frame.stress is not None and p["stress"] is not None:
-                s.append((p["stress"] - frame.stress).ravel())
+                # six independent Voigt components: a 3x3 ravel would count shear twice
+                s.append(full_3x3_to_voigt_6_stress(p["stress"] - frame.stress))
             count[0] += 1
     overall = groups.pop("__all__")
     metrics = _summary(*overall[:3], overall[3][0])

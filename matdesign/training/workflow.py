@@ -28,6 +28,9 @@ def run_training(
     config_path: str | None = None,
 ) -> dict[str, Any]:
     """Train and return a JSON-able summary. See ``matdesign train --help``."""
+    if resume and (pareto or ensemble > 1):
+        raise ValueError("--resume continues one model; it cannot be combined with "
+                         "--ensemble or --pareto")
     species = species or _species_in(data)
     index = {atomic_numbers[s]: k for k, s in enumerate(species)}
     frames = load_frames(data, model_cfg.cutoff, index)
