@@ -10,8 +10,7 @@ import numpy as np
 from ase import Atoms
 from ase.units import GPa
 
-from matdesign.properties.batch import evaluate_many
-from matdesign.properties.relax import NotConvergedError, relax
+from matdesign.properties.relax import evaluate_relaxing_ions
 
 # Voigt index -> tensor index pair, ASE order xx, yy, zz, yz, xz, xy.
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -128,21 +127,10 @@ class ElasticCalculator:
         self.max_steps = max_steps
 
     def _stresses(self, cells: list[Atoms]) -> np.ndarray:
-        results = evaluate_many(self.calculator, cells)
-        out = []
-        for k, (cell, r) in enumerate(zip(cells, results, strict=True)):
-            stress = r["stress"]
-            if self.relax_ions and k > 0 and np.linalg.norm(r["forces"], axis=1).max() > self.fmax:
-                relaxed, res = relax(cell, self.calculator, fmax=self.fmax,
-                                     max_steps=self.max_steps, relax_cell=False)
-                if not res.converged:
-                    raise NotConvergedError(
-                        f"elastic: ionic relaxation of strained cell {k} did not converge in "
-                        f"{res.steps} steps (max force {res.max_force_ev_per_a:.3g} eV/Å)"
-                    )
-                stress = np.array(res.stress_ev_per_a3)
-            out.append(stress)
-        return np.array(out) / GPa
+        results = evaluate_relaxing_ions(self.calculator, cells, relax_ions=self.relax_ions,
+                                         fmax=self.fmax, max_steps=self.max_steps,
+                                         what="elastic: strained cell")
+        return np.array([r["stress"] for r in results]) / GPa
 
     def calc(self, atoms: Atoms) -> ElasticResult:
         """Elastic tensor of ``atoms`` (assumed relaxed; not modified; 3D periodic)."""

@@ -9,8 +9,7 @@ import numpy as np
 from ase import Atoms
 from ase.units import GPa
 
-from matdesign.properties.batch import evaluate_many
-from matdesign.properties.relax import NotConvergedError, relax
+from matdesign.properties.relax import evaluate_relaxing_ions
 
 
 @dataclass(frozen=True)
@@ -68,22 +67,10 @@ class EOSCalculator:
         self.max_steps = max_steps
 
     def _energies(self, cells: list[Atoms]) -> list[float]:
-        results = evaluate_many(self.calculator, cells)
-        energies = []
-        for k, (atoms, r) in enumerate(zip(cells, results, strict=True)):
-            if self.relax_ions and np.linalg.norm(r["forces"], axis=1).max() > self.fmax:
-                _, res = relax(atoms, self.calculator, fmax=self.fmax, max_steps=self.max_steps,
-                               relax_cell=False)
-                if not res.converged:
-                    raise NotConvergedError(
-                        f"EOS point {k} (V = {atoms.get_volume():.3f} Å³): ionic relaxation did "
-                        f"not converge in {res.steps} steps (max force "
-                        f"{res.max_force_ev_per_a:.3g} eV/Å)"
-                    )
-                energies.append(res.energy_ev)
-            else:
-                energies.append(r["energy"])
-        return energies
+        results = evaluate_relaxing_ions(self.calculator, cells, relax_ions=self.relax_ions,
+                                         fmax=self.fmax, max_steps=self.max_steps,
+                                         what="EOS point")
+        return [r["energy"] for r in results]
 
     def calc(self, atoms: Atoms) -> EOSResult:
         """Compute and fit E(V) around ``atoms`` (not modified; 3D periodic)."""

@@ -171,3 +171,43 @@ def require_converged(result: RelaxResult, what: str) -> None:
             f"{result.fmax_ev_per_a:.3g} eV/Å (cell forces are |stress| V/N); relax further "
             "or pass --no-relax"
         )
+
+
+def evaluate_relaxing_ions(
+    calc: Any, cells: list[Atoms], *, relax_ions: bool, fmax: float, max_steps: int, what: str
+) -> list[dict[str, Any]]:
+    """Energies and stresses of fixed cells, ions relaxed where the forces exceed ``fmax``.
+
+    All cells go through one (batched) :func:`evaluate_many` call first; only cells whose
+    largest force exceeds ``fmax`` are then relaxed at fixed cell (the relaxed-ion response
+    of EOS points and strained cells).
+
+    Args:
+        calc: any ASE calculator.
+        cells: the structures; none is modified.
+        relax_ions: False gives the clamped-ion results of the first call.
+        fmax: force threshold, eV/Å.
+        max_steps: step limit of each relaxation.
+        what: how to name a cell in errors, e.g. "EOS point" -> "EOS point 3".
+
+    Returns:
+        One dict per cell with ``energy`` (eV) and ``stress`` (Voigt, eV/Å³ or None).
+
+    Raises:
+        NotConvergedError: a relaxation did not converge.
+    """
+    from matdesign.properties.batch import evaluate_many
+
+    results = evaluate_many(calc, cells)
+    for k, (atoms, r) in enumerate(zip(cells, results, strict=True)):
+        if not relax_ions or np.linalg.norm(r["forces"], axis=1).max() <= fmax:
+            continue
+        _, res = relax(atoms, calc, fmax=fmax, max_steps=max_steps, relax_cell=False)
+        if not res.converged:
+            raise NotConvergedError(
+                f"{what} {k} (V = {atoms.get_volume():.3f} Å³): ionic relaxation did not "
+                f"converge in {res.steps} steps (max force {res.max_force_ev_per_a:.3g} eV/Å)"
+            )
+        stress = None if res.stress_ev_per_a3 is None else np.array(res.stress_ev_per_a3)
+        results[k] = {"energy": res.energy_ev, "stress": stress}
+    return results
