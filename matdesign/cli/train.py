@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from matdesign.cli.common import add_json_arg
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a potential on energies/forces/stresses")
@@ -24,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-epochs", type=int, help="override the epoch limit")
     p.add_argument("--log", help="per-epoch JSON-lines log (default OUT.log.jsonl)")
     p.add_argument("--no-progress", action="store_true")
+    add_json_arg(p)
     p.set_defaults(func=run)
 
 
@@ -46,5 +49,5 @@ def run(args: argparse.Namespace) -> int:
         if args.pareto else None, log=args.log, progress=not args.no_progress,
         config_path=args.config,
     )
-    write_json(summary, None)
+    write_json(summary, args.json)
     return 0
