@@ -74,6 +74,16 @@ def test_md_verb(cif, tmp_path):
                     "--repeat", "2", "2", "2", "--no-relax"], tmp_path)
     assert rc == 0 and data["n_atoms"] == 8 and data["relaxation"] is None
     assert data["energy_drift_ev_per_atom_per_ps"] is not None
+    from ase.io import read as read_traj
+
+    assert len(read_traj(tmp_path / "cu_md.traj", ":")) == 21  # default trajectory, every step
+
+
+def test_phonon_verb_writes_files_by_default(cif, tmp_path):
+    rc, _ = run(["phonon", cif, "--min-length", "5", "--mesh", "4", "4", "4"], tmp_path)
+    assert rc == 0
+    assert (tmp_path / "cu_phonon" / "phonopy.yaml").is_file()
+    assert (tmp_path / "cu_phonon" / "band_dos.png").is_file()
 
 
 def test_bad_structure_file(tmp_path, capsys):

@@ -64,7 +64,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--t-max", type=float, default=1000.0, help="highest temperature, K (1000)")
     p.add_argument("--imaginary-tolerance", type=float, default=0.1, help="THz (0.1)")
     p.add_argument("--imaginary-policy", default="warn", choices=["warn", "error", "ignore"])
-    p.add_argument("--output-dir", metavar="DIR", help="write phonopy.yaml and band_dos.png")
+    p.add_argument("--output-dir", metavar="DIR",
+                   help="phonopy.yaml and band_dos.png go here "
+                        "(default: STEM_phonon beside STRUCTURE)")
     p.add_argument("--plot", metavar="OUT.png", help="write the band structure + DOS figure")
     p.set_defaults(func=run_phonon)
 
@@ -75,7 +77,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=1000, help="MD steps (1000)")
     p.add_argument("--timestep", type=float, default=2.0, help="fs (2.0)")
     p.add_argument("--friction", type=float, default=0.01, help="Langevin friction, 1/fs (0.01)")
-    p.add_argument("--trajectory", metavar="OUT.traj", help="ASE trajectory, every step")
+    p.add_argument("--trajectory", metavar="OUT.traj",
+                   help="ASE trajectory, every step (default: STEM_md.traj beside STRUCTURE)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--repeat", type=int, nargs=3, default=[1, 1, 1], metavar=("NA", "NB", "NC"),
                    help="run on this supercell of the (relaxed) structure (default 1 1 1)")
@@ -174,7 +177,6 @@ def run_elastic(args: argparse.Namespace) -> int:
 @_reports_failures
 def run_phonon(args: argparse.Namespace) -> int:
     import shutil
-    import tempfile
     from pathlib import Path
 
     from matdesign.properties.phonon import PhononCalculator
@@ -185,30 +187,34 @@ def run_phonon(args: argparse.Namespace) -> int:
         displacement=args.displacement, imaginary_tolerance_thz=args.imaginary_tolerance,
         imaginary_policy=args.imaginary_policy, mesh=tuple(args.mesh), t_max=args.t_max,
     )
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.output_dir) if args.output_dir else Path(tmp)
-        try:
-            result = phonons.calc(atoms, output_dir=out if (args.output_dir or args.plot)
-                                  else None)
-        finally:  # the figure is written before an instability error: keep it
-            if args.plot and (out / "band_dos.png").is_file():
-                Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(out / "band_dos.png", args.plot)
-                print(f"wrote {args.plot}", file=sys.stderr)
+    structure = Path(args.structure)
+    out = Path(args.output_dir or structure.with_name(f"{structure.stem}_phonon"))
+    try:
+        result = phonons.calc(atoms, output_dir=out)
+    finally:  # the figure is written before an instability error: keep it
+        if args.plot and (out / "band_dos.png").is_file():
+            Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(out / "band_dos.png", args.plot)
+            print(f"wrote {args.plot}", file=sys.stderr)
     write_json(_report(args, atoms, relaxation, result), args.json)
     return 0
 
 
 @_reports_failures
 def run_md(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from matdesign.properties.md import run_md as md
 
+    structure = Path(args.structure)
+    default_traj = structure.with_name(f"{structure.stem}_md.traj")
     atoms, calc, relaxation = _prepare(args)
     if min(args.repeat) < 1:
         raise ValueError(f"--repeat needs positive integers, got {args.repeat}")
     atoms = atoms.repeat(args.repeat)
     result = md(atoms, calc, ensemble=args.ensemble, temperature_k=args.temperature,
                 steps=args.steps, timestep_fs=args.timestep, friction=args.friction,
-                trajectory=args.trajectory, seed=args.seed)
+                trajectory=args.trajectory or str(default_traj),
+                seed=args.seed)
     write_json(_report(args, atoms, relaxation, result), args.json)
     return 0
