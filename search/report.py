@@ -224,6 +224,10 @@ def build_report(db_path: str | Path, out_dir: str | Path, top: int = 10) -> Rep
         cifs[rows[i].id] = name
     n_feas = sum(bool(r.get("feasible")) for r in rows)
     n_unc = sum(bool(r.get("uncertain")) for r in rows)
+    has_spread = any(r.get("energy_std_ev_per_atom") is not None for r in rows)
+    unc_text = (f"{n_unc} flagged uncertain (committee spread above threshold)" if has_spread
+                else "no committee spread available (single-model potential): uncertainty "
+                     "could not be judged")
     obj_text = ", ".join(f"{g}imise {html.escape(o)}" for o, g in objectives)
     cons_text = ", ".join(html.escape(c) for c in constraints) or "none"
     imgs = "".join(f'<p><img src="{f}" alt="{f}"></p>' for f in figures)
@@ -236,7 +240,7 @@ td,th{{border:1px solid #bbb;padding:3px 6px}} tr.feasible{{background:#eaf7ea}}
 tr.uncertain{{background:#fff3cd}}</style></head><body>
 <h1>Design campaign report</h1>
 <p>Database: {html.escape(str(db_path))} — {len(rows)} evaluations, {n_feas} feasible,
-{n_unc} flagged uncertain (committee spread above threshold).</p>
+{unc_text}.</p>
 <p>Objectives: {obj_text}. Constraints: {cons_text}.</p>
 <h2>Best so far</h2>{imgs}
 <h2>Ranked proposals</h2>{_table(rows, ranked, objectives, cifs)}

@@ -64,6 +64,7 @@ def test_report_html_contents(report_dir: Path) -> None:
     for name in ("best_so_far.png", "pareto.png"):
         assert (report_dir / name).stat().st_size > 1000 and name in page
     assert "⚠ yes" in page  # W-rich candidates exceed the committee-spread threshold
+    assert "flagged uncertain (committee spread above threshold)" in page
     bands = sorted(report_dir.glob("phonon_bands_*.png"))
     assert bands and all(b.name in page for b in bands)
     assert bands[0].stat().st_size > 10_000  # a real band structure + DOS figure
