@@ -67,8 +67,7 @@ class MatdesignCalculator(Calculator):
         for g, atoms in zip(graphs, structures, strict=True):
             check_min_distance(g, atoms.numbers)  # overlapping atoms would give silent nonsense
         graph = batch_graphs(graphs)
-        graph = graph.to(self.model.device if hasattr(self.model, "device")
-                         else self.members[0].device, self.members[0].dtype)
+        graph = graph.to(self.members[0].device, self.members[0].dtype)
         outs = [energy_forces_stress(m, graph) for m in self.members]
         energy = torch.stack([o.energy for o in outs]).detach().cpu().double().numpy()
         forces = torch.stack([o.forces for o in outs]).detach().cpu().double().numpy()
