@@ -22,16 +22,18 @@ import numpy as np
 from matdesign.search.campaign import Campaign, Evaluation
 from matdesign.search.config import parse_campaign
 
-OBJECTIVE = "formation_energy_ev_per_atom"  # cheap, defined for every candidate
+OBJECTIVE = "formation_energy_ev_per_atom"  # default: cheap, defined for every candidate
 
 
 def campaign_dict(elements: list[str], prototypes: list[str], budget: int, seed: int,
                   potential: str, properties: list[str], n_initial: int = 8,
-                  batch_size: int = 4) -> dict:
+                  batch_size: int = 4, objective: str = OBJECTIVE, goal: str = "min",
+                  constraints: tuple[str, ...] = ()) -> dict:
     return {"name": "benchmark", "potential": potential, "budget": budget,
             "space": {"elements": elements,
                       "ordered": [{"prototype": p} for p in prototypes]},
-            "objectives": [{"property": OBJECTIVE, "goal": "min"}],
+            "objectives": [{"property": objective, "goal": goal}],
+            "constraints": list(constraints),
             "screen": {"properties": properties, "fmax": 0.01, "max_steps": 300},
             "optimizer": {"batch_size": batch_size, "n_initial": n_initial, "seed": seed}}
 
@@ -58,7 +60,8 @@ def exhaustive(args: argparse.Namespace, prototypes: list[str], cache: Path) -> 
     cfg = parse_campaign(campaign_dict(args.elements, prototypes, 1, 0, args.potential, []))
     space = cfg.space
     cands = [space.decode(x) for x in space.enumerate_ordered()]
-    settings = ScreenSettings(potential=args.potential, fmax=0.01, max_steps=300)
+    settings = ScreenSettings(potential=args.potential, fmax=0.01, max_steps=300,
+                              properties=tuple(args.properties))
     table = {}
     with get_executor(args.workers, None) as ex:
         futures = {c.key: ex.submit(evaluate_candidate, space.structures(c)[0], settings, c.key)
@@ -66,28 +69,49 @@ def exhaustive(args: argparse.Namespace, prototypes: list[str], cache: Path) -> 
         for key, fut in futures.items():
             res = fut.result()
             table[key] = {"status": res.status, "kvp": dict(res.key_value_pairs)}
-            print(f"{key}: {res.status} {res.key_value_pairs.get(OBJECTIVE)}", flush=True)
+            print(f"{key}: {res.status} {res.key_value_pairs.get(args.objective)}", flush=True)
     cache.write_text(json.dumps({"elements": args.elements, "prototypes": prototypes,
                                  "potential": args.potential, "table": table}, indent=1))
     return table
 
 
+def signed_values(args: argparse.Namespace, records: list) -> list[float]:  # noqa: ANN001
+    """Objective of each record, sign-flipped for 'max' so lower is better; inf if infeasible."""
+    sign = 1.0 if args.goal == "min" else -1.0
+    out = []
+    for r in records:
+        v = r.properties.get(args.objective)
+        ok = r.feasible and v is not None and np.isfinite(v)
+        out.append(sign * float(v) if ok else np.inf)
+    return out
+
+
+def table_target(args: argparse.Namespace, table: dict[str, dict]) -> float:
+    """Best signed objective over the feasible candidates of the exhaustive table."""
+    sign = 1.0 if args.goal == "min" else -1.0
+    vals = [sign * v["kvp"][args.objective] for v in table.values()
+            if v["status"] == "done" and args.objective in v["kvp"]
+            and all(bool(v["kvp"].get(c)) for c in args.constraints)]
+    return min(vals)
+
+
 def replay(args: argparse.Namespace, prototypes: list[str], table: dict[str, dict],
            strategy: str, seed: int) -> list[float]:
-    """Objective values in evaluation order for one campaign on the cached table."""
+    """Signed objective values in evaluation order for one campaign on the cached table."""
     budget = len(table)
     cfg = parse_campaign(campaign_dict(args.elements, prototypes, budget, seed,
-                                       args.potential, [], args.n_initial, args.batch_size),
+                                       args.potential, list(args.properties), args.n_initial,
+                                       args.batch_size, args.objective, args.goal,
+                                       tuple(args.constraints)),
                          custom_evaluator=True)
+    target = table_target(args, table) + args.tolerance
     with tempfile.TemporaryDirectory() as tmp:
         camp = Campaign(cfg, str(Path(tmp) / "c.db"), TableEvaluator(table))
-        target = min(v["kvp"][OBJECTIVE] for v in table.values() if v["status"] == "done")
-        target += args.tolerance
         values: list[float] = []
         while len(values) < budget:
             camp.run(budget=min(budget, len(values) + cfg.optimizer.batch_size),
                      strategy=strategy)
-            values = [r.properties.get(OBJECTIVE, np.inf) for r in camp.store.records()]
+            values = signed_values(args, camp.store.records())
             if min(values) <= target + 1e-9:  # reached the best (within --tolerance)
                 break
     return values
@@ -102,6 +126,11 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="B2 + L1_2 only, 3 seeds (smoke)")
     p.add_argument("--cache", default=None, help="exhaustive results JSON (default: derived)")
     p.add_argument("--out", default="benchmarks/design_out")
+    p.add_argument("--objective", default=OBJECTIVE, help="property to optimise")
+    p.add_argument("--goal", choices=["min", "max"], default="min")
+    p.add_argument("--properties", default="", help="pipeline properties, e.g. 'elastic'")
+    p.add_argument("--constraints", default="", help="boolean keys that must hold, e.g. "
+                   "'born_stable'")
     p.add_argument("--n-initial", type=int, default=8, help="random proposals before the GP")
     p.add_argument("--batch-size", type=int, default=4, help="proposals per round")
     p.add_argument("--tolerance", type=float, default=0.0,
@@ -109,14 +138,17 @@ def main() -> None:
                         "(structures that relax into the same crystal differ by ~1e-7)")
     args = p.parse_args()
     args.elements = args.elements.split(",")
+    args.properties = [x for x in args.properties.split(",") if x]
+    args.constraints = [x for x in args.constraints.split(",") if x]
     prototypes = ["B2", "L1_2"] if args.quick else ["B2", "L1_2", "L1_0", "D0_3", "L2_1", "C15"]
     seeds = 3 if args.quick else args.seeds
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    props = "".join(f"_{p}" for p in args.properties)
     cache = Path(args.cache or out / f"exhaustive_{args.potential}_{'-'.join(args.elements)}_"
-                 f"{'-'.join(prototypes)}.json".replace("/", "_"))
+                 f"{'-'.join(prototypes)}{props}.json".replace("/", "_"))
     table = exhaustive(args, prototypes, cache)
-    target = min(v["kvp"][OBJECTIVE] for v in table.values() if v["status"] == "done")
+    target = table_target(args, table)
     curves: dict[str, list[list[float]]] = {"bo": [], "random": []}
     needed: dict[str, list[int]] = {"bo": [], "random": []}
     for strategy in curves:
@@ -124,19 +156,21 @@ def main() -> None:
             vals = replay(args, prototypes, table, strategy, seed)
             curves[strategy].append(list(np.minimum.accumulate(vals)))
             needed[strategy].append(len(vals))
-    print(f"\n{len(table)} candidates, best {OBJECTIVE} = {target:.4f} eV/atom")
+    best = target if args.goal == "min" else -target
+    print(f"\n{len(table)} candidates, best feasible {args.objective} = {best:.4f}")
     print(f"{'strategy':>8} {'median':>7} {'mean':>7} {'worst':>6}  (evaluations to the best)")
     for s, n in needed.items():
         print(f"{s:>8} {np.median(n):7.1f} {np.mean(n):7.1f} {max(n):6d}")
-    tag = f"ni{args.n_initial}_b{args.batch_size}_tol{args.tolerance:g}"
+    tag = f"{args.objective}_ni{args.n_initial}_b{args.batch_size}_tol{args.tolerance:g}"
     (out / f"summary_{tag}.json").write_text(json.dumps(
         {"n_candidates": len(table), "target": target, "n_initial": args.n_initial,
          "batch_size": args.batch_size, "tolerance": args.tolerance,
          "evaluations_to_best": needed}, indent=1))
-    _plot(curves, len(table), out / f"best_so_far_{tag}.png")
+    _plot(curves, len(table), out / f"best_so_far_{tag}.png", args)
 
 
-def _plot(curves: dict[str, list[list[float]]], n: int, path: Path) -> None:
+def _plot(curves: dict[str, list[list[float]]], n: int, path: Path,
+          args: argparse.Namespace) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -147,7 +181,7 @@ def _plot(curves: dict[str, list[list[float]]], n: int, path: Path) -> None:
         arr = np.array([r + [r[-1]] * (n - len(r)) for r in runs])
         ax.plot(np.arange(1, n + 1), np.median(arr, 0), label=f"{s} (median)")
     ax.set_xlabel("evaluations")
-    ax.set_ylabel(f"best {OBJECTIVE}")
+    ax.set_ylabel(f"best {args.objective}" + (" (negated)" if args.goal == "max" else ""))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
