@@ -17,7 +17,7 @@ import torch
 
 from matdesign.checkpoint import save_potential
 from matdesign.forces import energy_forces_stress
-from matdesign.model import Potential, PotentialConfig, config_dict
+from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Batch, Frame, batch_to, fit_reference_energies, iterate_batches
 from matdesign.training.metrics import error_metrics
@@ -201,6 +201,3 @@ def train_potential(
     return TrainSummary(checkpoint=str(out), epochs=epoch, wall_time_s=time.time() - t0,
                         best_epoch=best_epoch, valid=best_model.metadata.get("valid", {}),
                         stopped_because=stopped)
-
-
-__all__ = ["TrainSummary", "build_model", "config_dict", "loss_terms", "train_potential"]

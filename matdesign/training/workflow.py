@@ -64,7 +64,7 @@ def _ensemble(train, valid, cfg, out, n, meta, common) -> dict[str, Any]:  # noq
                             out=member_out, log_path=f"{member_out}.log.jsonl",
                             metadata={**meta, "member": k}, **common)
         summaries.append(s.to_dict())
-        members.append(load_potential(member_out, dtype=getattr(__import__("torch"), cfg.dtype)))
+        members.append(load_potential(member_out, dtype=cfg.dtype))
     ens = PotentialEnsemble(members)
     metrics, _ = error_metrics(ens, valid)
     save_potential(ens, out, metadata={**meta, "ensemble": n, "valid": metrics,
