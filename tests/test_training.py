@@ -76,6 +76,27 @@ def test_training_reduces_error_and_resumes(data_file, tmp_path):
     assert log[16]["train_mse_forces"] < 0.5 * log[0]["train_mse_forces"]
 
 
+def test_init_fine_tunes_from_saved_weights(data_file, tmp_path):
+    frames = load_frames(data_file, TINY.cutoff, {29: 0, 28: 1})
+    cfg = TrainConfig(max_epochs=12, batch_size=4, lr=1e-2, ema_decay=0.5, patience=100,
+                      threads=1, energy_weight=1.0, stress_weight=1.0)
+    base = tmp_path / "base.pt"
+    train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY, cfg, base, progress=False)
+    one = TrainConfig(**{**cfg.__dict__, "max_epochs": 1, "lr": 1e-4})
+    logs = {}
+    for name, init in (("fresh", None), ("tuned", base)):
+        train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY, one, tmp_path / f"{name}.pt",
+                        init=init, progress=False, log_path=tmp_path / f"{name}.jsonl")
+        logs[name] = json.loads((tmp_path / f"{name}.jsonl").read_text())
+    # the fine-tuned run starts where the base model ended, far below a fresh model,
+    # and writes its own checkpoint (a fresh best score, not the base run's)
+    assert logs["tuned"]["train_mse_forces"] < 0.3 * logs["fresh"]["train_mse_forces"]
+    assert (tmp_path / "tuned.pt").is_file()
+    with pytest.raises(ValueError, match="species"):
+        train_potential(frames, frames, ["Ni", "Cu"], TINY, one, tmp_path / "x.pt", init=base,
+                        progress=False)
+
+
 def test_missing_forces_are_masked_not_dropped(tmp_path):
     frames = emt_frames(4)
     for a in frames[:2]:

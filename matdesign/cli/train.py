@@ -17,6 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--species", help="comma-separated elements (default: those in the data)")
     p.add_argument("--out", required=True, help="checkpoint to write (best validation model)")
     p.add_argument("--resume", help="training state to resume from (OUT.state)")
+    p.add_argument("--init", help="fine-tune: start from this model's weights and architecture "
+                   "(fresh optimiser, schedule and best score)")
     p.add_argument("--ensemble", type=int, default=1, help="train N members with different seeds")
     p.add_argument("--pareto", action="store_true",
                    help="sweep the energy/force loss weight ratio and write the validation front")
@@ -45,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     summary = run_training(
         data=args.data, valid=args.valid, model_cfg=model_cfg, train_cfg=train_cfg, out=args.out,
         species=args.species.split(",") if args.species else None, resume=args.resume,
+        init=args.init,
         ensemble=args.ensemble, pareto=[float(x) for x in args.pareto_ratios.split(",")]
         if args.pareto else None, log=args.log, progress=not args.no_progress,
         config_path=args.config,

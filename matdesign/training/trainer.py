@@ -71,6 +71,23 @@ def build_model(
     return model
 
 
+def model_from_checkpoint(path: str | Path, species: Sequence[str]) -> Potential:
+    """The weights of a saved single model, to fine-tune (architecture and species from the file).
+
+    Raises:
+        ValueError: an ensemble checkpoint, or species that differ from the data's.
+    """
+    from matdesign.checkpoint import load_potential
+
+    model = load_potential(path, dtype=torch.float32)
+    if not isinstance(model, Potential):
+        raise ValueError(f"{path}: --init needs a single model, not an ensemble checkpoint")
+    if list(model.species) != list(species):
+        raise ValueError(f"{path}: --init model has species {model.species}, the data/--species "
+                         f"give {list(species)}")
+    return model.train()
+
+
 def _progress(step: int, total: int, cfg: TrainConfig, elapsed: float) -> float:
     p = step / max(total, 1)
     if cfg.max_time_min:
@@ -99,6 +116,7 @@ def train_potential(
     out: str | Path,
     *,
     resume: str | Path | None = None,
+    init: str | Path | None = None,
     log_path: str | Path | None = None,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
@@ -106,7 +124,8 @@ def train_potential(
     """Train one potential; the best EMA model (by validation score) is saved to ``out``.
 
     A training state (weights, EMA, optimiser, epoch, RNG) is saved to ``out + '.state'`` after
-    every epoch; ``resume`` continues from such a file.
+    every epoch; ``resume`` continues from such a file. ``init`` fine-tunes: it starts from the
+    weights (and architecture) of a saved model with a fresh optimiser, schedule and best score.
     """
     from tqdm import tqdm
 
@@ -117,7 +136,8 @@ def train_potential(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state_path = out.with_name(out.name + ".state")
-    model = build_model(model_config, species, train).to(dtype)
+    model = (model_from_checkpoint(init, species) if init
+             else build_model(model_config, species, train)).to(dtype)
     ema = copy.deepcopy(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                             lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -137,6 +157,8 @@ def train_potential(
     stopped = "max_epochs"
     meta = {"species": list(species), "train_config": dataclasses.asdict(cfg),
             "n_train": len(train), "n_valid": len(valid), **(metadata or {})}
+    if init:
+        meta["init_from"] = str(init)
     try:
         while epoch < cfg.max_epochs:
             model.train()

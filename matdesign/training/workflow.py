@@ -23,14 +23,22 @@ def _species_in(path: str) -> list[str]:
 
 def run_training(
     *, data: str, valid: str | None, model_cfg: PotentialConfig, train_cfg: TrainConfig,
-    out: str, species: list[str] | None = None, resume: str | None = None, ensemble: int = 1,
+    out: str, species: list[str] | None = None, resume: str | None = None,
+    init: str | None = None, ensemble: int = 1,
     pareto: list[float] | None = None, log: str | None = None, progress: bool = True,
     config_path: str | None = None,
 ) -> dict[str, Any]:
     """Train and return a JSON-able summary. See ``matdesign train --help``."""
-    if resume and (pareto or ensemble > 1):
-        raise ValueError("--resume continues one model; it cannot be combined with "
+    if (resume or init) and (pareto or ensemble > 1):
+        raise ValueError("--resume/--init continue one model; they cannot be combined with "
                          "--ensemble or --pareto")
+    if resume and init:
+        raise ValueError("give --resume (continue a run) or --init (fine-tune a model), not both")
+    if init:  # a fine-tuned model keeps the architecture and species it was saved with
+        from matdesign.checkpoint import load_potential
+
+        base = load_potential(init)
+        model_cfg, species = base.config, species or list(base.species)
     species = species or _species_in(data)
     index = {atomic_numbers[s]: k for k, s in enumerate(species)}
     frames = load_frames(data, model_cfg.cutoff, index)
@@ -49,7 +57,8 @@ def run_training(
     if ensemble > 1:
         return _ensemble(train_frames, valid_frames, train_cfg, out, ensemble, meta, common)
     summary = train_potential(train_frames, valid_frames, cfg=train_cfg, out=out, resume=resume,
-                              log_path=log or f"{out}.log.jsonl", metadata=meta, **common)
+                              init=init, log_path=log or f"{out}.log.jsonl", metadata=meta,
+                              **common)
     return summary.to_dict()
 
 
