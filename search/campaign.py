@@ -25,6 +25,7 @@ from matdesign.search.config import CampaignConfig
 from matdesign.search.features import featurize
 from matdesign.search.space import Candidate
 from matdesign.search.surrogate import chebyshev_scalarise, select_batch
+from matdesign.search.symmetry import equivalence_classes
 
 Evaluator = Callable[[Atoms, str], Any]
 
@@ -244,6 +245,14 @@ class Campaign:
         self.evaluator = evaluator or pipeline_evaluator(config, potential or config.potential,
                                                          timeout_s=timeout_s)
         self._crashes: Counter = Counter()  # candidate key -> worker crashes while in flight
+        self._classes: dict[str, str] | None = None  # ordered key -> symmetry representative
+
+    def canonical(self, key: str) -> str:
+        """The key of the crystal a candidate key denotes: symmetry-equivalent decorations
+        (e.g. B2 Nb-Mo and Mo-Nb) share one, so only one of them is ever evaluated."""
+        if self._classes is None:
+            self._classes = equivalence_classes(self.space) if self.space.ordered else {}
+        return self._classes.get(key, key)
 
     # ---- objective bookkeeping -------------------------------------------------------------
     def objective_matrix(self, records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
@@ -284,9 +293,9 @@ class Campaign:
             for x in xs:
                 x = [v.item() if hasattr(v, "item") else v for v in x]
                 c = self.space.decode(x)
-                if c.key not in exclude and len(out) < n:
+                if self.canonical(c.key) not in exclude and len(out) < n:
                     out.append((x, c))
-                    exclude.add(c.key)
+                    exclude.add(self.canonical(c.key))
             if len(out) >= n:
                 break
             xs = opt.space.rvs(n_samples=4 * n, random_state=int(rng.integers(2**31)))
@@ -311,8 +320,8 @@ class Campaign:
         for x in pool_x:
             x = [v.item() if hasattr(v, "item") else v for v in x]
             c = self.space.decode(x)
-            if c.key not in seen:
-                seen.add(c.key)
+            if self.canonical(c.key) not in seen:
+                seen.add(self.canonical(c.key))
                 pool.append((x, c))
         if not pool:
             return []
@@ -323,7 +332,7 @@ class Campaign:
                              feats, np.array([r.feasible for r in records]), n,
                              self.config.optimizer.xi, seed)
         for k in picks:
-            exclude.add(pool[k][1].key)
+            exclude.add(self.canonical(pool[k][1].key))
         return [pool[k] for k in picks]
 
     # ---- the loop --------------------------------------------------------------------------
@@ -348,7 +357,7 @@ class Campaign:
         with _Pool(workers, scheduler) as pool:
             while len(records) < budget:
                 opt = self._optimizer(records, strategy)
-                exclude = {r.key for r in records}
+                exclude = {self.canonical(r.key) for r in records}
                 n = min(self.config.optimizer.batch_size, budget - len(records))
                 batch = (self._random_batch(opt, n, exclude) if strategy == "random"
                          else self._bo_batch(opt, records, n, exclude))

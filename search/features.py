@@ -4,10 +4,12 @@ For atom fractions x_i and an elemental property p_i the features are the compos
 mean p̄ = Σ x_i p_i and the spread sqrt(Σ x_i (p_i - p̄)²), for
 atomic radius (Å, pymatgen), Pauling electronegativity, valence electron count (VEC: group
 number for groups 1–12, group − 10 for 13–18) and atomic mass (u). The size mismatch of
-high-entropy-alloy design, δ = sqrt(Σ x_i (1 - r_i / r̄)²), is included as well. These are
-followed by the prototype one-hot, the ordered/disordered flag and the fraction of every
-element of the space, so the GP can both generalise across chemistry (physics features) and
-resolve individual compositions.
+high-entropy-alloy design, δ = sqrt(Σ x_i (1 - r_i / r̄)²), is included as well, and so are
+bond features of chemical order (:mod:`symmetry`: unlike-bond fraction and bond-averaged
+property contrasts), which tell apart decorations of one composition. These are followed by
+the prototype one-hot, the ordered/disordered flag and the fraction of every element of the
+space, so the GP can both generalise across chemistry (physics features) and resolve
+individual compositions.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from functools import cache
 import numpy as np
 
 from matdesign.search.space import Candidate, DesignSpace
+from matdesign.search.symmetry import BOND_FEATURES, bond_features
 
 PHYSICAL_FEATURES = (
     "radius_mean_a", "radius_spread_a", "size_mismatch_delta",
@@ -63,8 +66,8 @@ def composition_features(composition: dict[str, float]) -> np.ndarray:
 def feature_names(space: DesignSpace) -> list[str]:
     """Names of the columns of :func:`featurize`."""
     protos = sorted({s.prototype for s in space.ordered} | {s.lattice for s in space.disordered})
-    return ([*PHYSICAL_FEATURES] + [f"prototype_{p}" for p in protos] + ["is_disordered"]
-            + [f"x_{e}" for e in space.elements])
+    return ([*PHYSICAL_FEATURES, *BOND_FEATURES] + [f"prototype_{p}" for p in protos]
+            + ["is_disordered"] + [f"x_{e}" for e in space.elements])
 
 
 def featurize(candidates: list[Candidate], space: DesignSpace) -> np.ndarray:
@@ -76,6 +79,6 @@ def featurize(candidates: list[Candidate], space: DesignSpace) -> np.ndarray:
         comp = c.composition(space.prototype(c.prototype))
         onehot = [1.0 if c.prototype == p else 0.0 for p in protos]
         frac = [comp.get(e, 0.0) for e in elements]
-        rows.append(np.concatenate([composition_features(comp), onehot,
+        rows.append(np.concatenate([composition_features(comp), bond_features(c, space), onehot,
                                     [1.0 if c.kind == "disordered" else 0.0], frac]))
     return np.asarray(rows, float).reshape(len(candidates), -1)
