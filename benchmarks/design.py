@@ -1,7 +1,8 @@
 """Evidence for the design optimiser: evaluations BO vs random search need to find the true best.
 
-1. Enumerate every ordered decoration of a few small prototypes over the given elements,
-   evaluate all of them once through the screen pipeline, cache to JSON (``--cache``).
+1. Enumerate every ordered decoration of the built-in prototypes over the given elements,
+   evaluate one per crystal (symmetry-equivalent decorations share the result) through the
+   screen pipeline, cache to JSON (``--cache``).
 2. Replay campaigns on the cache (the evaluator is a table look-up) for ``--seeds`` seeds with
    ``bo`` and ``random``; record the evaluations needed to reach the best feasible value.
 3. Print a table (median, mean, worst) and save a best-so-far plot.
@@ -19,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from matdesign.search.campaign import Campaign, Evaluation
+from matdesign.search.campaign import Campaign
 from matdesign.search.config import parse_campaign
+from matdesign.search.evaluation import Evaluation
 
 OBJECTIVE = "formation_energy_ev_per_atom"  # default: cheap, defined for every candidate
 
@@ -56,20 +58,25 @@ def exhaustive(args: argparse.Namespace, prototypes: list[str], cache: Path) -> 
         return json.loads(cache.read_text())["table"]
     from matdesign.search.executor import get_executor
     from matdesign.search.pipeline import ScreenSettings, evaluate_candidate
+    from matdesign.search.symmetry import equivalence_classes
 
     cfg = parse_campaign(campaign_dict(args.elements, prototypes, 1, 0, args.potential, []))
     space = cfg.space
+    classes = equivalence_classes(space)  # one evaluation per crystal
     cands = [space.decode(x) for x in space.enumerate_ordered()]
+    reps = [c for c in cands if classes[c.key] == c.key]
     settings = ScreenSettings(potential=args.potential, fmax=0.01, max_steps=300,
                               properties=tuple(args.properties))
     table = {}
     with get_executor(args.workers, None) as ex:
         futures = {c.key: ex.submit(evaluate_candidate, space.structures(c)[0], settings, c.key)
-                   for c in cands}
+                   for c in reps}
         for key, fut in futures.items():
             res = fut.result()
             table[key] = {"status": res.status, "kvp": dict(res.key_value_pairs)}
             print(f"{key}: {res.status} {res.key_value_pairs.get(args.objective)}", flush=True)
+    for c in cands:  # relabellings of a crystal look up its representative's result
+        table[c.key] = table[classes[c.key]]
     cache.write_text(json.dumps({"elements": args.elements, "prototypes": prototypes,
                                  "potential": args.potential, "table": table}, indent=1))
     return table
@@ -124,6 +131,8 @@ def main() -> None:
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="B2 + L1_2 only, 3 seeds (smoke)")
+    p.add_argument("--prototypes", default=None,
+                   help="comma-separated prototypes (default: every built-in one)")
     p.add_argument("--cache", default=None, help="exhaustive results JSON (default: derived)")
     p.add_argument("--out", default="benchmarks/design_out")
     p.add_argument("--objective", default=OBJECTIVE, help="property to optimise")
@@ -140,7 +149,10 @@ def main() -> None:
     args.elements = args.elements.split(",")
     args.properties = [x for x in args.properties.split(",") if x]
     args.constraints = [x for x in args.constraints.split(",") if x]
-    prototypes = ["B2", "L1_2"] if args.quick else ["B2", "L1_2", "L1_0", "D0_3", "L2_1", "C15"]
+    from matdesign.search.prototypes import BUILTIN_PROTOTYPES
+
+    prototypes = (["B2", "L1_2"] if args.quick else args.prototypes.split(",")
+                  if args.prototypes else list(BUILTIN_PROTOTYPES))
     seeds = 3 if args.quick else args.seeds
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -157,14 +169,20 @@ def main() -> None:
             curves[strategy].append(list(np.minimum.accumulate(vals)))
             needed[strategy].append(len(vals))
     best = target if args.goal == "min" else -target
-    print(f"\n{len(table)} candidates, best feasible {args.objective} = {best:.4f}")
+    from matdesign.search.symmetry import equivalence_classes
+
+    space = parse_campaign(campaign_dict(args.elements, prototypes, 1, 0, args.potential,
+                                         [])).space
+    n_crystals = len(set(equivalence_classes(space).values()))
+    print(f"\n{len(table)} decorations ({n_crystals} distinct crystals), best feasible "
+          f"{args.objective} = {best:.4f}")
     print(f"{'strategy':>8} {'median':>7} {'mean':>7} {'worst':>6}  (evaluations to the best)")
     for s, n in needed.items():
         print(f"{s:>8} {np.median(n):7.1f} {np.mean(n):7.1f} {max(n):6d}")
     tag = f"{args.objective}_ni{args.n_initial}_b{args.batch_size}_tol{args.tolerance:g}"
     (out / f"summary_{tag}.json").write_text(json.dumps(
-        {"n_candidates": len(table), "target": target, "n_initial": args.n_initial,
-         "batch_size": args.batch_size, "tolerance": args.tolerance,
+        {"n_candidates": len(table), "n_crystals": n_crystals, "target": target,
+         "n_initial": args.n_initial, "batch_size": args.batch_size, "tolerance": args.tolerance,
          "evaluations_to_best": needed}, indent=1))
     _plot(curves, len(table), out / f"best_so_far_{tag}.png", args)
 

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from matdesign.model import Potential, PotentialConfig, config_dict
+from matdesign.plain import to_plain
 
 FORMAT = "matdesign-potential"
 FORMAT_VERSION = 1
@@ -49,17 +50,6 @@ class PotentialEnsemble(torch.nn.Module):
         save_potential(self, path, metadata=metadata)
 
 
-def _plain(obj: Any) -> Any:
-    """Convert numpy scalars/arrays inside metadata to plain Python (weights_only refuses them)."""
-    if isinstance(obj, dict):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if hasattr(obj, "tolist") and not isinstance(obj, torch.Tensor):
-        return obj.tolist()
-    return obj
-
-
 def save_potential(
     model: Potential | PotentialEnsemble, path: str | Path, metadata: dict[str, Any] | None = None
 ) -> None:
@@ -73,7 +63,7 @@ def save_potential(
         "config": config_dict(model.config),
         "species": list(model.species),
         "units": dict(UNITS),
-        "metadata": _plain(meta),
+        "metadata": to_plain(meta),
         "members": [
             {k: v.detach().to("cpu", torch.float64) for k, v in m.state_dict().items()}
             for m in members

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from matdesign.config_utils import typed_config
 from matdesign.search.gates import (
     BOOLEAN_KEYS,
     CHEAP_KEYS,
@@ -175,22 +176,6 @@ def _keys(d: Any, allowed: set[str], where: str, required: tuple[str, ...] = ())
     return d
 
 
-def _typed(d: dict, cls: type, where: str) -> Any:
-    """Build a flat dataclass from ``d``, checking keys and casting to the defaults' types."""
-    import dataclasses
-
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-    _keys(d, set(defaults), where)
-    out = {}
-    for k, v in d.items():
-        ref = defaults[k]
-        try:
-            out[k] = tuple(str(x) for x in v) if isinstance(ref, tuple) else type(ref)(v)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{where}.{k}: bad value {v!r}: {exc}") from exc
-    return cls(**out)
-
-
 def _elements(v: Any, where: str) -> tuple[str, ...]:
     from ase.data import atomic_numbers
 
@@ -294,8 +279,8 @@ def parse_campaign(d: Any, base: Path = Path("."), *,
         constraints=tuple(Constraint.parse(c, f"constraints[{i}]") for i, c in enumerate(cons)),
         budget=budget,
         potential=str(d.get("potential", "default")),
-        screen=_typed(d.get("screen") or {}, ScreenConfig, "screen"),
-        optimizer=_typed(d.get("optimizer") or {}, OptimizerConfig, "optimizer"),
+        screen=typed_config(ScreenConfig, d.get("screen"), "screen"),
+        optimizer=typed_config(OptimizerConfig, d.get("optimizer"), "optimizer"),
         uncertainty_energy_std_ev_per_atom=float(d.get("uncertainty_energy_std_ev_per_atom",
                                                        0.01)),
     )

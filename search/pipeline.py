@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from matdesign.plain import to_plain
 from matdesign.properties.stability import (
     HullEntry,
     check_known_elements,
@@ -315,7 +316,7 @@ def relax_candidate(atoms: Atoms, calc: Any, settings: ScreenSettings,
     check_geometry(atoms, 0.5, min_distance=0.5)
     relaxed, info = _relax(atoms, calc, settings)
     state["atoms"] = relaxed
-    state["data"]["relax"] = _jsonable(info.to_dict())
+    state["data"]["relax"] = to_plain(info.to_dict())
     if not info.converged:
         raise ValueError(f"relaxation not converged in {info.steps} steps "
                          f"(fmax {settings.fmax:g} eV/Å)")
@@ -415,7 +416,7 @@ def property_relax(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -
     """
     fmax = min(settings.fmax, PROPERTY_FMAX)
     relaxed, info = _relax(state["atoms"].copy(), calc, settings, fmax=fmax)
-    state["data"]["property_relax"] = _jsonable(info.to_dict())
+    state["data"]["property_relax"] = to_plain(info.to_dict())
     if not info.converged:
         raise ValueError(f"property relaxation not converged in {info.steps} steps "
                          f"(fmax {fmax:g} eV/Å)")
@@ -424,14 +425,9 @@ def property_relax(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -
 
 
 def _store(state: dict[str, Any], name: str, result: dict[str, Any], keys: tuple[str, ...]) -> None:
-    state["data"][name] = _jsonable(result)
+    state["data"][name] = to_plain(result)
     for key in keys:
         value = plain_value(result.get(key))
         if value is not None:
             state["kvp"][key] = value
 
-
-def _jsonable(obj: Any) -> Any:
-    from matdesign.cli.common import to_jsonable
-
-    return to_jsonable(obj)

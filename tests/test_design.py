@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matdesign.search.campaign import Campaign, Evaluation
+from matdesign.search.campaign import Campaign
 from matdesign.search.config import Constraint
 from matdesign.search.config import parse_campaign as _parse
+from matdesign.search.evaluation import Evaluation
 from matdesign.search.features import element_properties
 from matdesign.search.space import round_to_counts, simplex_from_unit
 from matdesign.search.surrogate import pareto_mask, select_batch

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from matdesign.search.campaign import Campaign, Evaluation
+from matdesign.search.campaign import Campaign
 from matdesign.search.config import parse_campaign as _parse
+from matdesign.search.evaluation import Evaluation
 
 CFG = {"name": "crash", "space": {"elements": ["Nb", "Mo", "Ta"],
                                   "ordered": [{"prototype": "B2"}, {"prototype": "L1_2"}]},

@@ -12,8 +12,9 @@ from ase.io import read
 
 from matdesign.cli import main
 from matdesign.search import report
-from matdesign.search.campaign import Campaign, Evaluation
+from matdesign.search.campaign import Campaign
 from matdesign.search.config import parse_campaign
+from matdesign.search.evaluation import Evaluation
 
 CHROMIUM = "/usr/bin/chromium"
 

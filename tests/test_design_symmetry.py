@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from matdesign.search.campaign import Campaign, Evaluation
+from matdesign.search.campaign import Campaign
 from matdesign.search.config import parse_campaign
+from matdesign.search.evaluation import Evaluation
 from matdesign.search.features import element_properties, feature_names, featurize
 from matdesign.search.symmetry import BOND_FEATURES, bond_features, equivalence_classes
 

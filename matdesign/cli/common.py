@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
+
+from matdesign.plain import to_plain
 
 
 def add_potential_arg(p: argparse.ArgumentParser) -> None:
@@ -39,28 +40,9 @@ def read_structure(path: str | Path, index: int | str = -1):  # noqa: ANN201 - r
     return atoms
 
 
-def to_jsonable(obj: Any) -> Any:
-    """numpy scalars/arrays, dataclasses and paths -> plain JSON types; NaN -> None."""
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def write_json(obj: Any, out: str | None) -> None:
     """Write ``obj`` as JSON to ``out`` ('-' or None = stdout)."""
-    text = json.dumps(to_jsonable(obj), indent=2)
+    text = json.dumps(to_plain(obj), indent=2)
     if out in (None, "-"):
         print(text)
     else:
