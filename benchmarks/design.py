@@ -30,10 +30,11 @@ OBJECTIVE = "formation_energy_ev_per_atom"  # default: cheap, defined for every 
 def campaign_dict(elements: list[str], prototypes: list[str], budget: int, seed: int,
                   potential: str, properties: list[str], n_initial: int = 8,
                   batch_size: int = 4, objective: str = OBJECTIVE, goal: str = "min",
-                  constraints: tuple[str, ...] = ()) -> dict:
-    return {"name": "benchmark", "potential": potential, "budget": budget,
-            "space": {"elements": elements,
-                      "ordered": [{"prototype": p} for p in prototypes]},
+                  constraints: tuple[str, ...] = (), disordered: dict | None = None) -> dict:
+    space = {"elements": elements, "ordered": [{"prototype": p} for p in prototypes]}
+    if disordered:
+        space["disordered"] = [disordered]
+    return {"name": "benchmark", "potential": potential, "budget": budget, "space": space,
             "objectives": [{"property": objective, "goal": goal}],
             "constraints": list(constraints),
             "screen": {"properties": properties, "fmax": 0.01, "max_steps": 300},
@@ -60,11 +61,12 @@ def exhaustive(args: argparse.Namespace, prototypes: list[str], cache: Path) -> 
     from matdesign.search.pipeline import ScreenSettings, evaluate_candidate
     from matdesign.search.symmetry import equivalence_classes
 
-    cfg = parse_campaign(campaign_dict(args.elements, prototypes, 1, 0, args.potential, []))
+    cfg = parse_campaign(campaign_dict(args.elements, prototypes, 1, 0, args.potential, [],
+                                       disordered=args.disordered))
     space = cfg.space
+    cands = [space.decode(x) for x in space.enumerate_ordered()] + all_compositions(space)
     classes = equivalence_classes(space)  # one evaluation per crystal
-    cands = [space.decode(x) for x in space.enumerate_ordered()]
-    reps = [c for c in cands if classes[c.key] == c.key]
+    reps = [c for c in cands if classes.get(c.key, c.key) == c.key]
     settings = ScreenSettings(potential=args.potential, fmax=0.01, max_steps=300,
                               properties=tuple(args.properties))
     table = {}
@@ -76,10 +78,16 @@ def exhaustive(args: argparse.Namespace, prototypes: list[str], cache: Path) -> 
             table[key] = {"status": res.status, "kvp": dict(res.key_value_pairs)}
             print(f"{key}: {res.status} {res.key_value_pairs.get(args.objective)}", flush=True)
     for c in cands:  # relabellings of a crystal look up its representative's result
-        table[c.key] = table[classes[c.key]]
+        table[c.key] = table[classes.get(c.key, c.key)]
     cache.write_text(json.dumps({"elements": args.elements, "prototypes": prototypes,
                                  "potential": args.potential, "table": table}, indent=1))
     return table
+
+
+def all_compositions(space) -> list:  # noqa: ANN001 - DesignSpace -> list[Candidate]
+    """Every integer composition of the disordered families within their bounds."""
+    vecs, _ = space.enumerate_disordered(10**6)
+    return [space.decode(x) for x in vecs]
 
 
 def signed_values(args: argparse.Namespace, records: list) -> list[float]:  # noqa: ANN001
@@ -109,7 +117,7 @@ def replay(args: argparse.Namespace, prototypes: list[str], table: dict[str, dic
     cfg = parse_campaign(campaign_dict(args.elements, prototypes, budget, seed,
                                        args.potential, list(args.properties), args.n_initial,
                                        args.batch_size, args.objective, args.goal,
-                                       tuple(args.constraints)),
+                                       tuple(args.constraints), args.disordered),
                          custom_evaluator=True)
     target = table_target(args, table) + args.tolerance
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +140,11 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--quick", action="store_true", help="B2 + L1_2 only, 3 seeds (smoke)")
     p.add_argument("--prototypes", default=None,
-                   help="comma-separated prototypes (default: every built-in one)")
+                   help="comma-separated prototypes (default: every built-in one; 'none' with "
+                        "--disordered)")
+    p.add_argument("--disordered", default=None, metavar="LATTICE:NxNxN:LO:HI",
+                   help="add every integer composition of a disordered family, e.g. "
+                        "A2:2x2x2:0.125:0.5 (16-atom SQS, each element 12.5-50 %%)")
     p.add_argument("--cache", default=None, help="exhaustive results JSON (default: derived)")
     p.add_argument("--out", default="benchmarks/design_out")
     p.add_argument("--objective", default=OBJECTIVE, help="property to optimise")
@@ -151,14 +163,24 @@ def main() -> None:
     args.constraints = [x for x in args.constraints.split(",") if x]
     from matdesign.search.prototypes import BUILTIN_PROTOTYPES
 
-    prototypes = (["B2", "L1_2"] if args.quick else args.prototypes.split(",")
-                  if args.prototypes else list(BUILTIN_PROTOTYPES))
+    prototypes = (["B2", "L1_2"] if args.quick else [] if args.prototypes == "none"
+                  else args.prototypes.split(",") if args.prototypes
+                  else list(BUILTIN_PROTOTYPES))
+    if args.disordered:
+        lat, cell, lo, hi = args.disordered.split(":")
+        args.disordered = {"lattice": lat, "supercell": [int(v) for v in cell.split("x")],
+                           "bounds": {e: [float(lo), float(hi)] for e in args.elements},
+                           "method": "sqs", "realisations": 1, "seed": 0}
     seeds = 3 if args.quick else args.seeds
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     props = "".join(f"_{p}" for p in args.properties)
+    dis = ("_dis-" + "-".join(str(v) for v in (args.disordered["lattice"],
+                                                *args.disordered["supercell"],
+                                                *args.disordered["bounds"][args.elements[0]]))
+           if args.disordered else "")
     cache = Path(args.cache or out / f"exhaustive_{args.potential}_{'-'.join(args.elements)}_"
-                 f"{'-'.join(prototypes)}{props}.json".replace("/", "_"))
+                 f"{'-'.join(prototypes)}{dis}{props}.json".replace("/", "_"))
     table = exhaustive(args, prototypes, cache)
     target = table_target(args, table)
     curves: dict[str, list[list[float]]] = {"bo": [], "random": []}
@@ -172,14 +194,16 @@ def main() -> None:
     from matdesign.search.symmetry import equivalence_classes
 
     space = parse_campaign(campaign_dict(args.elements, prototypes, 1, 0, args.potential,
-                                         [])).space
-    n_crystals = len(set(equivalence_classes(space).values()))
+                                         [], disordered=args.disordered),
+                           custom_evaluator=True).space
+    n_crystals = len(set(equivalence_classes(space).values())) + len(all_compositions(space))
     print(f"\n{len(table)} decorations ({n_crystals} distinct crystals), best feasible "
           f"{args.objective} = {best:.4f}")
     print(f"{'strategy':>8} {'median':>7} {'mean':>7} {'worst':>6}  (evaluations to the best)")
     for s, n in needed.items():
         print(f"{s:>8} {np.median(n):7.1f} {np.mean(n):7.1f} {max(n):6d}")
-    tag = f"{args.objective}_ni{args.n_initial}_b{args.batch_size}_tol{args.tolerance:g}"
+    tag = (f"{args.objective}{dis}_ni{args.n_initial}_b{args.batch_size}"
+           f"_tol{args.tolerance:g}")
     (out / f"summary_{tag}.json").write_text(json.dumps(
         {"n_candidates": len(table), "n_crystals": n_crystals, "target": target,
          "n_initial": args.n_initial, "batch_size": args.batch_size, "tolerance": args.tolerance,

@@ -271,10 +271,12 @@ class Campaign:
         if len(pool_x) > self.config.optimizer.pool_size:
             keep = rng.choice(len(pool_x), self.config.optimizer.pool_size, replace=False)
             pool_x = [pool_x[i] for i in keep]
-        if self.space.disordered:
+        if self.space.disordered:  # every composition of small families, samples of large
+            listed, complete = self.space.enumerate_disordered(self.config.optimizer.pool_size)
+            pool_x += listed
             pool_x += [list(x) for x in opt.space.rvs(self.config.optimizer.pool_size,
                                                       random_state=seed)
-                       if str(x[0]).startswith("disordered:")]
+                       if str(x[0]).startswith("disordered:") and str(x[0]) not in complete]
         pool, seen = [], set(exclude)
         for x in pool_x:
             x = [v.item() if hasattr(v, "item") else v for v in x]

@@ -135,6 +135,21 @@ def simplex_from_unit(u: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np
     return np.clip(x, lower, upper)
 
 
+def unit_from_simplex(x: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`simplex_from_unit`: unit-cube coordinates (k-1,) of fractions x (k,)."""
+    lower, upper, x = (np.asarray(v, float) for v in (lower, upper, x))
+    k = len(x)
+    u = np.zeros(k - 1)
+    rest = 1.0
+    for i in range(k - 1):
+        lo = max(lower[i], rest - upper[i + 1:].sum())
+        hi = min(upper[i], rest - lower[i + 1:].sum())
+        v = float(np.clip((x[i] - lo) / (hi - lo), 0.0, 1.0)) if hi - lo > _EPS else 0.5
+        u[i] = 1.0 - (1.0 - v) ** (k - 1 - i)
+        rest -= x[i]
+    return u
+
+
 def round_to_counts(x: np.ndarray, n: int, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """Round fractions to integer counts summing exactly to ``n`` while keeping the bounds.
 
@@ -252,6 +267,33 @@ class DesignSpace:
                 slots += [0.5] * (self.n_slots - len(slots))
                 out.append([f"ordered:{spec.prototype}", *slots, *([0.5] * self.n_unit)])
         return out
+
+    def enumerate_disordered(self, limit: int) -> tuple[list[list[Any]], set[str]]:
+        """Design vectors of every integer composition of each disordered family that has at
+        most ``limit`` of them, and the group labels of the families enumerated (larger
+        families are left to random sampling)."""
+        import itertools
+
+        out: list[list[Any]] = []
+        done: set[str] = set()
+        for i, spec in enumerate(self.disordered):
+            n = self.prototype(spec.lattice).n_atoms * int(np.prod(spec.supercell))
+            lo = np.ceil(np.array(spec.lower) * n - 1e-6).astype(int)
+            hi = np.floor(np.array(spec.upper) * n + 1e-6).astype(int)
+            ranges = [range(a, b + 1) for a, b in zip(lo[:-1], hi[:-1], strict=True)]
+            if np.prod([len(r) for r in ranges], dtype=float) > 20 * limit:
+                continue
+            vecs = []
+            for head in itertools.product(*ranges):
+                last = n - sum(head)
+                if lo[-1] <= last <= hi[-1]:
+                    u = unit_from_simplex(np.array([*head, last]) / n, spec.lower, spec.upper)
+                    vecs.append([f"disordered:{spec.lattice}#{i}", *([0.5] * self.n_slots),
+                                 *u, *([0.5] * (self.n_unit - len(u)))])
+            if len(vecs) <= limit:
+                out += vecs
+                done.add(f"disordered:{spec.lattice}#{i}")
+        return out, done
 
     def structures(self, candidate: Candidate) -> list[Atoms]:
         """Unrelaxed structures of a candidate, Vegard-scaled (one per disorder realisation)."""

@@ -11,7 +11,7 @@ from matdesign.search.config import Constraint
 from matdesign.search.config import parse_campaign as _parse
 from matdesign.search.evaluation import Evaluation
 from matdesign.search.features import element_properties
-from matdesign.search.space import round_to_counts, simplex_from_unit
+from matdesign.search.space import round_to_counts, simplex_from_unit, unit_from_simplex
 from matdesign.search.surrogate import pareto_mask, select_batch
 
 ELEMENTS = ["Nb", "Mo", "Ta", "W"]
@@ -125,6 +125,25 @@ def test_unbounded_map_is_uniform_on_simplex() -> None:
                    for u in rng.uniform(size=(20000, k - 1))])
     assert np.allclose(xs.mean(0), 1 / k, atol=0.01)
     assert np.allclose(xs.var(0), (k - 1) / (k**2 * (k + 1)), rtol=0.05)
+
+
+def test_unit_from_simplex_inverts_and_compositions_are_all_listed() -> None:
+    rng = np.random.default_rng(4)
+    lo, hi = np.array([0.1, 0.0, 0.2, 0.0]), np.array([0.6, 0.5, 0.7, 1.0])
+    for u in rng.uniform(size=(500, 3)):
+        x = simplex_from_unit(u, lo, hi)
+        np.testing.assert_allclose(simplex_from_unit(unit_from_simplex(x, lo, hi), lo, hi), x,
+                                   atol=1e-12)
+    # 16-atom bcc, four elements each 2..8 atoms: C(11,3) - 4 C(4,3) = 149 (inclusion-exclusion)
+    d = _campaign_dict()
+    d["space"] = {"elements": ELEMENTS, "disordered": [
+        {"lattice": "A2", "supercell": [2, 2, 2], "bounds": {e: [0.125, 0.5] for e in ELEMENTS}}]}
+    space = parse_campaign(d).space
+    vecs, complete = space.enumerate_disordered(limit=1000)
+    counts = {space.decode(x).counts for x in vecs}
+    assert len(vecs) == len(counts) == 149 and complete == {"disordered:A2#0"}
+    assert all(sum(c) == 16 and min(c) >= 2 and max(c) <= 8 for c in counts)
+    assert space.enumerate_disordered(limit=100) == ([], set())  # too many: left to sampling
 
 
 def test_disordered_candidates_exact_counts() -> None:
