@@ -124,9 +124,11 @@ def replay(args: argparse.Namespace, prototypes: list[str], table: dict[str, dic
         camp = Campaign(cfg, str(Path(tmp) / "c.db"), TableEvaluator(table))
         values: list[float] = []
         while len(values) < budget:
-            camp.run(budget=min(budget, len(values) + cfg.optimizer.batch_size),
-                     strategy=strategy)
+            summary = camp.run(budget=min(budget, len(values) + cfg.optimizer.batch_size),
+                               strategy=strategy)
             values = signed_values(args, camp.store.records())
+            if summary.n_new == 0:  # nothing left that this strategy can propose
+                break
             if min(values) <= target + 1e-9:  # reached the best (within --tolerance)
                 break
     return values
@@ -189,7 +191,8 @@ def main() -> None:
         for seed in range(seeds):
             vals = replay(args, prototypes, table, strategy, seed)
             curves[strategy].append(list(np.minimum.accumulate(vals)))
-            needed[strategy].append(len(vals))
+            found = min(vals) <= target + args.tolerance + 1e-9
+            needed[strategy].append(len(vals) if found else len(table) + 1)  # a miss: worst
     best = target if args.goal == "min" else -target
     from matdesign.search.symmetry import equivalence_classes
 

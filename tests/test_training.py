@@ -97,6 +97,19 @@ def test_init_fine_tunes_from_saved_weights(data_file, tmp_path):
                         progress=False)
 
 
+@pytest.mark.parametrize("keep, epoch", [("best", 1), ("last", 3)])
+def test_keep_last_writes_the_final_epoch(data_file, tmp_path, keep, epoch):
+    from matdesign.checkpoint import load_potential
+
+    frames = load_frames(data_file, TINY.cutoff, {29: 0, 28: 1})
+    # lr 0: the validation score never improves after epoch 1
+    cfg = TrainConfig(max_epochs=3, batch_size=8, lr=0.0, patience=1, threads=1, keep=keep)
+    s = train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY, cfg, tmp_path / "m.pt",
+                        progress=False)
+    assert load_potential(tmp_path / "m.pt").metadata["epoch"] == epoch
+    assert s.epochs == (2 if keep == "best" else 3)  # early stopping only for "best"
+
+
 def test_missing_forces_are_masked_not_dropped(tmp_path):
     frames = emt_frames(4)
     for a in frames[:2]:

@@ -30,6 +30,8 @@ class TrainConfig:
     ema_decay: float = 0.99
     grad_clip: float = 10.0
     patience: int = 30  # epochs without validation improvement before stopping
+    keep: str = "best"  # checkpoint written: "best" validation score, or "last" epoch (for
+    # fine-tunes whose target, e.g. a shear constant, the validation score does not measure)
     valid_fraction: float = 0.1
     seed: int = 0
     dtype: str = "float32"

@@ -129,6 +129,8 @@ def train_potential(
     """
     from tqdm import tqdm
 
+    if cfg.keep not in ("best", "last"):
+        raise ValueError(f"train.keep must be 'best' or 'last', not {cfg.keep!r}")
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -201,14 +203,16 @@ def train_potential(
                       f"F {metrics['force_mae_ev_per_a']:.4f} eV/Å, "
                       f"S {metrics['stress_mae_gpa'] or float('nan'):.3f} GPa, "
                       f"lr {lr:.2e}, {elapsed / 60:.1f} min", flush=True)
-            if score < best:
+            improved = score < best
+            if improved:
                 best, best_epoch = score, epoch
+            if improved or cfg.keep == "last":
                 save_potential(ema, out, metadata={**meta, "valid": metrics, "epoch": epoch,
                                                    "train_time_s": elapsed})
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
                         "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
                         "best_epoch": best_epoch, "elapsed_s": elapsed}, state_path)
-            if epoch - best_epoch >= cfg.patience:
+            if epoch - best_epoch >= cfg.patience and cfg.keep == "best":
                 stopped = "early_stopping"
                 break
             if cfg.max_time_min and elapsed >= 60 * cfg.max_time_min:
