@@ -47,7 +47,7 @@ def two_objectives(atoms, source: str) -> Evaluation:  # noqa: ANN001
 def report_dir(tmp_path_factory) -> Path:  # noqa: ANN001
     tmp = tmp_path_factory.mktemp("report")
     cfg = parse_campaign({
-        "space": {"elements": ["Nb", "Mo", "W"], "ordered": [{"prototype": "B2"}]},
+        "space": {"elements": ["Nb", "Mo", "Ta", "W"], "ordered": [{"prototype": "B2"}]},
         "objectives": [{"property": "pugh_ratio", "goal": "max"},
                        {"property": "shear_modulus_vrh_gpa", "goal": "max"}],
         "constraints": ["born_stable"], "budget": 7,
