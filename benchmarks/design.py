@@ -67,7 +67,7 @@ def exhaustive(args: argparse.Namespace, prototypes: list[str], cache: Path) -> 
     cands = [space.decode(x) for x in space.enumerate_ordered()] + all_compositions(space)
     classes = equivalence_classes(space)  # one evaluation per crystal
     reps = [c for c in cands if classes.get(c.key, c.key) == c.key]
-    settings = ScreenSettings(potential=args.potential, fmax=0.01, max_steps=300,
+    settings = ScreenSettings(potential=args.potential, fmax=args.fmax, max_steps=args.max_steps,
                               properties=tuple(args.properties))
     table = {}
     with get_executor(args.workers, None) as ex:
@@ -154,6 +154,8 @@ def main() -> None:
     p.add_argument("--properties", default="", help="pipeline properties, e.g. 'elastic'")
     p.add_argument("--constraints", default="", help="boolean keys that must hold, e.g. "
                    "'born_stable'")
+    p.add_argument("--fmax", type=float, default=0.01, help="relaxation threshold, eV/Å")
+    p.add_argument("--max-steps", type=int, default=300, help="relaxation step limit")
     p.add_argument("--n-initial", type=int, default=8, help="random proposals before the GP")
     p.add_argument("--batch-size", type=int, default=4, help="proposals per round")
     p.add_argument("--tolerance", type=float, default=0.0,
