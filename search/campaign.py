@@ -213,6 +213,13 @@ class Campaign:
             self._classes = equivalence_classes(self.space) if self.space.ordered else {}
         return self._classes.get(key, key)
 
+    def _round_seed(self, n_done: int) -> int:
+        """Seed of the round after ``n_done`` evaluations: a function of (campaign seed,
+        n_done), so resuming repeats it, while campaigns with different seeds draw independent
+        streams (``seed + n_done`` would make seed s at round k replay seed s+1 at round k-1)."""
+        return int(np.random.SeedSequence([self.config.optimizer.seed, n_done])
+                   .generate_state(1)[0])
+
     # ---- objective bookkeeping -------------------------------------------------------------
     def objective_matrix(self, records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
         """(n, m) minimisation objectives (sign applied) and mask of rows with all values."""
@@ -234,7 +241,7 @@ class Campaign:
         # surrogate works on physical features over a candidate pool (see surrogate.py).
         opt = Optimizer(self.space.dimensions(), base_estimator="GP", n_initial_points=10**9,
                         initial_point_generator="random",
-                        random_state=self.config.optimizer.seed + len(records))
+                        random_state=self._round_seed(len(records)))
         if records:
             y, ok = self.objective_matrix(records)
             scal = np.full(len(records), 1.0)
@@ -247,7 +254,7 @@ class Campaign:
     def _random_batch(self, opt: Any, n: int, exclude: set[str]) -> list[tuple[list, Candidate]]:
         out: list[tuple[list, Candidate]] = []
         xs = opt.ask(n_points=n) if n > 1 else [opt.ask()]
-        rng = np.random.default_rng(self.config.optimizer.seed + len(exclude))
+        rng = np.random.default_rng([self.config.optimizer.seed, len(exclude), 1])
         for _attempt in range(200):
             for x in xs:
                 x = [v.item() if hasattr(v, "item") else v for v in x]
@@ -265,7 +272,7 @@ class Campaign:
         y, ok = self.objective_matrix(records)
         if ok.sum() < max(2, self.config.optimizer.n_initial):
             return self._random_batch(opt, n, exclude)
-        seed = self.config.optimizer.seed + len(records)
+        seed = self._round_seed(len(records))
         rng = np.random.default_rng(seed)
         pool_x = self.space.enumerate_ordered()
         if len(pool_x) > self.config.optimizer.pool_size:

@@ -237,3 +237,16 @@ def test_pipeline_property_names_are_checked(over: dict, match: str, tmp_path) -
                         constraints=["e_above_hull_ev_per_atom <= 0.1", "born_stable"],
                         screen={"properties": ["elastic", "phonon"]})
     _parse(ok)
+
+
+def test_random_streams_of_different_seeds_are_independent(tmp_path) -> None:  # noqa: ANN001
+    """Seeding a round by seed + n_done made seed 2's first batch replay seed 0's second."""
+    batches = {}
+    for seed in (0, 2):
+        cfg = parse_campaign(_campaign_dict(budget=4, optimizer={"batch_size": 2, "seed": seed}))
+        camp = Campaign(cfg, str(tmp_path / f"s{seed}.db"), synthetic)
+        camp.run(strategy="random")
+        keys = [r.key for r in camp.store.records()]
+        batches[seed] = (set(keys[:2]), set(keys[2:]))
+    assert batches[2][0] != batches[0][1]
+    assert batches[2][0] != batches[0][0]
