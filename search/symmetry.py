@@ -28,12 +28,25 @@ BOND_FEATURES = ("unlike_bond_fraction", "bond_electronegativity_contrast",
                  "bond_vec_contrast", "bond_radius_contrast_a2")
 
 
+_CLASSES: dict[tuple, dict[str, str]] = {}  # ordered families -> classes (pure geometry)
+
+
 def equivalence_classes(space: DesignSpace) -> dict[str, str]:
     """Map every ordered candidate key to the key of its class representative.
+
+    Computed once per set of ordered families and prototypes in a process (a few seconds for a
+    few hundred decorations), so repeated campaigns over one space do not redo it.
 
     Returns:
         ``{key: canonical key}``; a candidate unique up to symmetry maps to itself.
     """
+    memo = (space.ordered, tuple(sorted(space.user_prototypes.items())))
+    if memo not in _CLASSES:
+        _CLASSES[memo] = _classes(space)
+    return dict(_CLASSES[memo])
+
+
+def _classes(space: DesignSpace) -> dict[str, str]:
     from pymatgen.analysis.structure_matcher import StructureMatcher
     from pymatgen.io.ase import AseAtomsAdaptor
 
