@@ -71,21 +71,32 @@ def build_model(
     return model
 
 
-def model_from_checkpoint(path: str | Path, species: Sequence[str]) -> Potential:
-    """The weights of a saved single model, to fine-tune (architecture and species from the file).
+def load_init(path: str | Path) -> Potential:
+    """A saved single model to fine-tune from (``--init``).
+
+    Raises:
+        ValueError: an ensemble checkpoint (or any error of :func:`load_potential`).
+    """
+    from matdesign.checkpoint import load_potential
+
+    model = load_potential(path)
+    if not isinstance(model, Potential):
+        raise ValueError(f"{path}: --init needs a single model, not an ensemble checkpoint")
+    return model
+
+
+def model_from_checkpoint(init: str | Path | Potential, species: Sequence[str]) -> Potential:
+    """A trainable copy of the ``--init`` model (a path, or the model :func:`load_init` read);
+    architecture and species come from the checkpoint.
 
     Raises:
         ValueError: an ensemble checkpoint, or species that differ from the data's.
     """
-    from matdesign.checkpoint import load_potential
-
-    model = load_potential(path, dtype=torch.float32)
-    if not isinstance(model, Potential):
-        raise ValueError(f"{path}: --init needs a single model, not an ensemble checkpoint")
+    model = init if isinstance(init, Potential) else load_init(init)
     if list(model.species) != list(species):
-        raise ValueError(f"{path}: --init model has species {model.species}, the data/--species "
+        raise ValueError(f"--init model has species {model.species}, the data/--species "
                          f"give {list(species)}")
-    return model.train()
+    return copy.deepcopy(model).float().train()
 
 
 def _progress(step: int, total: int, cfg: TrainConfig, elapsed: float) -> float:
@@ -116,7 +127,7 @@ def train_potential(
     out: str | Path,
     *,
     resume: str | Path | None = None,
-    init: str | Path | None = None,
+    init: str | Path | Potential | None = None,
     log_path: str | Path | None = None,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
@@ -138,7 +149,7 @@ def train_potential(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     state_path = out.with_name(out.name + ".state")
-    model = (model_from_checkpoint(init, species) if init
+    model = (model_from_checkpoint(init, species) if init is not None
              else build_model(model_config, species, train)).to(dtype)
     ema = copy.deepcopy(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
@@ -159,7 +170,7 @@ def train_potential(
     stopped = "max_epochs"
     meta = {"species": list(species), "train_config": dataclasses.asdict(cfg),
             "n_train": len(train), "n_valid": len(valid), **(metadata or {})}
-    if init:
+    if isinstance(init, (str, Path)):
         meta["init_from"] = str(init)
     try:
         while epoch < cfg.max_epochs:

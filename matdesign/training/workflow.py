@@ -35,9 +35,9 @@ def run_training(
     if resume and init:
         raise ValueError("give --resume (continue a run) or --init (fine-tune a model), not both")
     if init:  # a fine-tuned model keeps the architecture and species it was saved with
-        from matdesign.checkpoint import load_potential
+        from matdesign.training.trainer import load_init
 
-        base = load_potential(init)
+        base = load_init(init)  # read once: its config and species, then its weights
         model_cfg, species = base.config, species or list(base.species)
     species = species or _species_in(data)
     index = {atomic_numbers[s]: k for k, s in enumerate(species)}
@@ -48,7 +48,7 @@ def run_training(
         tr, va = split(len(frames), train_cfg.valid_fraction, train_cfg.seed)
         train_frames, valid_frames = [frames[i] for i in tr], [frames[i] for i in va]
     split_note = str(valid) if valid else f"random {train_cfg.valid_fraction}"
-    meta = {"data": str(data), "valid": split_note,
+    meta = {"data": str(data), "valid": split_note, **({"init_from": init} if init else {}),
             "config_file": config_path, "host": platform.node(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
     common = dict(species=species, model_config=model_cfg, progress=progress)
@@ -57,8 +57,8 @@ def run_training(
     if ensemble > 1:
         return _ensemble(train_frames, valid_frames, train_cfg, out, ensemble, meta, common)
     summary = train_potential(train_frames, valid_frames, cfg=train_cfg, out=out, resume=resume,
-                              init=init, log_path=log or f"{out}.log.jsonl", metadata=meta,
-                              **common)
+                              init=base if init else None,
+                              log_path=log or f"{out}.log.jsonl", metadata=meta, **common)
     return summary.to_dict()
 
 
