@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from matdesign.checkpoint import PotentialEnsemble, load_potential
-from matdesign.forces import energy_forces_stress
+from matdesign.forces import energy_forces_stress, head_forces
 from matdesign.graph import atoms_to_graph, batch_graphs, check_finite, check_min_distance
 from matdesign.model import Potential
 
@@ -25,8 +26,12 @@ DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
 class MatdesignCalculator(Calculator):
     """ASE calculator: energy, free_energy, energies, forces, stress (ASE units and sign).
 
-    With an ensemble checkpoint, ``results`` also holds ``energy_std`` (eV) and
-    ``forces_std`` (eV/Å, per atom and component) from the committee spread.
+    With a committee (a model with several readout heads, or an ensemble checkpoint),
+    ``results`` also holds ``energy_std`` (eV, per structure): the committee's standard
+    deviation times the model's calibration factor ``metadata["uncertainty_scale"]`` (1 if
+    absent). An ensemble also gives ``forces_std`` (eV/Å, per atom and component) on every call;
+    for a multi-head model, :meth:`uncertainty` computes it on demand (one backward pass per
+    head), e.g. for a relaxed candidate rather than every optimiser step.
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress"]
@@ -36,6 +41,8 @@ class MatdesignCalculator(Calculator):
         self.model = model.eval()
         self.members = list(model.members) if isinstance(model, PotentialEnsemble) else [model]
         self.cutoff = float(model.config.cutoff)
+        self.uncertainty_scale = float(
+            (getattr(model, "metadata", None) or {}).get("uncertainty_scale", 1.0))
 
     @property
     def species(self) -> list[str]:
@@ -72,6 +79,9 @@ class MatdesignCalculator(Calculator):
         energy = torch.stack([o.energy for o in outs]).detach().cpu().double().numpy()
         forces = torch.stack([o.forces for o in outs]).detach().cpu().double().numpy()
         atomic = torch.stack([o.atomic_energies for o in outs]).detach().cpu().double().numpy()
+        heads = None
+        if outs[0].head_energy is not None:
+            heads = outs[0].head_energy.detach().cpu().double().numpy()
         stress = None
         if outs[0].stress is not None:
             stress = torch.stack([o.stress for o in outs]).detach().cpu().double().numpy()
@@ -88,8 +98,10 @@ class MatdesignCalculator(Calculator):
             if stress is not None and atoms.pbc.all():
                 r["stress"] = full_3x3_to_voigt_6_stress(stress[:, b].mean(0))
             if len(self.members) > 1:
-                r["energy_std"] = float(energy[:, b].std())
-                r["forces_std"] = forces[:, sl].std(0)
+                r["energy_std"] = self.uncertainty_scale * float(energy[:, b].std())
+                r["forces_std"] = self.uncertainty_scale * forces[:, sl].std(0)
+            elif heads is not None:
+                r["energy_std"] = self.uncertainty_scale * float(heads[:, b].std())
             bad = [k for k, v in r.items() if not np.all(np.isfinite(v))]
             if bad:
                 raise FloatingPointError(
@@ -97,6 +109,33 @@ class MatdesignCalculator(Calculator):
                 )
             results.append(r)
         return results
+
+
+    def uncertainty(self, atoms: Atoms) -> Uncertainty | None:
+        """Committee spread of one structure, or None for a model without a committee."""
+        if len(self.members) > 1:
+            r = self.calculate_batch([atoms])[0]
+            return Uncertainty(r["energy_std"], r["forces_std"])
+        model = self.members[0]
+        if getattr(model, "num_heads", 1) < 2:
+            return None
+        self.check_elements(atoms)
+        check_finite(atoms)
+        graph = atoms_to_graph(atoms, self.cutoff, model.species_index)
+        check_min_distance(graph, atoms.numbers)
+        energy, forces = head_forces(model, graph.to(model.device, model.dtype))
+        energy_std = float(energy[:, 0].double().std(correction=0))
+        forces_std = forces.double().std(0, correction=0).cpu().numpy()
+        return Uncertainty(self.uncertainty_scale * energy_std,
+                           self.uncertainty_scale * forces_std)
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """Calibrated committee spread of one structure."""
+
+    energy_std_ev: float  # eV, whole structure
+    forces_std_ev_per_a: np.ndarray  # (n, 3) eV/Å
 
 
 def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

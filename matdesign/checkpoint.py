@@ -15,7 +15,11 @@ from matdesign.model import Potential, PotentialConfig, config_dict
 from matdesign.plain import to_plain
 
 FORMAT = "matdesign-potential"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Format 1 had only the two-body architecture; its configs lack the keys added in format 2.
+#: Reading one fills them with the values that reproduce it exactly.
+FORMAT1_DEFAULTS = {"correlation": 1, "heads": 1, "zbl": False, "isolated_reference": False,
+                    "species_descriptors": False, "committee": 0}
 UNITS = {"length": "Å", "energy": "eV", "forces": "eV/Å", "stress": "eV/Å³"}
 
 
@@ -50,6 +54,16 @@ class PotentialEnsemble(torch.nn.Module):
         save_potential(self, path, metadata=metadata)
 
 
+def _is_derived(key: str) -> bool:
+    """Constants e3nn's code generation adds to a module's buffers at first call (not weights)."""
+    return "._tensor_constant" in key
+
+
+def _weights(model: Potential) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", torch.float64) for k, v in model.state_dict().items()
+            if not _is_derived(k)}
+
+
 def save_potential(
     model: Potential | PotentialEnsemble, path: str | Path, metadata: dict[str, Any] | None = None
 ) -> None:
@@ -64,16 +78,32 @@ def save_potential(
         "species": list(model.species),
         "units": dict(UNITS),
         "metadata": to_plain(meta),
-        "members": [
-            {k: v.detach().to("cpu", torch.float64) for k, v in m.state_dict().items()}
-            for m in members
-        ],
+        "members": [_weights(m) for m in members],
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)  # atomic: a killed run never leaves a half-written checkpoint
+
+
+def _migrate_config(config: dict[str, Any], version: int) -> dict[str, Any]:
+    """The format-2 config of a checkpoint written in format ``version``."""
+    if version >= 2 or not isinstance(config, dict):
+        return config
+    return {**FORMAT1_DEFAULTS, "lmax_edge": config.get("lmax", 1), **config}
+
+
+def _migrate_weights(state: dict[str, torch.Tensor], version: int) -> dict[str, torch.Tensor]:
+    """Format-2 weight names: format 1 called its only readout ``readout`` (now ``heads.0``)."""
+    out = {}
+    for key, value in state.items():
+        if _is_derived(key):
+            continue
+        if version < 2 and key.startswith("readout."):
+            key = "heads.0." + key[len("readout."):]
+        out[key] = value
+    return out
 
 
 def load_potential(
@@ -108,11 +138,11 @@ def load_potential(
         dtype = getattr(torch, dtype)
     members = []
     try:
-        config = PotentialConfig.from_dict(payload["config"])
+        config = PotentialConfig.from_dict(_migrate_config(payload["config"], version))
         for k, state in enumerate(payload["members"]):
             m = Potential(config, species=list(payload["species"]))
             try:
-                m.load_state_dict(state)
+                m.load_state_dict(_migrate_weights(state, version))
             except RuntimeError as exc:
                 raise ValueError(f"weights of member {k} do not match the config: {exc}") from exc
             members.append(m.to(device=device, dtype=dtype).eval())

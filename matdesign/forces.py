@@ -23,6 +23,8 @@ class ModelOutput:
     # (b, 3, 3) eV/Å³, ASE sign; None if no structure is periodic in 3D. Rows of structures
     # that are not periodic in all three directions are zero: check ``graph.pbc.all(1)``.
     stress: torch.Tensor | None
+    # (heads, b) eV: energy of every readout head of a committee model; None for other models.
+    head_energy: torch.Tensor | None = None
 
 
 def edge_vectors(graph: Graph, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -57,7 +59,14 @@ def energy_forces_stress(
         cell = cell + torch.einsum("bki,bij->bkj", cell, sym)
     else:
         positions_d = positions
-    atomic = model(graph, edge_vectors(graph, positions_d, cell))
+    vectors = edge_vectors(graph, positions_d, cell)
+    head_energy = None
+    if getattr(model, "num_heads", 1) > 1:
+        heads = model.head_energies(graph, vectors)  # (heads, n)
+        head_energy = heads.new_zeros(heads.shape[0], b).index_add(1, graph.batch, heads)
+        atomic = heads.mean(0)
+    else:
+        atomic = model(graph, vectors)
     energy = torch.zeros(b, dtype=atomic.dtype, device=atomic.device)
     energy = energy.index_add(0, graph.batch, atomic)
     inputs = [positions, strain] if want_stress else [positions]
@@ -66,4 +75,21 @@ def energy_forces_stress(
     if want_stress:
         volume = torch.where(periodic, torch.abs(torch.linalg.det(graph.cell)), 1.0)
         sigma = torch.where(periodic[:, None, None], grads[1] / volume[:, None, None], 0.0)
-    return ModelOutput(energy=energy, atomic_energies=atomic, forces=-grads[0], stress=sigma)
+    return ModelOutput(energy=energy, atomic_energies=atomic, forces=-grads[0], stress=sigma,
+                       head_energy=head_energy)
+
+
+def head_forces(model: torch.nn.Module, graph: Graph) -> tuple[torch.Tensor, torch.Tensor]:
+    """Energies (heads, b) in eV and forces (heads, n, 3) in eV/Å of every committee head.
+
+    One backward pass per head: meant for the few structures where the spread is wanted
+    (a relaxed candidate), not for every optimiser step.
+    """
+    positions = graph.positions.detach().requires_grad_(True)
+    heads = model.head_energies(graph, edge_vectors(graph, positions, graph.cell))
+    energy = heads.new_zeros(heads.shape[0], graph.num_structures).index_add(1, graph.batch, heads)
+    forces = [
+        -torch.autograd.grad(e.sum(), positions, retain_graph=k < len(energy) - 1)[0]
+        for k, e in enumerate(energy)
+    ]
+    return energy.detach(), torch.stack(forces).detach()

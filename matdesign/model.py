@@ -13,7 +13,9 @@ from e3nn import o3
 
 from matdesign.graph import Graph
 from matdesign.layers import Interaction, hidden_irreps
+from matdesign.product import ProductInteraction
 from matdesign.radial import BesselBasis, polynomial_envelope
+from matdesign.repulsion import ZBLRepulsion
 
 
 @dataclass(frozen=True)
@@ -23,23 +25,48 @@ class PotentialConfig:
     Attributes:
         cutoff: neighbour cutoff r_c; the receptive field is about num_layers * cutoff.
         channels: multiplicity of every irrep in the hidden features.
-        lmax: highest angular momentum of hidden features and edge spherical harmonics.
+        lmax: highest angular momentum of hidden features (0 for product layers, whose node
+            features are scalars; 1-2 for the two-body layers).
+        lmax_edge: highest angular momentum of the edge spherical harmonics (and of the atomic
+            basis A of the product layers).
+        correlation: body order per layer. 1 is the two-body NequIP-like layer of format 1;
+            ν ≥ 2 builds ACE-style products of the atomic basis up to ν factors
+            (:mod:`matdesign.product`).
         num_layers: message-passing layers.
         num_basis: Bessel radial functions.
         radial_hidden: width of the radial MLP that makes per-edge tensor-product weights.
         readout_hidden: width of the scalar readout MLP.
+        heads: readout heads of the last layer; more than one gives a committee whose spread
+            is the model's uncertainty (the energy is their mean).
+        committee: members of a last-layer Laplace committee attached after training
+            (:mod:`matdesign.training.committee`); 0 for none. Excludes ``heads > 1``.
+        species_descriptors: species enter as physical descriptors [1, period, group] instead
+            of one-hot vectors (see :func:`species_attributes`).
+        zbl: add the switched ZBL core repulsion (:mod:`matdesign.repulsion`).
+        isolated_reference: an atom without neighbours has exactly its isolated-atom energy
+            (crystal reference + tabulated cohesive energy) instead of a fitted constant.
         avg_num_neighbours: normalisation of the neighbour sum (set from data when training).
+        avg_density: mean Σ_j f_cut(r_ij) per atom in the training data (set when training);
+            normalises the coordination of the isolated-atom baseline.
         envelope_p: exponent of the polynomial cutoff envelope.
     """
 
     cutoff: float = 5.0
-    channels: int = 64
+    channels: int = 32
     lmax: int = 1
+    lmax_edge: int = 1
+    correlation: int = 1
     num_layers: int = 2
     num_basis: int = 8
     radial_hidden: int = 32
     readout_hidden: int = 16
+    heads: int = 1
+    committee: int = 0
+    species_descriptors: bool = False
+    zbl: bool = True
+    isolated_reference: bool = True
     avg_num_neighbours: float = 20.0
+    avg_density: float = 10.0
     envelope_p: int = 6
 
     @classmethod
@@ -47,11 +74,47 @@ class PotentialConfig:
         """Build from a mapping; unknown keys or wrong types raise ``ValueError`` naming them."""
         from matdesign.config_utils import typed_config
 
-        return typed_config(cls, data, "model")
+        config = typed_config(cls, data, "model")
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first out-of-range setting."""
+        positive = ("cutoff", "channels", "num_layers", "num_basis", "radial_hidden",
+                    "readout_hidden", "heads", "correlation", "avg_num_neighbours",
+                    "avg_density", "envelope_p")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"model.{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("lmax", "lmax_edge"):
+            if not 0 <= getattr(self, name) <= 4:
+                raise ValueError(f"model.{name} must be 0..4, got {getattr(self, name)!r}")
+        if self.correlation == 1 and self.lmax_edge != self.lmax:
+            raise ValueError("model.correlation 1 (two-body layers) needs lmax_edge == lmax")
+        if self.committee < 0 or (self.committee and self.heads > 1):
+            raise ValueError("model.committee must be >= 0 and needs heads: 1")
+        if self.correlation > 1 and self.lmax != 0:
+            raise ValueError("model.lmax must be 0 for product layers (correlation >= 2): their "
+                             "node features are scalars; set lmax_edge for angular resolution")
+        if self.correlation > 4:
+            raise ValueError(f"model.correlation must be 1..4, got {self.correlation}")
+
+    @property
+    def two_body(self) -> bool:
+        """NequIP-like two-body layers (the format-1 architecture)."""
+        return self.correlation == 1
 
 
 class Potential(torch.nn.Module):
-    """E = Σ_i [scale_s(i) · ε_i + shift_s(i)], ε_i from an E(3)-equivariant message-passing net.
+    """Per-atom energies E_i from an E(3)-equivariant message-passing net.
+
+    E_i = scale_s ε_i + shift_s (format 1, ``isolated_reference`` off), or with the isolated-atom
+    reference E_i = E_iso,s + (E_ref,s − E_iso,s) g(ρ_i) + scale_s (ε_i − ε_i^∅), where ε_i^∅ is ε
+    of the same species with no neighbours (so a lone atom has exactly E_iso), ρ_i the
+    coordination Σ_j f_cut(r_ij) / avg_density and g(ρ) = 1 − (1 − ρ)² below ρ = 1, 1 above (a
+    saturating baseline that never favours compression). ε_i is the mean over the readout heads
+    of the last layer (plus, for product layers, a linear readout of every earlier layer's
+    scalars). ``zbl`` adds the switched core repulsion.
 
     Args:
         config: architecture hyperparameters.
@@ -61,6 +124,7 @@ class Potential(torch.nn.Module):
     def __init__(self, config: PotentialConfig | None = None, species: list[str] = ()) -> None:
         super().__init__()
         config = config or PotentialConfig()
+        config.validate()
         if not species:
             raise ValueError("Potential needs a non-empty species list, e.g. species=['W']")
         unknown = [s for s in species if s not in atomic_numbers]
@@ -70,29 +134,50 @@ class Potential(torch.nn.Module):
         self.species: list[str] = list(species)
         self.species_index = {atomic_numbers[s]: k for k, s in enumerate(self.species)}
         n = len(self.species)
-        self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax)
-        self.embedding = torch.nn.Linear(n, config.channels, bias=False)
+        attrs = species_attributes(self.species, config.species_descriptors)
+        self.register_buffer("species_attrs", attrs, persistent=False)
+        n_attr = attrs.shape[1]
+        self.irreps_sh = o3.Irreps.spherical_harmonics(config.lmax_edge)
+        self.embedding = torch.nn.Linear(n_attr, config.channels, bias=False)
         self.basis = BesselBasis(config.cutoff, config.num_basis)
-        hidden = hidden_irreps(config.channels, config.lmax)
-        layers = []
-        irreps_in = o3.Irreps(f"{config.channels}x0e")
-        for k in range(config.num_layers):
-            # The last layer only needs scalars: the energy is the ℓ = 0 output.
-            out = hidden if k < config.num_layers - 1 else o3.Irreps(f"{config.channels}x0e")
-            layers.append(
-                Interaction(irreps_in, out, self.irreps_sh, n, config.num_basis,
-                            config.radial_hidden, config.avg_num_neighbours)
-            )
-            irreps_in = out
-        self.layers = torch.nn.ModuleList(layers)
-        self.readout = torch.nn.Sequential(
-            torch.nn.Linear(config.channels, config.readout_hidden),
-            torch.nn.SiLU(),
-            torch.nn.Linear(config.readout_hidden, 1),
-        )
+        self.layers = torch.nn.ModuleList(self._build_layers(config, n_attr))
+        scalars = config.channels
+        self.layer_readouts = torch.nn.ModuleList(
+            torch.nn.Linear(scalars, 1, bias=False)
+            for _ in range(config.num_layers - 1 if not config.two_body else 0))
+        self.heads = torch.nn.ModuleList(
+            _mlp(scalars, config.readout_hidden) for _ in range(config.heads))
+        if config.isolated_reference:
+            self.isolated_energy = torch.nn.Parameter(torch.zeros(n), requires_grad=False)  # eV
+        self.zbl = ZBLRepulsion(self.species) if config.zbl else None
+        if config.committee:
+            # Offsets of the first head's last-layer weights, one row per member (eV⁻¹-free:
+            # the layer's own units); set by matdesign.training.committee, never trained.
+            self.committee_deltas = torch.nn.Parameter(
+                torch.zeros(config.committee, config.readout_hidden), requires_grad=False)
         self.energy_shift = torch.nn.Parameter(torch.zeros(n), requires_grad=False)  # eV/atom
         self.energy_scale = torch.nn.Parameter(torch.ones(n))  # eV
         self.metadata: dict[str, Any] = {}
+
+    @staticmethod
+    def _build_layers(config: PotentialConfig, n_attr: int) -> list[torch.nn.Module]:
+        hidden = hidden_irreps(config.channels, config.lmax)
+        scalars = o3.Irreps(f"{config.channels}x0e")
+        irreps_sh = o3.Irreps.spherical_harmonics(config.lmax_edge)
+        layers: list[torch.nn.Module] = []
+        irreps_in = scalars
+        for k in range(config.num_layers):
+            # The last layer only needs scalars: the energy is the ℓ = 0 output.
+            out = hidden if k < config.num_layers - 1 else scalars
+            if config.two_body:
+                layers.append(Interaction(irreps_in, out, irreps_sh, n_attr, config.num_basis,
+                                          config.radial_hidden, config.avg_num_neighbours))
+            else:
+                layers.append(ProductInteraction(
+                    config.channels, config.lmax_edge, config.correlation, n_attr,
+                    config.num_basis, config.radial_hidden, config.avg_num_neighbours))
+            irreps_in = out
+        return layers
 
     @property
     def dtype(self) -> torch.dtype:
@@ -102,19 +187,84 @@ class Potential(torch.nn.Module):
     def device(self) -> torch.device:
         return self.energy_scale.device
 
-    def atomic_energies(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
-        """Per-atom energies ε_i (eV), shape (n,), from edge vectors r_ij (m, 3) in Å."""
-        onehot = torch.nn.functional.one_hot(graph.species, len(self.species)).to(self.dtype)
+    @property
+    def num_heads(self) -> int:
+        """Committee members: trained heads, or the attached last-layer committee."""
+        return self.config.committee or self.config.heads
+
+    def _trunk(self, attrs: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
+               radial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last layer's node features (n, channels) and the earlier layers' readouts (n,)."""
+        h = self.embedding(attrs)
+        c = self.config.channels
+        layer_sum = torch.zeros(attrs.shape[0], dtype=attrs.dtype, device=attrs.device)
+        for k, layer in enumerate(self.layers):
+            h = layer(h, attrs, edge_index, sh, radial)
+            if k < len(self.layer_readouts):
+                layer_sum = layer_sum + self.layer_readouts[k](h[:, :c]).squeeze(-1)
+        return h, layer_sum
+
+    def _network(self, attrs: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
+                 radial: torch.Tensor) -> torch.Tensor:
+        """ε per committee member and atom, shape (heads, n), dimensionless; attrs (n, n_attr)."""
+        h, layer_sum = self._trunk(attrs, edge_index, sh, radial)
+        if self.config.committee:
+            first, act, last = self.heads[0]
+            phi = act(first(h))  # (n, readout_hidden): the last layer's inputs
+            eps = last(phi).squeeze(-1)[None] + (phi @ self.committee_deltas.T).T
+            return eps + layer_sum
+        return torch.stack([head(h).squeeze(-1) for head in self.heads]) + layer_sum
+
+    def _inputs(self, edge_vectors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Edge lengths r (m,), harmonics (m, sh), envelope (m,), radial basis (m, num_basis)."""
         r = torch.linalg.norm(edge_vectors, dim=1)
         sh = o3.spherical_harmonics(self.irreps_sh, edge_vectors, normalize=True,
                                     normalization="component")
-        radial = self.basis(r) * polynomial_envelope(r, self.config.cutoff,
-                                                     self.config.envelope_p)[:, None]
-        h = self.embedding(onehot)
-        for layer in self.layers:
-            h = layer(h, onehot, graph.edge_index, sh, radial)
-        out = self.readout(h).squeeze(-1)
-        return out * self.energy_scale[graph.species] + self.energy_shift[graph.species]
+        envelope = polynomial_envelope(r, self.config.cutoff, self.config.envelope_p)
+        return r, sh, envelope, self.basis(r) * envelope[:, None]
+
+    def readout_features(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
+        """∂E_i/∂w of the first head's last linear layer w, shape (n, readout_hidden), eV.
+
+        E_i is linear in w with these coefficients (the lone-atom term subtracted where the
+        model has an isolated-atom reference): the features of a last-layer Laplace committee.
+        """
+        attrs = self.species_attrs.to(self.dtype)
+        r, sh, envelope, radial = self._inputs(edge_vectors)
+        first, act, _ = self.heads[0]
+        h, _ = self._trunk(attrs[graph.species], graph.edge_index, sh, radial)
+        phi = act(first(h))
+        s = graph.species
+        if self.config.isolated_reference:
+            lone, _ = self._trunk(attrs, graph.edge_index.new_zeros((2, 0)), sh[:0], radial[:0])
+            phi = phi - act(first(lone))[s]
+        return phi * self.energy_scale[s, None]
+
+    def head_energies(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
+        """Per-member atomic energies (eV), shape (heads, n), from edge vectors r_ij (m, 3), Å."""
+        cfg = self.config
+        attrs = self.species_attrs.to(self.dtype)
+        r, sh, envelope, radial = self._inputs(edge_vectors)
+        eps = self._network(attrs[graph.species], graph.edge_index, sh, radial)
+        s = graph.species
+        if not cfg.isolated_reference:
+            energy = eps * self.energy_scale[s] + self.energy_shift[s]
+        else:
+            # ε of a lone atom of each species (no edges): subtracted so it has E_iso exactly.
+            no_edges = graph.edge_index.new_zeros((2, 0))
+            eps_lone = self._network(attrs, no_edges, sh[:0], radial[:0])  # (heads, species)
+            rho = r.new_zeros(s.shape[0]).index_add(0, graph.edge_index[0], envelope)
+            coordination = 1.0 - (1.0 - (rho / cfg.avg_density).clamp(max=1.0)) ** 2
+            base = (self.isolated_energy[s]
+                    + (self.energy_shift[s] - self.isolated_energy[s]) * coordination)
+            energy = base + self.energy_scale[s] * (eps - eps_lone[:, s])
+        if self.zbl is not None:
+            energy = energy + self.zbl(s, graph.edge_index, r)
+        return energy
+
+    def atomic_energies(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
+        """Per-atom energies E_i (eV), shape (n,): the mean over heads."""
+        return self.head_energies(graph, edge_vectors).mean(0)
 
     def forward(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
         return self.atomic_energies(graph, edge_vectors)
@@ -124,6 +274,35 @@ class Potential(torch.nn.Module):
         from matdesign.checkpoint import save_potential
 
         save_potential(self, path, metadata=metadata)
+
+
+def species_attributes(species: list[str], descriptors: bool) -> torch.Tensor:
+    """Per-species input attributes (n_species, n_attr): one-hot, or physical descriptors.
+
+    Descriptors are [1, period, group] (periodic-table row and column, standardised over the
+    model's species), so chemically similar elements start from similar embeddings and a pair
+    never seen in training sits between pairs that were (Nb, Ta: group 5; Mo, W: group 6).
+
+    Raises:
+        ValueError: two species with identical descriptors (use one-hot attributes).
+    """
+    n = len(species)
+    if not descriptors:
+        return torch.eye(n)
+    from pymatgen.core import Element
+
+    table = torch.tensor([[float(Element(s).row), float(Element(s).group)] for s in species])
+    if len({tuple(row.tolist()) for row in table}) < n:
+        raise ValueError(f"species {species} share period and group: set "
+                         "model.species_descriptors false")
+    sd = table.std(0, correction=0)
+    table = (table - table.mean(0)) / torch.where(sd > 0, sd, torch.ones_like(sd))
+    return torch.cat([torch.ones(n, 1), table], dim=1)
+
+
+def _mlp(width: int, hidden: int) -> torch.nn.Sequential:
+    return torch.nn.Sequential(torch.nn.Linear(width, hidden), torch.nn.SiLU(),
+                               torch.nn.Linear(hidden, 1))
 
 
 def config_dict(config: PotentialConfig) -> dict[str, Any]:

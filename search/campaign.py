@@ -298,7 +298,8 @@ class Campaign:
         feats = featurize([self.space.decode(r.x) for r in records], self.space)
         picks = select_batch(featurize([c for _, c in pool], self.space), feats[ok], train_y,
                              feats, np.array([r.feasible for r in records]), n,
-                             self.config.optimizer.xi, seed)
+                             self.config.optimizer.xi, seed,
+                             uncertain=np.array([r.uncertain for r in records], bool)[ok])
         for k in picks:
             exclude.add(self.canonical(pool[k][1].key))
         return [pool[k] for k in picks]

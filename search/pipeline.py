@@ -332,10 +332,13 @@ def relax_candidate(atoms: Atoms, calc: Any, settings: ScreenSettings,
     kvp["relax_steps"] = int(info.steps)
     if np.all(relaxed.pbc):
         kvp["volume_per_atom_a3"] = float(relaxed.get_volume() / n)
-    if "energy_std" in extra:
+    # The committee is evaluated once, on the relaxed structure, not at every optimiser step.
+    spread = calc.uncertainty(relaxed) if hasattr(calc, "uncertainty") else None
+    if spread is not None:
+        kvp["energy_std_ev_per_atom"] = spread.energy_std_ev / n
+        kvp["forces_std_max_ev_per_a"] = float(np.max(spread.forces_std_ev_per_a))
+    elif "energy_std" in extra:
         kvp["energy_std_ev_per_atom"] = float(extra["energy_std"]) / n
-    if "forces_std" in extra:
-        kvp["forces_std_max_ev_per_a"] = float(np.max(extra["forces_std"]))
 
 
 def _reference_relax_fn(calc: Any, settings: ScreenSettings):  # noqa: ANN202 - a callable

@@ -179,6 +179,19 @@ def _fmt(v: Any) -> str:
     return html.escape(str(v)) if v is not None else "–"
 
 
+#: Per-atom energies whose committee spread is the row's ``energy_std_ev_per_atom``.
+_ENERGY_COLUMNS = ("energy_per_atom_ev", "formation_energy_ev_per_atom",
+                   "e_above_hull_ev_per_atom")
+
+
+def _with_sigma(row: Any, column: str) -> str:
+    """The value, and ± the committee σ (eV/atom) beside an energy-per-atom column."""
+    sigma = row.get("energy_std_ev_per_atom")
+    if column in _ENERGY_COLUMNS and isinstance(sigma, float) and row.get(column) is not None:
+        return f"{_fmt(row.get(column))} ± {sigma:.2g}"
+    return _fmt(row.get(column))
+
+
 def _table(rows: list[Any], ranked: list[int], objectives: list[tuple[str, str]],
            cifs: dict[int, str]) -> str:
     cols = [o for o, _ in objectives] + [c for c in _SHOWN if c not in {o for o, _ in objectives}]
@@ -192,7 +205,7 @@ def _table(rows: list[Any], ranked: list[int], objectives: list[tuple[str, str]]
         cls = "uncertain" if r.get("uncertain") else ("feasible" if r.get("feasible") else "")
         cells = [str(rank), _fmt(r.get("candidate_key")), _fmt(r.formula), _fmt(r.get("status")),
                  _fmt(bool(r.get("feasible"))),
-                 "⚠ yes" if r.get("uncertain") else "no", *[_fmt(r.get(c)) for c in cols]]
+                 "⚠ yes" if r.get("uncertain") else "no", *[_with_sigma(r, c) for c in cols]]
         link = f'<a href="{cifs[r.id]}">{cifs[r.id]}</a>' if r.id in cifs else "–"
         body.append(f'<tr class="{cls}">' + "".join(f"<td>{c}</td>" for c in cells)
                     + f"<td>{link}</td></tr>")

@@ -25,6 +25,10 @@ import warnings
 import numpy as np
 from scipy.stats import norm
 
+#: Extra noise standard deviation of an uncertain evaluation, as a fraction of the standard
+#: deviation of the objective over the campaign's evaluations.
+UNCERTAIN_NOISE_FRACTION = 0.5
+
 
 class FeatureGP:
     """Gaussian-process regression on standardised features (minimisation target)."""
@@ -37,8 +41,13 @@ class FeatureGP:
     def _scale(self, x: np.ndarray) -> np.ndarray:
         return (x - self._mu) / self._sd
 
-    def fit(self, x: np.ndarray, y: np.ndarray, kernel=None) -> FeatureGP:  # noqa: ANN001
-        """Fit on features ``x`` (n, d) and targets ``y`` (n,); a given kernel is kept fixed."""
+    def fit(self, x: np.ndarray, y: np.ndarray, kernel=None,  # noqa: ANN001
+            noise: np.ndarray | None = None) -> FeatureGP:
+        """Fit on features ``x`` (n, d) and targets ``y`` (n,); a given kernel is kept fixed.
+
+        ``noise`` (n,) is an extra per-point variance in units of y² (e.g. for evaluations the
+        potential is unsure of), added to the diagonal on top of the learned white noise.
+        """
         from sklearn.gaussian_process import GaussianProcessRegressor
         from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
@@ -53,8 +62,12 @@ class FeatureGP:
             optimizer, restarts = "fmin_l_bfgs_b", 2
         else:
             optimizer, restarts = None, 0
+        alpha: float | np.ndarray = 1e-10
+        if noise is not None:
+            # normalize_y: sklearn adds alpha to the kernel of y / std(y)
+            alpha = 1e-10 + np.asarray(noise, float) / max(float(np.var(y)), 1e-300)
         self.gp = GaussianProcessRegressor(kernel, normalize_y=True, optimizer=optimizer,
-                                           n_restarts_optimizer=restarts,
+                                           n_restarts_optimizer=restarts, alpha=alpha,
                                            random_state=self.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # length scales at their bounds are harmless here
@@ -110,7 +123,8 @@ def expected_improvement(mean: np.ndarray, std: np.ndarray, best: float,
 
 def select_batch(pool_x: np.ndarray, train_x: np.ndarray, train_y: np.ndarray,
                  feas_x: np.ndarray, feas_labels: np.ndarray, batch_size: int,
-                 xi: float = 0.01, seed: int = 0) -> list[int]:
+                 xi: float = 0.01, seed: int = 0,
+                 uncertain: np.ndarray | None = None) -> list[int]:
     """Pick ``batch_size`` distinct pool rows by constrained EI with a constant liar.
 
     Args:
@@ -120,29 +134,38 @@ def select_batch(pool_x: np.ndarray, train_x: np.ndarray, train_y: np.ndarray,
         feas_x, feas_labels: features and feasibility of every finished evaluation.
         batch_size: number of picks (≤ n_pool).
         xi: EI exploration margin in units of the (normalised) objective.
+        uncertain: (n_train,) bool, evaluations outside the potential's domain (committee
+            spread above threshold). They enter the GP as noisy points (an extra noise of
+            ``UNCERTAIN_NOISE_FRACTION`` of the objective's standard deviation) and never set
+            the incumbent of EI, so one over-optimistic number cannot anchor the search.
 
     Returns:
         Indices into ``pool_x``.
     """
     pof = FeasibilityModel(seed).fit(feas_x, feas_labels).probability(pool_x)
     x_fit, y_fit = np.asarray(train_x, float), np.asarray(train_y, float)
-    gp = FeatureGP(seed).fit(x_fit, y_fit)
+    flagged = (np.zeros(len(y_fit), bool) if uncertain is None
+               else np.asarray(uncertain, bool).copy())
+    noise = flagged * (UNCERTAIN_NOISE_FRACTION * float(np.std(y_fit))) ** 2
+    gp = FeatureGP(seed).fit(x_fit, y_fit, noise=noise)
     kernel = gp.gp.kernel_
-    liar = float(y_fit.min())
+    trusted = y_fit[~flagged] if (~flagged).any() else y_fit
+    liar = float(trusted.min())
     picks: list[int] = []
     for _ in range(min(batch_size, len(pool_x))):
         mean, std = gp.predict(pool_x)
         scale = float(np.std(y_fit)) or 1.0
-        acq = expected_improvement(mean, std, float(y_fit.min()), xi * scale) * pof
+        acq = expected_improvement(mean, std, liar, xi * scale) * pof
         acq[picks] = -np.inf
         k = int(np.argmax(acq))
         picks.append(k)
         x_fit = np.vstack([x_fit, pool_x[k:k + 1]])
         y_fit = np.append(y_fit, liar)
+        noise = np.append(noise, 0.0)
         mu, sd = gp._mu, gp._sd
         gp = FeatureGP(seed)
         gp._mu, gp._sd = mu, sd
-        gp.fit(x_fit, y_fit, kernel=kernel)
+        gp.fit(x_fit, y_fit, kernel=kernel, noise=noise)
     return picks
 
 

@@ -20,20 +20,39 @@ from ase.build import bulk
 SPECIES = ("Cu", "Au")
 
 
-@functools.cache
-def _base_model(lmax: int, num_layers: int, cutoff: float, seed: int, scale: float):
-    """Build (once per argument set) a tiny float32 model; callers get deep copies."""
-    from matdesign.model import Potential, PotentialConfig
+#: The two architectures every physics test runs on: ACE-style products (the default, with a
+#: 3-head committee, ZBL and the isolated-atom baseline) and the format-1 two-body layers.
+ARCHS = ("product", "two_body")
 
-    config = PotentialConfig(
-        cutoff=cutoff, channels=8, lmax=lmax, num_layers=num_layers, num_basis=6,
-        radial_hidden=8, readout_hidden=8, avg_num_neighbours=12.0,
-    )
+
+def tiny_config(arch: str, lmax: int = 1, num_layers: int = 2, cutoff: float = 3.8):
+    """A channels-8 config of ``arch`` ("product" or "two_body")."""
+    from matdesign.model import PotentialConfig
+
+    common = dict(cutoff=cutoff, channels=8, lmax=lmax, num_layers=num_layers, num_basis=6,
+                  radial_hidden=8, readout_hidden=8, avg_num_neighbours=12.0)
+    if arch == "two_body":
+        return PotentialConfig(**common, lmax_edge=lmax, correlation=1, heads=1, zbl=False,
+                               isolated_reference=False)
+    if arch != "product":
+        raise ValueError(arch)
+    common["lmax"] = 0  # product layers carry scalars; ℓ lives in the edge harmonics
+    return PotentialConfig(**common, lmax_edge=max(lmax, 2), correlation=3, heads=3,
+                           avg_density=6.0)
+
+
+@functools.cache
+def _base_model(lmax: int, num_layers: int, cutoff: float, seed: int, scale: float, arch: str):
+    """Build (once per argument set) a tiny float32 model; callers get deep copies."""
+    from matdesign.model import Potential
+
     torch.manual_seed(seed)
-    model = Potential(config, species=list(SPECIES))
+    model = Potential(tiny_config(arch, lmax, num_layers, cutoff), species=list(SPECIES))
     with torch.no_grad():
         model.energy_shift.copy_(torch.tensor([-3.5, -3.0]))  # eV/atom, like a cohesive energy
         model.energy_scale.copy_(torch.tensor([scale, 1.3 * scale]))  # eV
+        if model.config.isolated_reference:
+            model.isolated_energy.copy_(torch.tensor([-0.5, -0.2]))  # eV, above the crystal
     return model.eval()
 
 
@@ -45,6 +64,7 @@ def make_model(
     cutoff: float = 3.8,
     seed: int = 0,
     scale: float = 25.0,
+    arch: str = "product",
 ):
     """A fresh tiny random ``Potential`` (channels 8) for species Cu, Au, in ``dtype``.
 
@@ -55,8 +75,9 @@ def make_model(
         cutoff: neighbour cutoff, Å.
         seed: torch seed for the random weights (same seed -> same weights in every dtype).
         scale: per-atom energy scale, eV (larger -> larger forces).
+        arch: "product" (ACE-style, 3 heads, ZBL) or "two_body" (format 1).
     """
-    base = _base_model(lmax, num_layers, float(cutoff), seed, float(scale))
+    base = _base_model(lmax, num_layers, float(cutoff), seed, float(scale), arch)
     return copy.deepcopy(base).to(dtype).eval()
 
 

@@ -37,7 +37,7 @@ def test_round_trip_identical_outputs(tmp_path):
 
 
 def test_ensemble_round_trip_and_committee_spread(tmp_path):
-    members = [make_model(seed=s) for s in (0, 1)]
+    members = [make_model(seed=s, arch="two_body") for s in (0, 1)]
     path = tmp_path / "ens.pt"
     save_potential(PotentialEnsemble(members), path)
     loaded = load_potential(path)
@@ -106,3 +106,26 @@ def test_foreign_and_future_files(tmp_path):
         load_potential(truncated)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_potential(tmp_path / "missing.pt")
+
+
+def test_format1_checkpoint_migrates_to_the_two_body_architecture(tmp_path):
+    """A file written before format 2 (no correlation/heads/zbl keys) loads as the model it was."""
+    model = make_model(arch="two_body")
+    path = tmp_path / "v1.pt"
+    save_potential(model, path)
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 1
+    for key in ("lmax_edge", "correlation", "heads", "zbl", "isolated_reference", "avg_density"):
+        payload["config"].pop(key)
+    torch.save(payload, path)
+    loaded = load_potential(path)
+    assert loaded.config == model.config
+    atoms = sheared_cell()
+    ref = MatdesignCalculator(model).calculate_batch([atoms])[0]
+    got = MatdesignCalculator(loaded).calculate_batch([atoms])[0]
+    assert got["energy"] == pytest.approx(ref["energy"], abs=1e-12)
+    # Without the migration the same keys would build the product architecture and fail.
+    payload["format_version"] = 2
+    torch.save(payload, path)
+    with pytest.raises(ValueError, match="lmax must be 0|do not match"):
+        load_potential(path)

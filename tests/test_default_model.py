@@ -62,3 +62,60 @@ def test_nve_conserves_energy_with_shipped_model(calc):
     kinetic = atoms.get_kinetic_energy() / len(atoms)
     assert kinetic > 0.01  # atoms really moved (about 300 K after equipartition)
     assert drift < 2e-4  # eV/atom over 200 fs; a non-conservative force would drift far more
+
+
+def test_isolated_atom_sits_a_cohesive_energy_above_the_crystal(calc):
+    """Kittel's cohesive energy of W is 8.90 eV/atom; the shipped model must not bind a lone
+    atom (format 1 put it only 0.67 eV above bcc W)."""
+    from ase import Atoms
+
+    crystal = bulk("W", "bcc", a=3.17)
+    crystal.calc = calc
+    lone = Atoms("W", cell=[20, 20, 20], pbc=True)
+    lone.calc = calc
+    e_coh = lone.get_potential_energy() - crystal.get_potential_energy() / len(crystal)
+    assert e_coh == pytest.approx(8.9, abs=0.5)
+
+
+def _local_minima(values: np.ndarray) -> int:
+    return int(np.sum((values[1:-1] < values[:-2]) & (values[1:-1] < values[2:])))
+
+
+def test_no_spurious_minima_under_compression_and_in_simple_cubic_w(calc):
+    """E(a) of simple-cubic W has one minimum (format 1 had two), and bcc W compressed to
+    70 % of its volume rises monotonically."""
+    sc = []
+    for a in np.linspace(2.0, 3.6, 41):
+        atoms = bulk("W", "sc", a=a)
+        atoms.calc = calc
+        sc.append(atoms.get_potential_energy())
+    assert _local_minima(np.array(sc)) == 1
+    bcc = []
+    for a in np.linspace(3.17 * 0.7 ** (1 / 3), 3.17, 25):
+        atoms = bulk("W", "bcc", a=a, cubic=True)
+        atoms.calc = calc
+        bcc.append(atoms.get_potential_energy())
+    assert np.all(np.diff(bcc) < 0)  # energy falls as the lattice opens up to equilibrium
+    # A W pair pushed to 1.7 Å (the overlap check refuses < 1.62 Å) costs far more than kT.
+    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(2)
+    atoms.calc = calc
+    e0 = atoms.get_potential_energy()
+    bond = atoms.positions[0] - atoms.positions[1]
+    atoms.positions[0] = atoms.positions[1] + 1.7 * bond / np.linalg.norm(bond)
+    assert atoms.get_potential_energy() - e0 > 10.0  # eV
+
+
+def test_shipped_committee_is_calibrated_and_flags_out_of_domain(calc):
+    """The shipped model carries a calibrated committee: a relaxed bcc W cell is trusted, a
+    vacancy-free but 15 %-strained, rattled cell is less so."""
+    model = load_potential(DEFAULT_MODEL)
+    assert model.num_heads > 1
+    meta = model.metadata
+    assert meta["uncertainty_scale"] > 0 and meta["uncertainty_threshold_ev_per_atom"] > 0
+    ok = bulk("W", "bcc", a=3.17, cubic=True).repeat(2)
+    far = ok.copy()
+    far.set_cell(far.cell * 1.15, scale_atoms=True)
+    far.rattle(0.2, seed=0)
+    s_ok, s_far = calc.uncertainty(ok), calc.uncertainty(far)
+    assert s_ok.energy_std_ev / len(ok) < meta["uncertainty_threshold_ev_per_atom"]
+    assert s_far.energy_std_ev > s_ok.energy_std_ev

@@ -250,3 +250,30 @@ def test_random_streams_of_different_seeds_are_independent(tmp_path) -> None:  #
         batches[seed] = (set(keys[:2]), set(keys[2:]))
     assert batches[2][0] != batches[0][1]
     assert batches[2][0] != batches[0][0]
+
+
+def test_uncertain_evaluation_enters_the_surrogate_as_noisy():
+    """An outlier flagged as uncertain is not interpolated; unflagged, it is."""
+    from matdesign.search.surrogate import FeatureGP, select_batch
+
+    x = np.linspace(0, 1, 11)[:, None]
+    y = x[:, 0].copy()
+    y[5] = -5.0  # an over-optimistic number from outside the potential's domain
+    flags = np.zeros(11, bool)
+    flags[5] = True
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern
+
+    kernel = ConstantKernel(1.0) * Matern(0.3, nu=2.5)  # fixed: the test compares noise only
+    sd = float(np.std(y))
+    plain = FeatureGP().fit(x, y, kernel=kernel)
+    plain._mu, plain._sd = np.zeros(1), np.ones(1)
+    plain.fit(x, y, kernel=kernel)
+    noisy = FeatureGP()
+    noisy._mu, noisy._sd = np.zeros(1), np.ones(1)
+    noisy.fit(x, y, kernel=kernel, noise=flags * (0.5 * sd) ** 2)
+    assert plain.predict(x[5:6])[0][0] == pytest.approx(-5.0, abs=0.05)
+    assert noisy.predict(x[5:6])[0][0] > -4.0
+    # With the flag, EI's incumbent is the best trusted value, so the pick moves off the outlier.
+    pool = np.linspace(0.02, 0.98, 25)[:, None]
+    picks = select_batch(pool, x, y, x, np.ones(11, bool), 1, seed=0, uncertain=flags)
+    assert len(picks) == 1

@@ -16,7 +16,7 @@ from ase.calculators.emt import EMT
 from ase.calculators.test import gradient_test
 from ase.filters import FrechetCellFilter
 from ase.stress import full_3x3_to_voigt_6_stress
-from conftest import make_calc, molecule, sheared_cell
+from conftest import ARCHS, make_calc, molecule, sheared_cell
 
 
 def fd_forces(atoms, h: float = 1e-4) -> np.ndarray:
@@ -96,9 +96,10 @@ def test_fd_stress_helper_matches_ase_emt():
 
 
 @pytest.mark.parametrize("lmax", [1, 2])
-def test_forces_and_stress_match_finite_differences(lmax):
+@pytest.mark.parametrize("arch", ARCHS)
+def test_forces_and_stress_match_finite_differences(lmax, arch):
     atoms = sheared_cell()
-    atoms.calc = make_calc(lmax=lmax)
+    atoms.calc = make_calc(lmax=lmax, arch=arch)
     forces = atoms.get_forces().copy()
     assert np.abs(forces).max() > 0.05
     np.testing.assert_allclose(forces, fd_forces(atoms), atol=1e-7)

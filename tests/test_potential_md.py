@@ -40,7 +40,7 @@ class Swirl(Calculator):
 
 def _nve_energy_deviation(extra: list[Calculator]) -> tuple[float, float]:
     """Run 200 × 1 fs VelocityVerlet at 300 K; return (max |E_tot(t) - E_tot(0)|, T_end)."""
-    model = make_calc(scale=50.0)
+    model = make_calc(scale=50.0, arch="two_body")  # the shipped architecture
     atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)  # 32 atoms
     atoms.symbols[::3] = "Au"
     atoms.rattle(0.02, seed=1)

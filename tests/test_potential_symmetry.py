@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from ase.stress import voigt_6_to_full_3x3_stress
-from conftest import make_calc, molecule, sheared_cell
+from conftest import ARCHS, make_calc, molecule, sheared_cell
 
 # (relative energy tol, absolute force tol eV/Å, absolute stress tol eV/Å³) per dtype
 TOL = {torch.float64: (1e-11, 1e-10, 1e-11), torch.float32: (2e-6, 2e-5, 2e-6)}
@@ -39,8 +39,9 @@ def _rotations(seed: int) -> list[np.ndarray]:
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("lmax", [1, 2])
-def test_rotation_equivariance_periodic(dtype, lmax):
-    calc = make_calc(dtype=dtype, lmax=lmax)
+@pytest.mark.parametrize("arch", ARCHS)
+def test_rotation_equivariance_periodic(dtype, lmax, arch):
+    calc = make_calc(dtype=dtype, lmax=lmax, arch=arch)
     atoms = sheared_cell()
     ref = _evaluate(calc, atoms)
     e_tol, f_tol, s_tol = TOL[dtype]

@@ -17,8 +17,11 @@ from matdesign.training.config import TrainConfig, load_config
 from matdesign.training.data import fit_reference_energies, load_frames
 from matdesign.training.trainer import train_potential
 
-TINY = PotentialConfig(cutoff=4.0, channels=8, lmax=1, num_layers=1, radial_hidden=8,
+TINY = PotentialConfig(cutoff=4.0, channels=8, lmax=1, lmax_edge=1, num_layers=1, radial_hidden=8,
                        readout_hidden=8)
+# The ACE-style product architecture with a 2-head trained committee.
+TINY_PRODUCT = PotentialConfig(cutoff=4.0, channels=8, lmax=0, lmax_edge=2, correlation=3,
+                               num_layers=1, radial_hidden=8, readout_hidden=8, heads=2)
 
 
 def emt_frames(n: int = 16, seed: int = 0) -> list:
@@ -145,7 +148,8 @@ def test_config_rejects_unknown_key(tmp_path):
 
 def test_example_config_loads():
     model, train = load_config("examples/train_nbmotaw.yaml")
-    assert model.channels == 64 and train.stress_config_type_weights["Nb_Elastic"] == 0.1
+    assert model.channels == 64 and train.stress_config_type_weights["Nb_Elastic"] == 10.0
+    assert model.zbl and model.isolated_reference and train.committee
 
 
 def test_train_ensemble_and_evaluate_cli(data_file, tmp_path, capsys):
@@ -181,3 +185,33 @@ def test_train_ensemble_and_evaluate_cli(data_file, tmp_path, capsys):
         assert "energy_std" in r and r["forces_std"].shape == (len(a), 3)
         errs.append(abs(r["energy"] - ref) / len(a))
     assert metrics["energy_mae_mev_per_atom"] == pytest.approx(1000 * np.mean(errs), rel=1e-6)
+
+
+def test_product_architecture_trains_and_round_trips(data_file, tmp_path):
+    from matdesign.checkpoint import load_potential
+
+    frames = load_frames(data_file, TINY_PRODUCT.cutoff, {29: 0, 28: 1})
+    cfg = TrainConfig(max_epochs=10, batch_size=2, lr=5e-3, ema_decay=0.5, patience=100,
+                      threads=1, energy_weight=1.0, stress_weight=1.0)
+    out = tmp_path / "p.pt"
+    train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY_PRODUCT, cfg, out,
+                    progress=False, log_path=tmp_path / "p.jsonl")
+    log = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert log[-1]["train_mse_forces"] < 0.7 * log[0]["train_mse_forces"]
+    model = load_potential(out)  # e3nn's generated constants are not part of the file
+    assert model.config.correlation == 3 and model.num_heads == 2
+
+
+def test_single_head_training_attaches_a_committee(data_file, tmp_path):
+    from matdesign.checkpoint import load_potential
+
+    frames = load_frames(data_file, TINY.cutoff, {29: 0, 28: 1})
+    cfg = TrainConfig(max_epochs=2, batch_size=4, threads=1, patience=100)
+    out = tmp_path / "c.pt"
+    train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY, cfg, out, progress=False)
+    model = load_potential(out)
+    assert model.config.committee == 2 * TINY.readout_hidden
+    no = tmp_path / "n.pt"
+    train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY,
+                    TrainConfig(**{**cfg.__dict__, "committee": False}), no, progress=False)
+    assert load_potential(no).config.committee == 0

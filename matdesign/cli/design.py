@@ -49,5 +49,9 @@ def run(args: argparse.Namespace) -> int:
 
     summary = campaign.run(budget=args.budget, strategy=args.strategy, workers=args.workers,
                            scheduler=args.scheduler, on_result=progress)
+    if summary.n_uncertain:
+        print(f"{summary.n_uncertain} of {summary.n_evaluations} evaluations lie outside the "
+              "potential's domain (committee σ above uncertainty_energy_std_ev_per_atom): "
+              "check them with DFT before trusting their ranking", file=sys.stderr)
     write_json(summary.to_dict(), args.json)
     return 0

@@ -21,25 +21,54 @@ class TrainConfig:
     forces_weight: float = 1.0
     stress_weight: float = 30.0
     stress_config_type_weights: dict[str, float] = field(default_factory=dict)  # {type: w}
-    batch_size: int = 8
+    head_weight: float = 1.0  # committee heads' own bootstrapped energy loss, × energy_weight
+    late_fraction: float = 0.2  # last part of the budget trains with a higher energy weight
+    late_energy_factor: float = 4.0  # energy_weight × this in that late stage (MACE-like)
+    batch_size: int = 4
     lr: float = 5e-3
     lr_min_fraction: float = 0.02  # cosine decays to lr * this
+    plateau_patience: int = 10  # epochs without improvement before lr × plateau_factor
+    plateau_factor: float = 0.5
     weight_decay: float = 1e-6
-    max_epochs: int = 200
-    max_time_min: float | None = None  # wall clock; cosine follows max(epoch, time)
+    max_epochs: int = 1000
+    max_time_min: float | None = 30.0  # wall clock; cosine follows max(epoch, time); null: none
     ema_decay: float = 0.99
     grad_clip: float = 10.0
-    patience: int = 30  # epochs without validation improvement before stopping
+    patience: int = 40  # epochs without validation improvement before stopping
     keep: str = "best"  # checkpoint written: "best" validation score, or "last" epoch (for
     # fine-tunes whose target, e.g. a shear constant, the validation score does not measure)
     valid_fraction: float = 0.1
     seed: int = 0
     dtype: str = "float32"
     threads: int = 2
+    cohesive_energies_ev: dict[str, float] = field(default_factory=dict)  # isolated-atom refs
+    committee: bool = True  # attach a last-layer Laplace committee to a single-head model
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        return typed_config(cls, data, "train")
+        cfg = typed_config(cls, data, "train")
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first out-of-range setting."""
+        checks = {
+            "energy_weight": self.energy_weight >= 0, "forces_weight": self.forces_weight >= 0,
+            "stress_weight": self.stress_weight >= 0, "head_weight": self.head_weight >= 0,
+            "late_fraction": 0 <= self.late_fraction < 1,
+            "late_energy_factor": self.late_energy_factor > 0,
+            "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
+            "lr_min_fraction": 0 <= self.lr_min_fraction <= 1,
+            "plateau_patience": self.plateau_patience >= 1,
+            "plateau_factor": 0 < self.plateau_factor <= 1, "max_epochs": self.max_epochs >= 1,
+            "max_time_min": self.max_time_min is None or self.max_time_min > 0,
+            "ema_decay": 0 <= self.ema_decay < 1, "patience": self.patience >= 1,
+            "valid_fraction": 0 < self.valid_fraction < 1, "threads": self.threads >= 1,
+            "dtype": self.dtype in ("float32", "float64"), "keep": self.keep in ("best", "last"),
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"train.{bad[0]} out of range: {getattr(self, bad[0])!r}")
 
 
 def load_config(path: str | Path | None) -> tuple[PotentialConfig, TrainConfig]:

@@ -25,9 +25,13 @@ def predict(model: torch.nn.Module, frames: Sequence[Frame], batch_size: int = 1
         out = energy_forces_stress(model, batch.graph, stress=True, training=False)
         counts = batch.graph.n_atoms.tolist()
         forces = torch.split(out.forces.detach().double().cpu(), counts)
+        heads = out.head_energy
         for b in range(len(counts)):
             preds.append({
                 "energy": float(out.energy[b].detach()),
+                # committee spread (eV, whole structure), None for a single-head model
+                "energy_std": None if heads is None
+                else float(heads[:, b].detach().double().std(correction=0)),
                 "forces": forces[b].numpy(),
                 "stress": None if out.stress is None or not bool(batch.graph.pbc[b].all())
                 else out.stress[b].detach().double().cpu().numpy(),

@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import json
 import math
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,8 +39,14 @@ class TrainSummary:
         return dataclasses.asdict(self)
 
 
-def loss_terms(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-    """Mean-squared errors: energy/atom (eV²/atom²), force components (eV²/Å²), stress (eV²/Å⁶)."""
+def loss_terms(model: torch.nn.Module, batch: Batch,
+               head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Mean-squared errors: energy/atom (eV²/atom²), force components (eV²/Å²), stress (eV²/Å⁶).
+
+    With a committee model, ``heads`` is the mean over heads of each head's own energy error,
+    weighted per frame by ``head_weights`` (heads, b): an online bootstrap (Poisson(1) weights
+    per head and frame) that makes the heads disagree where the data do not constrain them.
+    """
     out = energy_forces_stress(model, batch.graph, stress=True, training=True)
     e = ((out.energy - batch.energy) / batch.n_atoms).pow(2).mean()
     fm = batch.forces_mask
@@ -50,17 +57,36 @@ def loss_terms(model: torch.nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         sw = batch.stress_weight
         s = ((out.stress - batch.stress).pow(2).sum((1, 2)) * sw).sum() / (
             9 * (sw > 0).sum()).clamp(min=1)
-    return {"energy": e, "forces": f, "stress": s}
+    terms = {"energy": e, "forces": f, "stress": s}
+    if out.head_energy is not None:
+        err = ((out.head_energy - batch.energy) / batch.n_atoms).pow(2)  # (heads, b)
+        w = head_weights if head_weights is not None else torch.ones_like(err)
+        terms["heads"] = (err * w).sum() / w.sum().clamp(min=1)
+    return terms
 
 
 def build_model(
-    config: PotentialConfig, species: Sequence[str], frames: Sequence[Frame]
+    config: PotentialConfig, species: Sequence[str], frames: Sequence[Frame],
+    cohesive_overrides: dict[str, float] | None = None,
 ) -> Potential:
-    """A fresh model with data-derived normalisation: mean neighbour count, per-species reference
-    energies (least squares over compositions) and a force-RMS energy scale."""
+    """A fresh model with data-derived normalisation: mean neighbour count and coordination,
+    per-species reference energies (least squares over compositions), a force-RMS energy
+    scale and, for models with an isolated-atom reference, E_iso = lowest elemental energy
+    per atom in the data (or the reference) + tabulated cohesive energy."""
+    from matdesign.radial import polynomial_envelope
+    from matdesign.repulsion import cohesive_energies
+
     edges = sum(int(f.graph.edge_index.shape[1]) for f in frames)
     atoms = sum(len(f.symbols) for f in frames)
-    config = dataclasses.replace(config, avg_num_neighbours=float(max(edges / max(atoms, 1), 1.0)))
+    density = 0.0
+    for f in frames:
+        g = f.graph
+        shift = torch.einsum("mk,kl->ml", g.cell_shifts, g.cell[0])
+        vec = g.positions[g.edge_index[1]] - g.positions[g.edge_index[0]] + shift
+        r = torch.linalg.norm(vec, dim=1)
+        density += float(polynomial_envelope(r, config.cutoff, config.envelope_p).sum())
+    config = dataclasses.replace(config, avg_num_neighbours=float(max(edges / max(atoms, 1), 1.0)),
+                                 avg_density=float(max(density / max(atoms, 1), 1e-3)))
     model = Potential(config, species=list(species))
     refs = fit_reference_energies(frames, species)
     forces = [f.forces for f in frames if f.forces is not None]
@@ -68,6 +94,14 @@ def build_model(
     with torch.no_grad():
         model.energy_shift.copy_(torch.tensor(refs, dtype=torch.float32))
         model.energy_scale.fill_(max(scale, 1e-3))
+        if config.isolated_reference:
+            coh = cohesive_energies(list(species), cohesive_overrides)
+            lowest = []
+            for k, s in enumerate(species):
+                pure = [f.energy / len(f.symbols) for f in frames if set(f.symbols) == {s}]
+                lowest.append(min(pure) if pure else float(refs[k]))
+            iso = [e + c for e, c in zip(lowest, coh, strict=True)]
+            model.isolated_energy.copy_(torch.tensor(iso, dtype=torch.float32))
     return model
 
 
@@ -106,9 +140,11 @@ def _progress(step: int, total: int, cfg: TrainConfig, elapsed: float) -> float:
     return min(p, 1.0)
 
 
-def _lr(cfg: TrainConfig, progress: float) -> float:
+def _lr(cfg: TrainConfig, progress: float, plateau_factor: float = 1.0) -> float:
+    """Cosine decay over the budget (epochs or wall clock), times the plateau factor."""
     floor = cfg.lr_min_fraction
-    return cfg.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    cosine = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * cosine * plateau_factor
 
 
 def _score(metrics: dict[str, Any], cfg: TrainConfig) -> float:
@@ -150,18 +186,23 @@ def train_potential(
     out.parent.mkdir(parents=True, exist_ok=True)
     state_path = out.with_name(out.name + ".state")
     model = (model_from_checkpoint(init, species) if init is not None
-             else build_model(model_config, species, train)).to(dtype)
+             else build_model(model_config, species, train, cfg.cohesive_energies_ev)).to(dtype)
+    heads = getattr(model, "num_heads", 1)
+    plateau_factor, since_improved = 1.0, 0
     ema = copy.deepcopy(model)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                             lr=cfg.lr, weight_decay=cfg.weight_decay)
     epoch, best, best_epoch, elapsed_before = 0, math.inf, -1, 0.0
     if resume:
         st = torch.load(resume, map_location="cpu", weights_only=True)
-        model.load_state_dict(st["model"])
-        ema.load_state_dict(st["ema"])
+        from matdesign.checkpoint import _is_derived
+
+        model.load_state_dict({k: v for k, v in st["model"].items() if not _is_derived(k)})
+        ema.load_state_dict({k: v for k, v in st["ema"].items() if not _is_derived(k)})
         opt.load_state_dict(st["optimizer"])
         epoch, best, best_epoch = st["epoch"], st["best"], st["best_epoch"]
         elapsed_before = st["elapsed_s"]
+        plateau_factor = float(st.get("plateau_factor", 1.0))
         rng = np.random.default_rng(cfg.seed + epoch)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.max_epochs
@@ -178,16 +219,26 @@ def train_potential(
             sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
             bar = tqdm(iterate_batches(train, cfg.batch_size, shuffle=True, rng=rng,
                                        stress_weights=cfg.stress_config_type_weights),
-                       total=steps_per_epoch, disable=not progress, leave=False,
+                       total=steps_per_epoch, leave=False,
+                       disable=not progress or not sys.stderr.isatty(),  # no bars in log files
                        desc=f"epoch {epoch + 1}")
             for k, batch in enumerate(bar):
                 lr = _lr(cfg, _progress(epoch * steps_per_epoch + k, total_steps, cfg,
-                                        time.time() - t0))
+                                        time.time() - t0), plateau_factor)
                 for g in opt.param_groups:
                     g["lr"] = lr
-                terms = loss_terms(model, batch_to(batch, "cpu", dtype))
-                loss = (cfg.energy_weight * terms["energy"] + cfg.forces_weight * terms["forces"]
+                prog = _progress(epoch * steps_per_epoch + k, total_steps, cfg,
+                                 time.time() - t0)
+                w_energy = cfg.energy_weight * (cfg.late_energy_factor
+                                                if prog >= 1 - cfg.late_fraction else 1.0)
+                b = batch.graph.num_structures
+                boot = (torch.from_numpy(rng.poisson(1.0, size=(heads, b))).to(dtype)
+                        if heads > 1 else None)
+                terms = loss_terms(model, batch_to(batch, "cpu", dtype), boot)
+                loss = (w_energy * terms["energy"] + cfg.forces_weight * terms["forces"]
                         + cfg.stress_weight * terms["stress"])
+                if "heads" in terms:
+                    loss = loss + cfg.head_weight * w_energy * terms["heads"]
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {k}")
                 opt.zero_grad(set_to_none=True)
@@ -210,19 +261,29 @@ def train_potential(
                 log.write(json.dumps(record) + "\n")
                 log.flush()
             if progress:
-                print(f"epoch {epoch}: E {metrics['energy_mae_mev_per_atom']:.2f} meV/atom, "
+                done = _progress(epoch * steps_per_epoch, total_steps, cfg, elapsed)
+                left = elapsed / max(done, 1e-9) * (1 - done) / 60
+                bar = "#" * int(20 * done) + "." * (20 - int(20 * done))
+                print(f"[{bar}] {100 * done:3.0f}% epoch {epoch}, {elapsed / 60:.1f} min, "
+                      f"~{left:.0f} min left | valid E "
+                      f"{metrics['energy_mae_mev_per_atom']:.2f} meV/atom, "
                       f"F {metrics['force_mae_ev_per_a']:.4f} eV/Å, "
-                      f"S {metrics['stress_mae_gpa'] or float('nan'):.3f} GPa, "
-                      f"lr {lr:.2e}, {elapsed / 60:.1f} min", flush=True)
+                      f"S {metrics['stress_mae_gpa'] or float('nan'):.3f} GPa | lr {lr:.2e}",
+                      flush=True)
             improved = score < best
             if improved:
-                best, best_epoch = score, epoch
+                best, best_epoch, since_improved = score, epoch, 0
+            else:
+                since_improved += 1
+                if since_improved >= cfg.plateau_patience:  # reduce on plateau, on top of cosine
+                    plateau_factor, since_improved = plateau_factor * cfg.plateau_factor, 0
             if improved or cfg.keep == "last":
                 save_potential(ema, out, metadata={**meta, "valid": metrics, "epoch": epoch,
                                                    "train_time_s": elapsed})
             torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
                         "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
-                        "best_epoch": best_epoch, "elapsed_s": elapsed}, state_path)
+                        "best_epoch": best_epoch, "elapsed_s": elapsed,
+                        "plateau_factor": plateau_factor}, state_path)
             if epoch - best_epoch >= cfg.patience and cfg.keep == "best":
                 stopped = "early_stopping"
                 break
@@ -235,6 +296,11 @@ def train_potential(
     from matdesign.checkpoint import load_potential
 
     best_model = load_potential(out, dtype=dtype)
+    if cfg.committee and isinstance(best_model, Potential) and best_model.num_heads == 1:
+        from matdesign.training.committee import attach_committee
+
+        best_model = attach_committee(best_model, train)
+        save_potential(best_model, out)
     return TrainSummary(checkpoint=str(out), epochs=epoch, wall_time_s=time.time() - t0,
                         best_epoch=best_epoch, valid=best_model.metadata.get("valid", {}),
                         stopped_because=stopped)

@@ -1,0 +1,83 @@
+"""Calibrate the committee spread on leave-one-family-out frames and store it in a checkpoint.
+
+Reads the ``result.json`` files of ``benchmarks/lofo.py`` runs (per-frame |error| and raw
+committee spread of the left-out frames, eV/atom), then:
+
+* ranks: Spearman correlation between spread and |error| (the issue's floor is 0.5);
+* scales: α = sqrt(mean((error/spread)²)), the Gaussian maximum-likelihood factor that makes
+  α·spread an error estimate in eV/atom;
+* flags: the threshold τ on the calibrated spread (eV/atom) is the largest value that still
+  flags ``--recall`` (default 80 %) of the frames whose error exceeds three times the median.
+
+``--write-to MODEL.pt`` stores α as ``metadata["uncertainty_scale"]`` and τ as
+``metadata["uncertainty_threshold_ev_per_atom"]`` (the calculator multiplies its spread by α).
+
+Usage:
+    python benchmarks/calibrate.py runs/lofo/*/result.json --write-to matdesign/models/default.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    rx, ry = np.argsort(np.argsort(x)), np.argsort(np.argsort(y))
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def calibrate(err: np.ndarray, spread: np.ndarray, recall: float) -> dict:
+    """α, τ and the statistics behind them; ``err`` and ``spread`` in eV/atom."""
+    spread = np.maximum(spread, 1e-12)
+    alpha = float(np.sqrt(np.mean((err / spread) ** 2)))
+    sigma = alpha * spread
+    bad = err > 3 * np.median(err)
+    tau = float(np.quantile(sigma[bad], 1 - recall)) if bad.any() else float(np.max(sigma))
+    flagged = sigma > tau
+    return {"n_frames": int(len(err)), "spearman": spearman(spread, err),
+            "uncertainty_scale": alpha, "uncertainty_threshold_ev_per_atom": tau,
+            "n_large_error": int(bad.sum()),
+            "large_error_flagged": float(flagged[bad].mean()) if bad.any() else None,
+            "all_flagged": float(flagged.mean()),
+            "median_error_mev_per_atom": float(np.median(err) * 1000)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("results", nargs="+", help="result.json files of benchmarks/lofo.py")
+    ap.add_argument("--recall", type=float, default=0.8)
+    ap.add_argument("--write-to", help="checkpoint whose metadata receives α and τ")
+    ap.add_argument("--json", help="write the calibration here")
+    args = ap.parse_args()
+    err, spread, per_run = [], [], {}
+    for path in args.results:
+        left = json.loads(Path(path).read_text())["left_out"]
+        if "spread_mev_per_atom" not in left:
+            raise SystemExit(f"{path}: no committee spread (a single-head model)")
+        e = np.array(left["errors_mev_per_atom"]) / 1000
+        s = np.array(left["spread_mev_per_atom"]) / 1000
+        per_run[path] = calibrate(e, s, args.recall)
+        err.append(e)
+        spread.append(s)
+    result = calibrate(np.concatenate(err), np.concatenate(spread), args.recall)
+    result["per_run"] = per_run
+    print(json.dumps(result, indent=1))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+    if args.write_to:
+        from matdesign.checkpoint import load_potential, save_potential
+
+        model = load_potential(args.write_to)
+        save_potential(model, args.write_to, metadata={
+            "uncertainty_scale": result["uncertainty_scale"],
+            "uncertainty_threshold_ev_per_atom": result["uncertainty_threshold_ev_per_atom"],
+            "uncertainty_calibration": {k: v for k, v in result.items() if k != "per_run"}})
+        print(f"wrote α and τ into {args.write_to}")
+
+
+if __name__ == "__main__":
+    main()
