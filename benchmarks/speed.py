@@ -49,22 +49,34 @@ def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def _setup(name: str, dtype: str, threads: int):
-    """Import, set threads, build the model and structure; returns (calculator, atoms)."""
+def _setup(name: str, dtype: str, threads: int, model_spec: str | None = None):
+    """Import, set threads, build the model and structure; returns (calculator, atoms).
+
+    ``model_spec``: None (random ``PotentialConfig()``), a training YAML (its ``model``
+    section, random weights) or a checkpoint path / ``default`` (the model itself).
+    """
     import torch
 
-    from matdesign.calculator import MatdesignCalculator
+    from matdesign.calculator import MatdesignCalculator, load_calculator
     from matdesign.model import Potential, PotentialConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    model = Potential(PotentialConfig(), species=SPECIES).to(getattr(torch, dtype)).eval()
+    if model_spec and not model_spec.endswith((".yaml", ".yml")):
+        return load_calculator(model_spec, dtype=dtype), build_structure(name)
+    config = PotentialConfig()
+    if model_spec:
+        from matdesign.training.config import load_config
+
+        config = load_config(model_spec)[0]
+    model = Potential(config, species=SPECIES).to(getattr(torch, dtype)).eval()
     return MatdesignCalculator(model), build_structure(name)
 
 
-def run_case(name: str, dtype: str, threads: int, repeats: int, warmup: int) -> dict:
+def run_case(name: str, dtype: str, threads: int, repeats: int, warmup: int,
+             model_spec: str | None = None) -> dict:
     """Time ``calculate_batch`` (graph building + model + autograd) for one case."""
-    calc, atoms = _setup(name, dtype, threads)
+    calc, atoms = _setup(name, dtype, threads, model_spec)
     from matdesign.graph import atoms_to_graph
 
     rss_before = _maxrss_mib()
@@ -114,7 +126,7 @@ def profile_case(name: str, dtype: str, threads: int, rows: int) -> None:
 def _spawn(name: str, dtype: str, threads: int, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, dtype,
            "--threads", str(threads), "--repeats", str(args.repeats),
-           "--warmup", str(args.warmup)]
+           "--warmup", str(args.warmup)] + (["--model", args.model] if args.model else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         return {"case": name, "dtype": dtype, "threads": threads,
@@ -153,6 +165,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--json", metavar="OUT", help="also write the rows as JSON")
+    p.add_argument("--model", help="a training YAML (architecture, random weights), a "
+                   "checkpoint or 'default' (default: PotentialConfig() with random weights)")
     p.add_argument("--profile", action="store_true", help="profile one case instead of timing")
     p.add_argument("--profile-case", default="Si-216", choices=sorted(CASES))
     p.add_argument("--profile-rows", type=int, default=20)
@@ -164,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         name, dtype = args.worker
-        print(json.dumps(run_case(name, dtype, args.threads[0], args.repeats, args.warmup)))
+        print(json.dumps(run_case(name, dtype, args.threads[0], args.repeats, args.warmup,
+                                  args.model)))
         return 0
     if args.profile:
         for dtype in args.dtypes:

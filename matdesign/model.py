@@ -155,6 +155,10 @@ class Potential(torch.nn.Module):
             # the layer's own units); set by matdesign.training.committee, never trained.
             self.committee_deltas = torch.nn.Parameter(
                 torch.zeros(config.committee, config.readout_hidden), requires_grad=False)
+            # Mean training feature (eV): spreads measure distance from it (intercept
+            # marginalised), so every member's offset is (f_i - centre)·δ_k.
+            self.committee_center = torch.nn.Parameter(
+                torch.zeros(config.readout_hidden), requires_grad=False)
         self.energy_shift = torch.nn.Parameter(torch.zeros(n), requires_grad=False)  # eV/atom
         self.energy_scale = torch.nn.Parameter(torch.ones(n))  # eV
         self.metadata: dict[str, Any] = {}
@@ -258,6 +262,8 @@ class Potential(torch.nn.Module):
             base = (self.isolated_energy[s]
                     + (self.energy_shift[s] - self.isolated_energy[s]) * coordination)
             energy = base + self.energy_scale[s] * (eps - eps_lone[:, s])
+        if cfg.committee:
+            energy = energy - (self.committee_deltas @ self.committee_center)[:, None]
         if self.zbl is not None:
             energy = energy + self.zbl(s, graph.edge_index, r)
         return energy

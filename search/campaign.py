@@ -11,6 +11,7 @@ returning an object with ``status`` ("done"/"failed"), ``key_value_pairs``, ``at
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -196,6 +197,11 @@ class Campaign:
                  potential: str | None = None, timeout_s: float | None = None) -> None:
         if evaluator is None:
             config.check_pipeline_properties()
+        if config.uncertainty_energy_std_ev_per_atom is None:
+            from matdesign.search.config import calibrated_threshold
+
+            threshold = calibrated_threshold(str(potential or config.potential))
+            config = dataclasses.replace(config, uncertainty_energy_std_ev_per_atom=threshold)
         self.config = config
         self.space = config.space
         self.store = CampaignStore(db_path, config)

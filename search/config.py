@@ -118,7 +118,9 @@ class CampaignConfig:
     potential: str = "default"
     screen: ScreenConfig = field(default_factory=ScreenConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    uncertainty_energy_std_ev_per_atom: float = 0.01
+    # Calibrated committee σ above which an evaluation is "uncertain"; None: the potential's
+    # own calibrated threshold (checkpoint metadata), else FALLBACK_UNCERTAINTY_EV_PER_ATOM.
+    uncertainty_energy_std_ev_per_atom: float | None = None
 
     def gates(self) -> tuple[tuple[str, str, float], ...]:
         """Constraints the screen pipeline checks as gates, cheap properties first.
@@ -244,6 +246,41 @@ def _disordered(o: Any, i: int, default: tuple[str, ...] | None) -> DisorderedSp
                           tuple(int(n) for n in sc), method, reals, int(o.get("seed", 0)))
 
 
+#: Uncertainty threshold (eV/atom) for a potential without a calibrated one (EMT, a factory).
+FALLBACK_UNCERTAINTY_EV_PER_ATOM = 0.01
+
+
+def _optional_positive(value: Any, key: str) -> float | None:
+    """None, or a positive number; the error names ``key``."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{key}: expected a positive number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}: expected a positive number, got {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"{key}: must be positive, got {number}")
+    return number
+
+
+def calibrated_threshold(potential: str) -> float:
+    """The committee threshold (eV/atom) stored in a matdesign checkpoint ("default" or a
+    path), else :data:`FALLBACK_UNCERTAINTY_EV_PER_ATOM`."""
+    if potential == "emt" or (":" in potential and not Path(potential).exists()):
+        return FALLBACK_UNCERTAINTY_EV_PER_ATOM
+    from matdesign.calculator import DEFAULT_MODEL
+    from matdesign.checkpoint import load_potential
+
+    path = DEFAULT_MODEL if potential == "default" else Path(potential)
+    try:
+        meta = load_potential(path).metadata
+    except (OSError, ValueError):
+        return FALLBACK_UNCERTAINTY_EV_PER_ATOM  # the potential's own check reports the error
+    return float(meta.get("uncertainty_threshold_ev_per_atom", FALLBACK_UNCERTAINTY_EV_PER_ATOM))
+
+
 def parse_campaign(d: Any, base: Path = Path("."), *,
                    custom_evaluator: bool = False) -> CampaignConfig:
     """Validate a campaign mapping (from YAML); ``base`` resolves relative file paths.
@@ -281,8 +318,8 @@ def parse_campaign(d: Any, base: Path = Path("."), *,
         potential=str(d.get("potential", "default")),
         screen=typed_config(ScreenConfig, d.get("screen"), "screen"),
         optimizer=typed_config(OptimizerConfig, d.get("optimizer"), "optimizer"),
-        uncertainty_energy_std_ev_per_atom=float(d.get("uncertainty_energy_std_ev_per_atom",
-                                                       0.01)),
+        uncertainty_energy_std_ev_per_atom=_optional_positive(
+            d.get("uncertainty_energy_std_ev_per_atom"), "uncertainty_energy_std_ev_per_atom"),
     )
     if config.screen.dtype == "float32" and config.screen.properties:
         raise ValueError(f"screen.dtype: float32 cannot be used with screen.properties "

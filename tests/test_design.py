@@ -265,8 +265,8 @@ def test_uncertain_evaluation_enters_the_surrogate_as_noisy():
 
     kernel = ConstantKernel(1.0) * Matern(0.3, nu=2.5)  # fixed: the test compares noise only
     sd = float(np.std(y))
-    plain = FeatureGP().fit(x, y, kernel=kernel)
-    plain._mu, plain._sd = np.zeros(1), np.ones(1)
+    plain = FeatureGP()
+    plain._mu, plain._sd = np.zeros(1), np.ones(1)  # a fixed kernel skips the feature scaling
     plain.fit(x, y, kernel=kernel)
     noisy = FeatureGP()
     noisy._mu, noisy._sd = np.zeros(1), np.ones(1)
@@ -277,3 +277,18 @@ def test_uncertain_evaluation_enters_the_surrogate_as_noisy():
     pool = np.linspace(0.02, 0.98, 25)[:, None]
     picks = select_batch(pool, x, y, x, np.ones(11, bool), 1, seed=0, uncertain=flags)
     assert len(picks) == 1
+
+
+def test_uncertainty_threshold_comes_from_the_checkpoint(tmp_path):
+    from conftest import make_model
+
+    from matdesign.search.config import FALLBACK_UNCERTAINTY_EV_PER_ATOM, calibrated_threshold
+
+    path = tmp_path / "m.pt"
+    make_model().save(path, metadata={"uncertainty_threshold_ev_per_atom": 0.042})
+    assert calibrated_threshold(str(path)) == 0.042
+    make_model().save(path)  # no calibration stored
+    assert calibrated_threshold(str(path)) == FALLBACK_UNCERTAINTY_EV_PER_ATOM
+    assert calibrated_threshold("emt") == FALLBACK_UNCERTAINTY_EV_PER_ATOM
+    with pytest.raises(ValueError, match="uncertainty_energy_std_ev_per_atom"):
+        parse_campaign(_campaign_dict(uncertainty_energy_std_ev_per_atom="x"))

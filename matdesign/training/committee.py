@@ -2,14 +2,16 @@
 
 The energy is linear in the weights w of the first head's last layer: E/N = f·w + const, with
 f = Σ_i ∂E_i/∂w / N (:meth:`Potential.readout_features`). Over the training frames, the
-Gaussian posterior of w (Laplace approximation; "last-layer prediction rigidity", Bigi et al.,
-2024) has covariance Σ = (FᵀF + λ I)⁻¹ up to a scale α² fitted on held-out frames
-(``benchmarks/calibrate.py``), so the predictive spread of E/N is α sqrt(fᵀ Σ f).
+Gaussian posterior of w with a free intercept (Laplace approximation; "last-layer prediction
+rigidity", Bigi et al., 2024) has covariance Σ = (F̃ᵀF̃ + λ I)⁻¹ with F̃ = F − mean(F), up to a
+scale α² fitted on held-out frames (``benchmarks/calibrate.py``), so the predictive spread of
+E/N is α sqrt((f − f̄)ᵀ Σ (f − f̄)). λ = 1e-6 of the mean diagonal: on the leave-NbW-out fit,
+λ from 1e-8 to 1e-4 ranked errors alike and larger λ worse (benchmarks/README.md).
 
 Instead of sampling, the committee is exact and deterministic: with Σ = L Lᵀ (Cholesky) and
 H = readout width, the 2H members w ± sqrt(H) L e_j have mean w (so the committee's mean is
-the trained model, bit for bit up to rounding) and population variance of f·w equal to
-fᵀ Σ f. Members ride on the calculator's committee machinery: ``energy_std`` on every call,
+the trained model, bit for bit up to rounding) and population variance of (f − f̄)·w equal to
+(f − f̄)ᵀ Σ (f − f̄). Members ride on the calculator's committee machinery: ``energy_std`` on every call,
 per-atom ``forces_std`` from ``MatdesignCalculator.uncertainty``.
 """
 
@@ -41,7 +43,7 @@ def structure_features(model: Potential, frames: Sequence[Frame], batch_size: in
 
 
 def attach_committee(model: Potential, frames: Sequence[Frame],
-                     regularisation: float = 1e-4) -> Potential:
+                     regularisation: float = 1e-6) -> Potential:
     """A copy of ``model`` carrying the 2H-member last-layer committee fitted on ``frames``.
 
     Args:
@@ -56,6 +58,8 @@ def attach_committee(model: Potential, frames: Sequence[Frame],
         raise ValueError("a last-layer committee attaches to a single-head model without one")
     work = copy.deepcopy(model).double().eval()
     feats = structure_features(work, frames)
+    center = feats.mean(0)
+    feats = feats - center  # the intercept is marginalised: spread = distance from the mean
     gram = feats.T @ feats
     hidden = gram.shape[0]
     lam = regularisation * float(torch.diagonal(gram).mean())
@@ -66,7 +70,8 @@ def attach_committee(model: Potential, frames: Sequence[Frame],
     config = dataclasses.replace(model.config, committee=2 * hidden)
     out = Potential(config, species=list(model.species))
     state = {k: v for k, v in model.state_dict().items() if "._tensor_constant" not in k}
-    out.load_state_dict({**state, "committee_deltas": deltas.to(torch.float32)}, strict=True)
+    out.load_state_dict({**state, "committee_deltas": deltas.to(torch.float32),
+                         "committee_center": center.to(torch.float32)}, strict=True)
     out.metadata = {**dict(model.metadata), "committee": {
         "kind": "last-layer Laplace", "members": 2 * hidden, "regularisation": regularisation,
         "n_frames": len(frames)}}
