@@ -11,8 +11,8 @@ E/N is α sqrt((f − f̄)ᵀ Σ (f − f̄)). λ = 1e-6 of the mean diagonal: o
 Instead of sampling, the committee is exact and deterministic: with Σ = L Lᵀ (Cholesky) and
 H = readout width, the 2H members w ± sqrt(H) L e_j have mean w (so the committee's mean is
 the trained model, bit for bit up to rounding) and population variance of (f − f̄)·w equal to
-(f − f̄)ᵀ Σ (f − f̄). Members ride on the calculator's committee machinery: ``energy_std`` on every call,
-per-atom ``forces_std`` from ``MatdesignCalculator.uncertainty``.
+(f − f̄)ᵀ Σ (f − f̄). Members ride on the calculator's committee machinery: ``energy_std`` on
+every call, per-atom ``forces_std`` from ``MatdesignCalculator.uncertainty``.
 """
 
 from __future__ import annotations
