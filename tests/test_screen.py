@@ -280,3 +280,25 @@ def test_gated_candidate_is_infeasible_in_campaign_and_report(staged: dict,
     assert f"phonon_bands_{recs[1].row_id}.png" in rep.figures
     gated = recs[0].row_id  # no phonon data: no phonon figure of either kind
     assert not {f"phonon_bands_{gated}.png", f"phonon_{gated}.png"} & set(rep.figures)
+
+
+def test_committee_spread_is_stored_from_the_relaxed_structure(tmp_path: Path) -> None:
+    """A committee checkpoint: the row's σ is the calculator's uncertainty() of the relaxed
+    cell (one evaluation, not the last optimiser step's)."""
+    from conftest import make_model
+
+    from matdesign.calculator import MatdesignCalculator
+
+    path = tmp_path / "committee.pt"
+    make_model(scale=2.0).save(path)
+    settings = ScreenSettings(potential=str(path), fmax=5e-3, max_steps=400, dtype="float64")
+    cuau = bulk("Cu", "fcc", a=3.9, cubic=True)
+    cuau.symbols[[1, 2]] = "Au"
+    res = evaluate_candidate(cuau, settings, "cuau")
+    assert res.status == "done", res.reason
+    kvp = res.key_value_pairs
+    spread = MatdesignCalculator(make_model(scale=2.0)).uncertainty(res.atoms)
+    assert kvp["energy_std_ev_per_atom"] == pytest.approx(spread.energy_std_ev / 4, rel=1e-6)
+    assert kvp["forces_std_max_ev_per_a"] == pytest.approx(
+        float(np.max(spread.forces_std_ev_per_a)), rel=1e-6)
+    assert kvp["energy_std_ev_per_atom"] > 0

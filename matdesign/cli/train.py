@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="sweep the energy/force loss weight ratio and write the validation front")
     p.add_argument("--pareto-ratios", default="1,10,100,1000",
                    help="energy_weight values (forces_weight = 1) for --pareto")
-    p.add_argument("--max-time-min", type=float, help="override the wall-clock budget per model")
+    p.add_argument("--max-time-min", type=float,
+                   help="wall-clock budget per model in minutes (default 30, or the config's); "
+                   "the learning-rate schedule and a progress line follow it")
     p.add_argument("--max-epochs", type=int, help="override the epoch limit")
     p.add_argument("--log", help="per-epoch JSON-lines log (default OUT.log.jsonl)")
     p.add_argument("--no-progress", action="store_true")
@@ -44,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
                                    "max_epochs": args.max_epochs,
                                    "valid_fraction": args.valid_fraction}.items() if v is not None}
     train_cfg = dataclasses.replace(train_cfg, **overrides)
+    train_cfg.validate()  # command-line overrides get the same range checks as the YAML
     summary = run_training(
         data=args.data, valid=args.valid, model_cfg=model_cfg, train_cfg=train_cfg, out=args.out,
         species=args.species.split(",") if args.species else None, resume=args.resume,
