@@ -17,7 +17,13 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from matdesign.checkpoint import PotentialEnsemble, load_potential
 from matdesign.forces import energy_forces_stress, head_forces
-from matdesign.graph import atoms_to_graph, batch_graphs, check_finite, check_min_distance
+from matdesign.graph import (
+    Graph,
+    atoms_to_graph,
+    batch_graphs,
+    check_finite,
+    check_min_distance,
+)
 from matdesign.model import Potential
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
@@ -61,11 +67,9 @@ class MatdesignCalculator(Calculator):
         super().calculate(atoms, properties, system_changes)
         self.results = self.calculate_batch([self.atoms])[0]
 
-    def calculate_batch(self, structures: Sequence[Atoms]) -> list[dict[str, Any]]:
-        """Evaluate many structures in one model call per committee member.
-
-        Returns one results dict per structure (same keys as ``results``).
-        """
+    def _checked_graph(self, structures: Sequence[Atoms]) -> Graph:
+        """Validate (elements, finite values, no overlapping atoms) and batch, in the model's
+        device and dtype; raises before any model call."""
         for atoms in structures:
             self.check_elements(atoms)
             check_finite(atoms)
@@ -73,8 +77,14 @@ class MatdesignCalculator(Calculator):
         graphs = [atoms_to_graph(a, self.cutoff, index) for a in structures]
         for g, atoms in zip(graphs, structures, strict=True):
             check_min_distance(g, atoms.numbers)  # overlapping atoms would give silent nonsense
-        graph = batch_graphs(graphs)
-        graph = graph.to(self.members[0].device, self.members[0].dtype)
+        return batch_graphs(graphs).to(self.members[0].device, self.members[0].dtype)
+
+    def calculate_batch(self, structures: Sequence[Atoms]) -> list[dict[str, Any]]:
+        """Evaluate many structures in one model call per committee member.
+
+        Returns one results dict per structure (same keys as ``results``).
+        """
+        graph = self._checked_graph(structures)
         outs = [energy_forces_stress(m, graph) for m in self.members]
         energy = torch.stack([o.energy for o in outs]).detach().cpu().double().numpy()
         forces = torch.stack([o.forces for o in outs]).detach().cpu().double().numpy()
@@ -119,11 +129,7 @@ class MatdesignCalculator(Calculator):
         model = self.members[0]
         if getattr(model, "num_heads", 1) < 2:
             return None
-        self.check_elements(atoms)
-        check_finite(atoms)
-        graph = atoms_to_graph(atoms, self.cutoff, model.species_index)
-        check_min_distance(graph, atoms.numbers)
-        energy, forces = head_forces(model, graph.to(model.device, model.dtype))
+        energy, forces = head_forces(model, self._checked_graph([atoms]))
         energy_std = float(energy[:, 0].double().std(correction=0))
         forces_std = forces.double().std(0, correction=0).cpu().numpy()
         return Uncertainty(self.uncertainty_scale * energy_std,
