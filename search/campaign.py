@@ -368,8 +368,16 @@ class Campaign:
             take = suspects[:1] if suspects else list(range(len(queue)))
             group = [queue[i] for i in take]
             queue = [b for i, b in enumerate(queue) if i not in take]
-            futures = {pool.ex.submit(evaluate_structures, self.evaluator,
-                                      self.space.structures(c), c.key): (x, c) for x, c in group}
+            futures, broken = {}, False
+            for k, (x, c) in enumerate(group):
+                try:
+                    fut = pool.ex.submit(evaluate_structures, self.evaluator,
+                                         self.space.structures(c), c.key)
+                except BrokenProcessPool:  # a worker already in flight died: not c's fault
+                    queue = group[k:] + queue
+                    broken = True
+                    break
+                futures[fut] = (x, c)
             crashed = []
             for fut in cf.as_completed(futures):
                 x, c = futures[fut]
@@ -388,7 +396,7 @@ class Campaign:
                 ev = Evaluation("failed", {}, self.space.structures(c)[0], {},
                                 f"worker crashed twice: {type(exc).__name__}: {exc}")
                 yield self.store.write(c, x, ev, strategy, round_id)
-            if crashed:
+            if crashed or broken:
                 pool.restart()
 
     def summary(self, records: list[Record], strategy: str, n_new: int) -> CampaignSummary:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +38,26 @@ class ResultsDB:
             Path(self.url).parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = ase.db.connect(self.url)
+            self._wait_until_initialised()
         except Exception as exc:
             raise ValueError(f"cannot open results database {self.url}: {exc}") from exc
+
+    def _wait_until_initialised(self, limit_s: float = 10.0) -> None:
+        """Open the database now (ase.db connects lazily).
+
+        ASE creates a new SQLite file's tables and only then inserts its version row, in two
+        transactions; another process opening the file in between reads no version row
+        (``TypeError`` inside ase.db). That state lasts milliseconds, so wait it out.
+        """
+        deadline = time.monotonic() + limit_s
+        while True:
+            try:
+                self._db.count()
+                return
+            except TypeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def write(self, result: CandidateResult, extra: dict[str, Any] | None = None) -> int:
         """Write one candidate now; replaces earlier failed rows of the same candidate.

@@ -184,18 +184,28 @@ class _Loop:
         self.record(result)
 
     def _submit_window(self, ex: Any, queue: list[Candidate],
-                       pending: dict[Future, tuple[Candidate, float]], window: int) -> None:
+                       pending: dict[Future, tuple[Candidate, float]], window: int) -> bool:
         """Fill the window from ``queue``; a candidate that has crashed a worker runs alone,
-        so a second crash is its own."""
+        so a second crash is its own.
+
+        Returns:
+            False when the pool broke before a submission (a worker in flight died): that
+            candidate goes back to ``queue`` with no crash counted against it.
+        """
         while queue and len(pending) < window:
             if any(self.crashes[c.source] for c, _ in pending.values()):
-                return
+                return True
             if self.crashes[queue[-1].source] and pending:
-                return
+                return True
             cand = queue.pop()
-            fut = ex.submit(evaluate_candidate, cand.atoms, self.settings, cand.source,
-                            timeout_s=self.timeout_s)
+            try:
+                fut = ex.submit(evaluate_candidate, cand.atoms, self.settings, cand.source,
+                                timeout_s=self.timeout_s)
+            except BrokenProcessPool:
+                queue.append(cand)
+                return False
             pending[fut] = (cand, time.monotonic())
+        return True
 
     def _crashed(self, cand: Candidate, exc: BaseException) -> bool:
         """Count a worker crash against ``cand``; True when it is to run again (first crash),
@@ -216,7 +226,8 @@ class _Loop:
         queue = list(reversed(todo))
         pending: dict[Future, tuple[Candidate, float]] = {}
         while queue or pending:
-            self._submit_window(ex, queue, pending, window)
+            if not self._submit_window(ex, queue, pending, window) and not pending:
+                return list(reversed(queue))
             limit = None if self.timeout_s is None else hard_timeout(self.timeout_s)
             wait_s = None if limit is None else max(
                 0.0, min(t0 + limit for _, t0 in pending.values()) - time.monotonic())

@@ -91,3 +91,31 @@ def test_results_db_inside_the_input_folder_is_not_an_input(tmp_path: Path) -> N
         assert summary.n_candidates == 2 and summary.n_failed == 0
     rows = ResultsDB(str(db)).rows()
     assert sorted(Path(r.source).name for r in rows) == ["cu0.xyz", "cu1.xyz"]
+
+
+class _PoolBrokenAtSecondSubmit:
+    """A pool whose first worker died: its future fails, and the next ``submit`` raises."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def submit(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202, ANN002, ANN003
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.calls += 1
+        if self.calls > 1:
+            raise BrokenProcessPool("a child process terminated abruptly")
+        fut: Future = Future()
+        fut.set_exception(BrokenProcessPool("a child process terminated abruptly"))
+        return fut
+
+
+def test_pool_that_breaks_between_submissions_hands_back_the_unsubmitted(tmp_path: Path) -> None:
+    db = ResultsDB(str(tmp_path / "r.db"))
+    loop = _Loop(db, SETTINGS, SETTINGS.settings_hash(), None, _Bar())
+    todo = candidates(tmp_path, {})
+    left = loop.drain(_PoolBrokenAtSecondSubmit(), todo, window=2)
+    assert sorted(c.source for c in left) == ["c0", "c1", "c2", "c3"]  # nothing lost
+    assert loop.crashes["c0"] == 1 and loop.crashes["c1"] == 0  # only the one in flight
+    assert db.count() == 0
