@@ -19,6 +19,7 @@ from matdesign.checkpoint import PotentialEnsemble, load_potential
 from matdesign.forces import energy_forces_stress, head_forces
 from matdesign.graph import (
     Graph,
+    NeighbourCache,
     atoms_to_graph,
     batch_graphs,
     check_finite,
@@ -27,6 +28,8 @@ from matdesign.graph import (
 from matdesign.model import Potential
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
+#: neighbour-list skin of the calculator, Å: rebuilt once an atom may have moved 0.25 Å
+NEIGHBOUR_SKIN = 0.5
 
 
 class MatdesignCalculator(Calculator):
@@ -49,6 +52,8 @@ class MatdesignCalculator(Calculator):
         self.cutoff = float(model.config.cutoff)
         self.uncertainty_scale = float(
             (getattr(model, "metadata", None) or {}).get("uncertainty_scale", 1.0))
+        # single-structure calls (relaxation, MD steps) reuse one neighbour list
+        self.neighbours = NeighbourCache(self.cutoff, skin=NEIGHBOUR_SKIN)
 
     @property
     def species(self) -> list[str]:
@@ -74,7 +79,8 @@ class MatdesignCalculator(Calculator):
             self.check_elements(atoms)
             check_finite(atoms)
         index = self.model.species_index
-        graphs = [atoms_to_graph(a, self.cutoff, index) for a in structures]
+        cache = self.neighbours if len(structures) == 1 else None
+        graphs = [atoms_to_graph(a, self.cutoff, index, cache) for a in structures]
         for g, atoms in zip(graphs, structures, strict=True):
             check_min_distance(g, atoms.numbers)  # overlapping atoms would give silent nonsense
         return batch_graphs(graphs).to(self.members[0].device, self.members[0].dtype)

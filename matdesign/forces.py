@@ -30,8 +30,10 @@ class ModelOutput:
 def edge_vectors(graph: Graph, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     """r_ij = r_j - r_i + S_ij @ cell_b, shape (m, 3), Å."""
     receiver, sender = graph.edge_index
-    cell_of_edge = cell[graph.batch[receiver]]  # (m, 3, 3)
-    shift = torch.einsum("mk,mkl->ml", graph.cell_shifts, cell_of_edge)
+    if cell.shape[0] == 1:  # one structure: one matrix product, no per-edge copy of the cell
+        shift = graph.cell_shifts @ cell[0]
+    else:
+        shift = torch.einsum("mk,mkl->ml", graph.cell_shifts, cell[graph.batch[receiver]])
     return positions[sender] - positions[receiver] + shift
 
 

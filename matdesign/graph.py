@@ -157,13 +157,68 @@ def check_min_distance(graph: Graph, numbers: np.ndarray, min_distance: float = 
     _raise_if_close(i, j, d, _pair_thresholds(z[i], z[j], min_distance))
 
 
-def atoms_to_graph(atoms: Atoms, cutoff: float, species_index: dict[int, int]) -> Graph:
+class NeighbourCache:
+    """One neighbour list reused across calls (relaxation and MD steps) with a skin.
+
+    The list is built for ``cutoff + skin`` and filtered to ``cutoff`` at every call, so each
+    call sees exactly the pairs closer than the cutoff. It is rebuilt when the atoms, their
+    periodicity or species change, or when a pair outside the list could have come within the
+    cutoff: 2 max|δ| + (cutoff + skin) ‖ε‖ ≥ skin, with ε the cell strain since the build
+    (cell_new = cell_old (1 + ε)) and δ the displacements beyond that homogeneous strain.
+
+    Args:
+        cutoff: neighbour cutoff, Å.
+        skin: extra search distance, Å (0 rebuilds at every call).
+    """
+
+    def __init__(self, cutoff: float, skin: float = 0.5) -> None:
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0 Å, got {skin}")
+        self.cutoff, self.skin = float(cutoff), float(skin)
+        self.builds = 0
+        self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def _still_valid(self, atoms: Atoms) -> bool:
+        if self._ref is None or self.skin == 0:
+            return False
+        numbers, pbc, positions, cell = self._ref
+        if (len(atoms) != len(numbers) or not np.array_equal(atoms.numbers, numbers)
+                or not np.array_equal(atoms.pbc, pbc)):
+            return False
+        strain = np.zeros((3, 3))
+        if pbc.all():
+            strain = np.linalg.solve(cell, atoms.cell.array) - np.eye(3)
+        elif pbc.any() and not np.array_equal(atoms.cell.array, cell):
+            return False  # mixed periodicity: any cell change rebuilds
+        moved = np.asarray(atoms.positions) - positions @ (np.eye(3) + strain)
+        bound = 2 * np.linalg.norm(moved, axis=1).max(initial=0.0)
+        bound += (self.cutoff + self.skin) * np.linalg.norm(strain, 2)
+        return bool(bound < self.skin)
+
+    def pairs(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(i, j, S)`` of the pairs closer than the cutoff, as :func:`neighbour_list`."""
+        if not self._still_valid(atoms):
+            self._pairs = neighbour_list(atoms, self.cutoff + self.skin)
+            self._ref = (atoms.numbers.copy(), np.asarray(atoms.pbc, dtype=bool).copy(),
+                         np.asarray(atoms.positions).copy(), atoms.cell.array.copy())
+            self.builds += 1
+        i, j, s = self._pairs
+        pos = np.asarray(atoms.positions)
+        d = np.linalg.norm(pos[j] - pos[i] + s @ atoms.cell.array, axis=1)
+        keep = d < self.cutoff
+        return i[keep], j[keep], s[keep]
+
+
+def atoms_to_graph(atoms: Atoms, cutoff: float, species_index: dict[int, int],
+                   neighbours: NeighbourCache | None = None) -> Graph:
     """Build the graph of one structure (float64, CPU).
 
     Args:
         atoms: the structure; not modified.
         cutoff: neighbour cutoff, Å.
         species_index: atomic number -> model species index.
+        neighbours: a cache to reuse across calls (its cutoff must equal ``cutoff``).
 
     Raises:
         KeyError: an element the model does not know (the message names it).
@@ -178,7 +233,9 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, species_index: dict[int, int]) -
             f"element(s) {[chemical_symbols[z] for z in unknown]} not known to the potential; "
             f"it knows {known}"
         )
-    i, j, s = neighbour_list(atoms, cutoff)
+    if neighbours is not None and neighbours.cutoff != cutoff:
+        raise ValueError(f"neighbour cache cutoff {neighbours.cutoff} Å != {cutoff} Å")
+    i, j, s = neighbour_list(atoms, cutoff) if neighbours is None else neighbours.pairs(atoms)
     pbc = np.asarray(atoms.pbc, dtype=bool)
     cell = atoms.cell.array if pbc.any() else np.zeros((3, 3))
     return Graph(

@@ -79,6 +79,7 @@ class Interaction(torch.nn.Module):
         edge_index: torch.Tensor,
         edge_sh: torch.Tensor,
         edge_radial: torch.Tensor,
+        edge_length: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Args:
         h: (n, irreps_in.dim) node features.
@@ -86,6 +87,7 @@ class Interaction(torch.nn.Module):
         edge_index: (2, m) receiver i, sender j.
         edge_sh: (m, irreps_sh.dim) spherical harmonics of r̂_ij.
         edge_radial: (m, num_basis) radial basis already multiplied by the envelope.
+        edge_length: (m,) |r_ij|, Å (unused here; the lean twin's radial tables take it).
         Returns (n, irreps_out.dim).
         """
         receiver, sender = edge_index

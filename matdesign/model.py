@@ -197,21 +197,21 @@ class Potential(torch.nn.Module):
         return self.config.committee or self.config.heads
 
     def _trunk(self, attrs: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
-               radial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+               radial: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Last layer's node features (n, channels) and the earlier layers' readouts (n,)."""
         h = self.embedding(attrs)
         c = self.config.channels
         layer_sum = torch.zeros(attrs.shape[0], dtype=attrs.dtype, device=attrs.device)
         for k, layer in enumerate(self.layers):
-            h = layer(h, attrs, edge_index, sh, radial)
+            h = layer(h, attrs, edge_index, sh, radial, r)
             if k < len(self.layer_readouts):
                 layer_sum = layer_sum + self.layer_readouts[k](h[:, :c]).squeeze(-1)
         return h, layer_sum
 
     def _network(self, attrs: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
-                 radial: torch.Tensor) -> torch.Tensor:
+                 radial: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
         """ε per committee member and atom, shape (heads, n), dimensionless; attrs (n, n_attr)."""
-        h, layer_sum = self._trunk(attrs, edge_index, sh, radial)
+        h, layer_sum = self._trunk(attrs, edge_index, sh, radial, r)
         if self.config.committee:
             first, act, last = self.heads[0]
             phi = act(first(h))  # (n, readout_hidden): the last layer's inputs
@@ -236,11 +236,12 @@ class Potential(torch.nn.Module):
         attrs = self.species_attrs.to(self.dtype)
         r, sh, envelope, radial = self._inputs(edge_vectors)
         first, act, _ = self.heads[0]
-        h, _ = self._trunk(attrs[graph.species], graph.edge_index, sh, radial)
+        h, _ = self._trunk(attrs[graph.species], graph.edge_index, sh, radial, r)
         phi = act(first(h))
         s = graph.species
         if self.config.isolated_reference:
-            lone, _ = self._trunk(attrs, graph.edge_index.new_zeros((2, 0)), sh[:0], radial[:0])
+            lone, _ = self._trunk(attrs, graph.edge_index.new_zeros((2, 0)), sh[:0], radial[:0],
+                                  r[:0])
             phi = phi - act(first(lone))[s]
         return phi * self.energy_scale[s, None]
 
@@ -249,14 +250,14 @@ class Potential(torch.nn.Module):
         cfg = self.config
         attrs = self.species_attrs.to(self.dtype)
         r, sh, envelope, radial = self._inputs(edge_vectors)
-        eps = self._network(attrs[graph.species], graph.edge_index, sh, radial)
+        eps = self._network(attrs[graph.species], graph.edge_index, sh, radial, r)
         s = graph.species
         if not cfg.isolated_reference:
             energy = eps * self.energy_scale[s] + self.energy_shift[s]
         else:
             # ε of a lone atom of each species (no edges): subtracted so it has E_iso exactly.
             no_edges = graph.edge_index.new_zeros((2, 0))
-            eps_lone = self._network(attrs, no_edges, sh[:0], radial[:0])  # (heads, species)
+            eps_lone = self._network(attrs, no_edges, sh[:0], radial[:0], r[:0])  # (heads, species)
             rho = r.new_zeros(s.shape[0]).index_add(0, graph.edge_index[0], envelope)
             coordination = 1.0 - (1.0 - (rho / cfg.avg_density).clamp(max=1.0)) ** 2
             base = (self.isolated_energy[s]

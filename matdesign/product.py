@@ -124,7 +124,8 @@ class ProductInteraction(torch.nn.Module):
         return agg.index_add(0, receiver, messages) * self.norm
 
     def forward(self, h: torch.Tensor, species_onehot: torch.Tensor, edge_index: torch.Tensor,
-                edge_sh: torch.Tensor, edge_radial: torch.Tensor) -> torch.Tensor:
+                edge_sh: torch.Tensor, edge_radial: torch.Tensor,
+                edge_length: torch.Tensor | None = None) -> torch.Tensor:
         """Same arguments and shapes as :class:`matdesign.layers.Interaction`; h is scalar."""
         a = self.atomic_basis(h, edge_index, edge_sh, edge_radial)
         scalars = [a[:, :self.channels]]

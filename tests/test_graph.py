@@ -139,3 +139,52 @@ def test_calculator_refuses_overlapping_atoms_and_nan():
     atoms.calc = make_calc()
     with pytest.raises(ValueError, match="NaN or infinity"):
         atoms.get_potential_energy()
+
+
+def _fresh_pairs(atoms, cutoff):
+    from matdesign.graph import neighbour_list
+
+    i, j, s = neighbour_list(atoms, cutoff)
+    return sorted(zip(i.tolist(), j.tolist(), map(tuple, s.tolist())))
+
+
+def test_neighbour_cache_matches_a_fresh_list_through_moves_and_strain():
+    """Reused lists must equal a fresh search at every step (ASE-independent vesin search),
+    rebuilding only when the skin bound says a new pair may have entered."""
+    from ase.build import bulk
+
+    from matdesign.graph import NeighbourCache
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=1)
+    cache = NeighbourCache(cutoff=3.0, skin=0.5)
+    rng = np.random.default_rng(0)
+    for step in range(12):
+        i, j, s = cache.pairs(atoms)
+        assert sorted(zip(i.tolist(), j.tolist(), map(tuple, s.tolist()))) == \
+            _fresh_pairs(atoms, 3.0), f"step {step}"
+        atoms.positions += rng.normal(scale=0.02, size=atoms.positions.shape)
+        if step == 5:  # a homogeneous 1 % strain of the cell
+            atoms.set_cell(atoms.cell.array * 1.01, scale_atoms=True)
+    assert 1 <= cache.builds < 12  # reused, yet rebuilt when the bound required
+    builds = cache.builds
+    atoms.positions[0] += [0.3, 0.0, 0.0]  # more than skin / 2: must rebuild
+    i, j, s = cache.pairs(atoms)
+    assert cache.builds == builds + 1
+    assert sorted(zip(i.tolist(), j.tolist(), map(tuple, s.tolist()))) == _fresh_pairs(atoms, 3.0)
+
+
+def test_neighbour_cache_without_the_bound_would_miss_pairs():
+    """Negative control: a list built with a 0.5 Å skin and then trusted after a 0.6 Å move
+    misses a pair that a fresh search finds, so the rebuild rule above is what keeps it exact."""
+    from ase import Atoms
+
+    from matdesign.graph import NeighbourCache
+
+    atoms = Atoms("Cu2", positions=[[0, 0, 0], [3.7, 0, 0]], pbc=False)
+    cache = NeighbourCache(cutoff=3.0, skin=0.5)
+    cache.pairs(atoms)
+    atoms.positions[1, 0] = 3.1 - 0.2  # now 2.9 Å: inside the cutoff, outside the old list
+    stale_i, _, _ = cache._pairs
+    assert len(stale_i) == 0 and len(_fresh_pairs(atoms, 3.0)) == 2
+    assert len(cache.pairs(atoms)[0]) == 2  # the cache itself rebuilt

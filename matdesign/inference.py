@@ -1,0 +1,217 @@
+"""A lean inference path for trained two-body models: fused layers and tabulated radials.
+
+:func:`lean_potential` returns a copy of a trained :class:`~matdesign.model.Potential` whose
+interaction layers are replaced by :class:`LeanInteraction`, the same function of the inputs
+written with fewer, denser operations:
+
+* every linear map of the layer (e3nn ``o3.Linear`` and the species self-connection, a
+  bilinear ``FullyConnectedTensorProduct`` with one-hot species) becomes one dense matrix,
+  read off by applying the module to unit vectors (these maps are linear, without biases);
+* the per-edge tensor product ("uvu" paths, ℓ ≤ 2) is written as broadcast products and the
+  Wigner-3j contraction of each path, instead of e3nn's generic kernel;
+* the radial network r -> R(r) (Bessel basis × envelope -> MLP -> path weights) becomes a
+  cubic Hermite spline on a uniform grid of r, built once from the network's values and
+  exact derivatives (DeePMD's "model compression" idea). Its error is below 1e-8 of the
+  weights' scale at the default spacing; edges shorter than the table's first knot (never
+  met above the overlap check's floor) fall back to the network.
+
+Nothing here is used in training: gradients with respect to the weights are not meant to
+flow (the tables are buffers). Forces and stress still come from autograd through positions
+and strain (:func:`matdesign.forces.energy_forces_stress`), so the path is conservative.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from e3nn import o3
+
+from matdesign.layers import Interaction
+
+#: grid spacing of the radial tables, Å (error ~ h^4: 1e-3 Å gives < 1e-9 relative)
+TABLE_SPACING = 2e-3
+#: first knot of the tables, Å (below the overlap check's 0.5 Å floor)
+TABLE_START = 0.4
+
+
+class RadialTable(torch.nn.Module):
+    """Cubic Hermite spline of a vector function R(r) on [r0, r_c], values and slopes exact at
+    the knots.
+
+    Args:
+        fn: maps r (k,) in Å to (k, d); differentiable.
+        r0: first knot, Å.
+        cutoff: last knot r_c, Å.
+        spacing: knot spacing, Å.
+    """
+
+    def __init__(self, fn: torch.nn.Module, r0: float, cutoff: float, spacing: float) -> None:
+        super().__init__()
+        n = int(round((cutoff - r0) / spacing)) + 1
+        knots = torch.linspace(r0, cutoff, n, dtype=torch.float64)
+        values, slopes = torch.func.jvp(fn, (knots,), (torch.ones_like(knots),))
+        self.r0, self.cutoff = float(r0), float(cutoff)
+        self.spacing = float(knots[1] - knots[0])
+        v0, v1 = values[:-1].detach(), values[1:].detach()
+        d0, d1 = (slopes[:-1] * self.spacing).detach(), (slopes[1:] * self.spacing).detach()
+        # R = ((c3 s + c2) s + c1) s + c0 on interval k, s in [0, 1): one gather per edge.
+        coefficients = torch.stack([v0, d0, 3 * (v1 - v0) - 2 * d0 - d1, 2 * (v0 - v1) + d0 + d1],
+                                   dim=1)
+        self.register_buffer("coefficients", coefficients)  # (n - 1, 4, d)
+        self.fallback = fn
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        """R(r), shape (m, d), for edge lengths r (m,) in Å."""
+        t = (r - self.r0) / self.spacing
+        k = t.detach().floor().clamp(0, self.coefficients.shape[0] - 1).long()
+        s = (t - k.to(t.dtype))[:, None]
+        c = self.coefficients[k]  # (m, 4, d)
+        out = ((c[:, 3] * s + c[:, 2]) * s + c[:, 1]) * s + c[:, 0]
+        short = r < self.r0
+        if bool(short.any()):
+            out = torch.where(short[:, None], self.fallback(r), out)
+        return out
+
+
+class _RadialOfLength(torch.nn.Module):
+    """r -> the layer's radial MLP of (Bessel basis × envelope): what a table samples."""
+
+    def __init__(self, potential: torch.nn.Module, layer: Interaction) -> None:
+        super().__init__()
+        self.basis, self.mlp = potential.basis, layer.radial
+        self.cutoff, self.p = potential.config.cutoff, potential.config.envelope_p
+
+    def forward(self, r: torch.Tensor) -> torch.Tensor:
+        from matdesign.radial import polynomial_envelope
+
+        return self.mlp(self.basis(r) * polynomial_envelope(r, self.cutoff, self.p)[:, None])
+
+
+def _dense(fn: torch.nn.Module, dim_in: int, dtype: torch.dtype) -> torch.Tensor:
+    """Matrix M (dim_in, dim_out) with fn(x) = x @ M for a linear, bias-free ``fn``."""
+    with torch.no_grad():
+        return fn(torch.eye(dim_in, dtype=dtype)).detach().clone()
+
+
+class LeanInteraction(torch.nn.Module):
+    """The inference twin of :class:`~matdesign.layers.Interaction` (see the module docstring).
+
+    Args:
+        layer: a trained two-body interaction layer (float64 recommended while building).
+        potential: its potential (for the radial basis and cutoff).
+        tabulate: replace the radial MLP by a spline table.
+        spacing: table spacing, Å.
+    """
+
+    def __init__(self, layer: Interaction, potential: torch.nn.Module, *, tabulate: bool = True,
+                 spacing: float = TABLE_SPACING) -> None:
+        super().__init__()
+        dtype = torch.float64
+        layer = copy.deepcopy(layer).to("cpu", dtype)
+        n_attr = potential.species_attrs.shape[1]
+        din, dmid = layer.irreps_in.dim, layer.tp.irreps_out.dim
+        self.norm, self.residual, self.gate = layer.norm, layer.residual, layer.gate
+        self.register_buffer("w_in", _dense(layer.linear_in, din, dtype))
+        self.register_buffer("w_out", _dense(layer.linear_out, dmid, dtype))
+        attrs = torch.eye(n_attr, dtype=dtype)
+        sc = torch.stack([_dense(lambda x, a=a: layer.self_connection(
+            x, a.expand(x.shape[0], -1)), din, dtype) for a in attrs])  # (attr, din, dgate)
+        self.register_buffer("w_self", sc.permute(1, 0, 2).reshape(din, -1))
+        self.dgate = sc.shape[2]
+        radial = _RadialOfLength(potential, layer).to(dtype)
+        self.radial = (RadialTable(radial, TABLE_START, potential.config.cutoff, spacing)
+                       if tabulate else radial)
+        self.paths = _tensor_product_paths(layer.tp)
+        self.dim_mid = dmid
+
+    def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
+                edge_sh: torch.Tensor, edge_radial: torch.Tensor, edge_length: torch.Tensor
+                ) -> torch.Tensor:
+        """As :meth:`Interaction.forward`; ``edge_radial`` is unused (the table takes r)."""
+        receiver, sender = edge_index
+        x = (h @ self.w_in)[sender]
+        weights = self.radial(edge_length)
+        messages = torch.cat([path(x, edge_sh, weights) for path in self.paths], dim=1)
+        agg = messages.new_zeros(h.shape[0], self.dim_mid).index_add_(0, receiver, messages)
+        own = (h @ self.w_self).view(h.shape[0], -1, self.dgate)
+        own = torch.einsum("na,nad->nd", attrs, own)
+        out = self.gate((agg * self.norm) @ self.w_out + own)
+        return out + h if self.residual else out
+
+
+class _Path(torch.nn.Module):
+    """One "uvu" instruction: out[e, u, k] = c w[e, u] Σ_ij C_ijk x[e, u, i] y[e, j].
+
+    For ℓ ≤ 1 every Wigner-3j block met here is a multiple of the identity (0⊗ℓ→ℓ, ℓ⊗0→ℓ,
+    ℓ⊗ℓ→0), so the contraction is a broadcast product or a dot product; other paths use the
+    general einsum.
+    """
+
+    def __init__(self, x_slice: slice, l1: int, y_slice: slice, l2: int, l3: int,
+                 w_slice: slice, mul: int, constant: float) -> None:
+        super().__init__()
+        self.x_slice, self.y_slice, self.w_slice = x_slice, y_slice, w_slice
+        self.mul, self.l1, self.l3 = mul, l1, l3
+        c = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * constant
+        if l1 == 0 or l2 == 0 or l3 == 0:
+            block = c.reshape(-1)[0] * torch.eye(max(l1, l2, l3) * 2 + 1, dtype=torch.float64)
+            kind = "dot" if l3 == 0 and l1 > 0 else "product"
+            if torch.allclose(c.reshape(block.shape), block, atol=1e-12):
+                self.kind, self.scale = kind, float(c.reshape(-1)[0])
+            else:  # pragma: no cover - e3nn's real basis makes these blocks diagonal
+                self.kind, self.scale = "general", 1.0
+        else:
+            self.kind, self.scale = "general", 1.0
+        self.register_buffer("w3j", c)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        m = x.shape[0]
+        xs = x[:, self.x_slice].view(m, self.mul, 2 * self.l1 + 1)
+        ys = y[:, self.y_slice][:, None, :]
+        w = weights[:, self.w_slice, None] * self.scale
+        if self.kind == "product":  # one factor is a scalar: broadcast
+            out = xs * ys
+        elif self.kind == "dot":
+            out = (xs * ys).sum(-1, keepdim=True)
+        else:
+            out = torch.einsum("eui,ej,ijk->euk", xs, ys[:, 0], self.w3j.to(x.dtype))
+        return (out * w).reshape(m, self.mul * (2 * self.l3 + 1))
+
+
+def _tensor_product_paths(tp: o3.TensorProduct) -> torch.nn.ModuleList:
+    """Fused paths of an e3nn "uvu" TensorProduct whose output irreps appear once per path."""
+    paths, w_start = [], 0
+    for ins in tp.instructions:
+        if ins.connection_mode != "uvu" or not ins.has_weight:
+            raise ValueError(f"lean path supports weighted 'uvu' instructions, got {ins}")
+        mul, ir1 = tp.irreps_in1[ins.i_in1]
+        _, ir2 = tp.irreps_in2[ins.i_in2]
+        _, ir3 = tp.irreps_out[ins.i_out]
+        paths.append(_Path(tp.irreps_in1.slices()[ins.i_in1], ir1.l,
+                           tp.irreps_in2.slices()[ins.i_in2], ir2.l, ir3.l,
+                           slice(w_start, w_start + mul), mul, ins.path_weight))
+        w_start += mul
+    order = [ins.i_out for ins in tp.instructions]
+    if order != sorted(order) or len(set(order)) != len(order):
+        raise ValueError("lean path needs one instruction per output irrep, in output order")
+    return torch.nn.ModuleList(paths)
+
+
+def lean_potential(potential: torch.nn.Module, *, tabulate: bool = True,
+                   spacing: float = TABLE_SPACING) -> torch.nn.Module:
+    """A copy of ``potential`` (two-body layers) with :class:`LeanInteraction` layers, in its
+    dtype and device, in eval mode. Product-layer models are returned unchanged (a copy).
+
+    Args:
+        potential: a trained :class:`~matdesign.model.Potential`.
+        tabulate: tabulate the radial networks (False: keep the MLPs, fuse the rest).
+        spacing: table spacing, Å.
+    """
+    dtype, device = potential.dtype, potential.device
+    lean = copy.deepcopy(potential).to(device="cpu", dtype=torch.float64)
+    if potential.config.two_body:
+        for k, layer in enumerate(list(lean.layers)):
+            lean.layers[k] = LeanInteraction(layer, lean, tabulate=tabulate, spacing=spacing)
+    lean.metadata = dict(getattr(potential, "metadata", {}) or {})
+    return lean.to(device=device, dtype=dtype).eval()

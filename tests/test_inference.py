@@ -1,0 +1,101 @@
+"""The lean inference path (fused layers, tabulated radials) against the network it replaces.
+
+References: the e3nn network itself in float64 (the lean path must reproduce it to ≤ 1e-6
+eV/atom), exact rotations, and finite differences of the lean path's own energy (its forces
+must be the gradient of what it computes). A coarse table must be caught by the same check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_model, sheared_cell
+from test_potential_derivatives import fd_forces, stress_fd_mismatch
+
+from matdesign.calculator import MatdesignCalculator
+from matdesign.inference import RadialTable, lean_potential
+from matdesign.model import Potential, PotentialConfig
+
+
+def _two_body(lmax: int, physics: bool) -> Potential:
+    """A tiny trained-looking two-body model; ``physics`` adds ZBL and the isolated reference."""
+    if not physics:
+        return make_model(arch="two_body", lmax=lmax)
+    torch.manual_seed(3)
+    config = PotentialConfig(cutoff=3.8, channels=8, lmax=lmax, lmax_edge=lmax, num_basis=6,
+                             radial_hidden=8, readout_hidden=8, avg_num_neighbours=12.0,
+                             avg_density=6.0, zbl=True, isolated_reference=True)
+    model = Potential(config, species=["Cu", "Au"]).double()
+    with torch.no_grad():
+        model.energy_shift.copy_(torch.tensor([-3.5, -3.0]))
+        model.energy_scale.copy_(torch.tensor([25.0, 30.0]))
+        model.isolated_energy.copy_(torch.tensor([-0.5, -0.2]))
+    return model.eval()
+
+
+def _results(model: Potential, atoms) -> dict:
+    return MatdesignCalculator(model).calculate_batch([atoms])[0]
+
+
+@pytest.mark.parametrize("lmax", [1, 2])
+@pytest.mark.parametrize("physics", [False, True])
+@pytest.mark.parametrize("tabulate", [False, True])
+def test_lean_path_reproduces_the_network(lmax, physics, tabulate):
+    model = _two_body(lmax, physics)
+    atoms = sheared_cell()
+    ref = _results(model, atoms)
+    got = _results(lean_potential(model, tabulate=tabulate), atoms)
+    assert np.abs(ref["forces"]).max() > 0.05
+    tol_e, tol_f = (1e-6, 1e-5) if tabulate else (1e-11, 1e-10)
+    assert abs(got["energy"] - ref["energy"]) / len(atoms) < tol_e
+    np.testing.assert_allclose(got["forces"], ref["forces"], atol=tol_f)
+    np.testing.assert_allclose(got["stress"], ref["stress"], atol=tol_f)
+
+
+def test_a_coarse_table_is_caught():
+    """Negative control: 0.4 Å knots are visibly wrong, so the check above can fail."""
+    model = _two_body(1, physics=False)
+    atoms = sheared_cell()
+    ref = _results(model, atoms)["energy"]
+    got = _results(lean_potential(model, spacing=0.4), atoms)["energy"]
+    assert abs(got - ref) / len(atoms) > 1e-6
+
+
+def test_lean_forces_and_stress_are_gradients_of_its_energy():
+    atoms = sheared_cell()
+    atoms.calc = MatdesignCalculator(lean_potential(_two_body(2, physics=True)))
+    forces = atoms.get_forces().copy()
+    np.testing.assert_allclose(forces, fd_forces(atoms), atol=1e-6)
+    assert stress_fd_mismatch(atoms) < 1e-7
+
+
+def test_lean_path_is_rotation_equivariant():
+    from e3nn import o3
+
+    calc = MatdesignCalculator(lean_potential(_two_body(2, physics=True)))
+    atoms = sheared_cell()
+    ref = calc.calculate_batch([atoms])[0]
+    torch.manual_seed(5)
+    rot = -o3.rand_matrix(dtype=torch.float64).numpy()  # with inversion
+    turned = atoms.copy()
+    turned.set_cell(atoms.cell.array @ rot.T, scale_atoms=False)
+    turned.positions = atoms.positions @ rot.T
+    got = calc.calculate_batch([turned])[0]
+    assert got["energy"] == pytest.approx(ref["energy"], rel=1e-11)
+    np.testing.assert_allclose(got["forces"], ref["forces"] @ rot.T, atol=1e-10)
+
+
+def test_radial_table_interpolates_a_known_function():
+    """A smooth analytic function: cubic Hermite error ≤ h⁴ max|f''''| / 384."""
+    class Waves(torch.nn.Module):
+        def forward(self, r: torch.Tensor) -> torch.Tensor:
+            return torch.stack([torch.sin(3.0 * r), torch.exp(-r)], dim=1)
+
+    fn = Waves()
+    table = RadialTable(fn, 0.5, 4.0, 0.01)
+    r = torch.linspace(0.5, 3.999, 997, dtype=torch.float64)
+    err = (table(r) - fn(r)).abs().max().item()
+    assert err < 0.01**4 * 81 / 384 * 1.01
+    short = torch.tensor([0.2], dtype=torch.float64)  # below the table: the exact function
+    torch.testing.assert_close(table(short), fn(short))
