@@ -63,15 +63,38 @@ class RadialTable(torch.nn.Module):
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
         """R(r), shape (m, d), for edge lengths r (m,) in Å."""
-        t = (r - self.r0) / self.spacing
-        k = t.detach().floor().clamp(0, self.coefficients.shape[0] - 1).long()
-        s = (t - k.to(t.dtype))[:, None]
-        c = self.coefficients[k]  # (m, 4, d)
-        out = ((c[:, 3] * s + c[:, 2]) * s + c[:, 1]) * s + c[:, 0]
+        out = _SplineEval.apply(r, self.coefficients, self.r0, self.spacing)
         short = r < self.r0
         if bool(short.any()):
             out = torch.where(short[:, None], self.fallback(r), out)
         return out
+
+
+class _SplineEval(torch.autograd.Function):
+    """Spline values and, for the backward pass, their r-derivative from the same gather.
+
+    One gather of the interval's four coefficient rows per edge; the backward is a single
+    multiply-and-sum (the table itself is constant). Once differentiable: enough for forces
+    and stress, not for force training.
+    """
+
+    @staticmethod
+    def forward(ctx: object, r: torch.Tensor, coefficients: torch.Tensor, r0: float,
+                spacing: float) -> torch.Tensor:
+        t = (r - r0) / spacing
+        k = t.floor().clamp(0, coefficients.shape[0] - 1).long()
+        s = (t - k.to(t.dtype))[:, None]
+        c = coefficients[k]  # (m, 4, d)
+        c0, c1, c2, c3 = c.unbind(1)
+        value = ((c3 * s + c2) * s + c1) * s + c0
+        if r.requires_grad:
+            ctx.save_for_backward(((3 * c3 * s + 2 * c2) * s + c1) / spacing)
+        return value
+
+    @staticmethod
+    def backward(ctx: object, grad: torch.Tensor) -> tuple:
+        (slope,) = ctx.saved_tensors
+        return (grad * slope).sum(1), None, None, None
 
 
 class _RadialOfLength(torch.nn.Module):
@@ -172,8 +195,8 @@ class _Path(torch.nn.Module):
         w = weights[:, self.w_slice, None] * self.scale
         if self.kind == "product":  # one factor is a scalar: broadcast
             out = xs * ys
-        elif self.kind == "dot":
-            out = (xs * ys).sum(-1, keepdim=True)
+        elif self.kind == "dot":  # a batched matrix product: reductions over 3 are slow
+            out = torch.bmm(xs, ys.transpose(1, 2))
         else:
             out = torch.einsum("eui,ej,ijk->euk", xs, ys[:, 0], self.w3j.to(x.dtype))
         return (out * w).reshape(m, self.mul * (2 * self.l3 + 1))
