@@ -101,11 +101,14 @@ def test_fix_symmetry_keeps_space_group():
     assert relaxed.constraints == []
 
 
-def test_evaluate_many_batched_equals_one_by_one(calc_factory, sheared):
+@pytest.mark.parametrize("max_batch_atoms", [512, 3])  # one call; groups (and one alone)
+def test_evaluate_many_batched_equals_one_by_one(calc_factory, sheared, max_batch_atoms):
     """MatdesignCalculator.calculate_batch path vs plain ASE per-structure calls."""
     calc = calc_factory()
-    structures = [sheared, bulk("Cu", "fcc", a=3.7), bulk("Au", "fcc", a=4.1) * (1, 1, 2)]
-    batched = evaluate_many(calc, structures)
+    structures = [sheared, bulk("Cu", "fcc", a=3.7), bulk("Au", "fcc", a=4.1) * (1, 1, 2),
+                  bulk("Cu", "fcc", a=3.6)]
+    batched = evaluate_many(calc, structures, max_batch_atoms=max_batch_atoms)
+    assert len(batched) == len(structures)
     for atoms, r in zip(structures, batched, strict=True):
         ref = atoms.copy()
         ref.calc = calc_factory()
