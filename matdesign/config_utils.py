@@ -3,9 +3,90 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 T = TypeVar("T")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (PyYAML keeps the last
+    value silently); merge keys (``<<``) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:
+                    continue  # an unhashable key: SafeLoader reports it
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key '{key}' (first given on line {first})",
+                        key_node.start_mark)
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """Read a UTF-8 YAML file with :class:`UniqueKeyLoader`.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file: not UTF-8, not valid YAML, or a duplicated key (with
+            its line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line "
+                         f"{line}); save the file as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+
+
+def typed_int(value: Any, key: str, minimum: int | None = None) -> int:
+    """``value`` as an integer of at least ``minimum``; booleans, floats and strings are
+    refused, the error names ``key``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{key}: expected an integer, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{key}: must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def typed_float(value: Any, key: str, minimum: float | None = None, *,
+                strict: bool = False) -> float:
+    """``value`` as a finite number ``>= minimum`` (``> minimum`` when ``strict``); booleans
+    are refused, numeric strings such as ``"1e-3"`` accepted, the error names ``key``."""
+    number = None if isinstance(value, bool) else _to_float(value)
+    if number is None or not math.isfinite(number):
+        raise ValueError(f"{key}: expected a finite number, got {value!r}")
+    if minimum is not None and (number <= minimum if strict else number < minimum):
+        raise ValueError(f"{key}: must be {'>' if strict else '>='} {minimum}, got {number}")
+    return number
+
+
+def _to_float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:

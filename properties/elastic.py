@@ -11,6 +11,7 @@ from ase import Atoms
 from ase.units import GPa
 
 from matdesign.properties.relax import evaluate_relaxing_ions
+from matdesign.structure_io import require_bulk
 
 # Voigt index -> tensor index pair, ASE order xx, yy, zz, yz, xz, xy.
 VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
@@ -134,8 +135,7 @@ class ElasticCalculator:
 
     def calc(self, atoms: Atoms) -> ElasticResult:
         """Elastic tensor of ``atoms`` (assumed relaxed; not modified; 3D periodic)."""
-        if not atoms.pbc.all():
-            raise ValueError("elastic constants need a structure periodic in 3D")
+        require_bulk(atoms, "elastic constants")  # a slab or molecule has no bulk moduli
         cells = [atoms.copy()]
         engineering = []
         for j in range(6):

@@ -77,19 +77,23 @@ class CampaignStore:
     Row key_value_pairs: the evaluation's properties plus ``candidate_key``, ``kind``,
     ``prototype``, ``family``, ``status``, ``strategy``, ``round``, ``feasible``, ``uncertain``;
     row data: ``x`` (the design vector), ``error`` and the evaluation's own data. The
-    objectives and constraints are kept in the database metadata for ``matdesign report``.
+    objectives and constraints are kept in the database metadata for ``matdesign report``,
+    with the screen settings, potential identity and space (:mod:`matdesign.search.resume`):
+    a database with rows refuses a config that changes them unless ``allow_config_change``.
     """
 
-    def __init__(self, path: str, config: CampaignConfig) -> None:
-        from ase.db import connect
+    def __init__(self, path: str, config: CampaignConfig, *, potential: str | None = None,
+                 allow_config_change: bool = False) -> None:
+        from matdesign.search.database import WRITER_KEY, check_writer, open_database
+        from matdesign.search.resume import campaign_metadata, check_resume
 
         self.path = str(path)
         self.config = config
-        self.db = connect(self.path)
-        meta = {"campaign": config.name,
-                "objectives": [[o.property, o.goal] for o in config.objectives],
-                "constraints": [str(c) for c in config.constraints],
-                "uncertainty_energy_std_ev_per_atom": config.uncertainty_energy_std_ev_per_atom}
+        self.db = open_database(self.path, "campaign")  # clear errors before any work
+        check_writer(self.db, "design", self.path)  # a screen's rows would break resuming
+        meta = {**campaign_metadata(config, potential), WRITER_KEY: "design"}
+        # refuse BEFORE overwriting: a changed objective or fmax must not relabel stored rows
+        check_resume(self.path, self.db.metadata, meta, self.db.count(), allow_config_change)
         if self.db.metadata != meta:
             self.db.metadata = meta
 
@@ -191,12 +195,27 @@ class Campaign:
         timeout_s: per-structure wall limit of the default evaluator, s (as ``screen
             --timeout``: enforced inside the worker; the structure becomes failed with a
             ``timeout`` reason). None: no limit.
+        allow_config_change: resume a database whose stored objectives, constraints, screen
+            settings, potential or space differ from ``config`` (refused by default).
+
+    Raises:
+        ValueError: before anything is evaluated or written: the default evaluator's
+            potential does not load or lacks an element of the space, or the database was
+            made with a different configuration.
     """
 
     def __init__(self, config: CampaignConfig, db_path: str, evaluator: Evaluator | None = None,
-                 potential: str | None = None, timeout_s: float | None = None) -> None:
+                 potential: str | None = None, timeout_s: float | None = None, *,
+                 allow_config_change: bool = False) -> None:
+        if timeout_s is not None and not timeout_s > 0:
+            raise ValueError(f"timeout must be positive, got {timeout_s}")
         if evaluator is None:
+            from matdesign.search.potentials import check_potential
+
             config.check_pipeline_properties()
+            check_potential(potential or config.potential, config.space.elements,
+                            key="--potential" if potential else "potential",
+                            elements_from="the design space")
         if config.uncertainty_energy_std_ev_per_atom is None:
             from matdesign.search.config import calibrated_threshold
 
@@ -204,9 +223,9 @@ class Campaign:
             config = dataclasses.replace(config, uncertainty_energy_std_ev_per_atom=threshold)
         self.config = config
         self.space = config.space
-        self.store = CampaignStore(db_path, config)
-        if timeout_s is not None and not timeout_s > 0:
-            raise ValueError(f"timeout must be positive, got {timeout_s}")
+        self.store = CampaignStore(
+            db_path, config, potential=None if evaluator else (potential or config.potential),
+            allow_config_change=allow_config_change)
         self.evaluator = evaluator or pipeline_evaluator(config, potential or config.potential,
                                                          timeout_s=timeout_s)
         self._crashes: Counter = Counter()  # candidate key -> worker crashes while in flight
@@ -324,9 +343,12 @@ class Campaign:
             scheduler: dask scheduler address (through the screen executors).
             on_result: called with every new record (progress output).
         """
+        from matdesign.config_utils import typed_int
+
         if strategy not in ("bo", "random"):
             raise ValueError(f"strategy must be 'bo' or 'random', not '{strategy}'")
-        budget = int(budget or self.config.budget)
+        typed_int(workers, "workers", 1)
+        budget = self.config.budget if budget is None else typed_int(budget, "budget", 1)
         records = self.store.records()
         n_start = len(records)
         with EvaluationPool(workers, scheduler) as pool:

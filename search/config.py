@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matdesign.config_utils import typed_config
+from matdesign.config_utils import load_yaml, typed_config, typed_float, typed_int
 from matdesign.search.gates import (
     BOOLEAN_KEYS,
     CHEAP_KEYS,
@@ -94,6 +94,13 @@ class ScreenConfig:
     max_steps: int = 200
     phonon_min_length: float = 10.0
 
+    def __post_init__(self) -> None:
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"screen.dtype: must be 'float32' or 'float64', not {self.dtype!r}")
+        typed_float(self.fmax, "screen.fmax", 0.0, strict=True)
+        typed_int(self.max_steps, "screen.max_steps", 1)
+        typed_float(self.phonon_min_length, "screen.phonon_min_length", 0.0, strict=True)
+
 
 @dataclass(frozen=True)
 class OptimizerConfig:
@@ -104,6 +111,13 @@ class OptimizerConfig:
     pool_size: int = 2000
     xi: float = 0.01
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        typed_int(self.batch_size, "optimizer.batch_size", 1)
+        typed_int(self.n_initial, "optimizer.n_initial", 0)
+        typed_int(self.pool_size, "optimizer.pool_size", 1)
+        typed_float(self.xi, "optimizer.xi", 0.0)
+        typed_int(self.seed, "optimizer.seed", 0)  # numpy seeds are non-negative
 
 
 @dataclass(frozen=True)
@@ -179,14 +193,17 @@ def _keys(d: Any, allowed: set[str], where: str, required: tuple[str, ...] = ())
 
 
 def _elements(v: Any, where: str) -> tuple[str, ...]:
-    from ase.data import atomic_numbers
+    from ase.data import chemical_symbols
 
     if not isinstance(v, (list, tuple)) or not v:
         raise ValueError(f"{where}: expected a non-empty list of element symbols")
-    bad = [e for e in v if e not in atomic_numbers]
+    bad = [e for e in v if not isinstance(e, str) or e not in chemical_symbols[1:]]
     if bad:
         raise ValueError(f"{where}: unknown element symbol(s) {bad}")
-    return tuple(str(e) for e in v)
+    repeated = sorted({e for e in v if v.count(e) > 1})
+    if repeated:
+        raise ValueError(f"{where}: element(s) {repeated} listed more than once")
+    return tuple(v)
 
 
 def _space(d: Any, base: Path) -> DesignSpace:
@@ -227,23 +244,25 @@ def _disordered(o: Any, i: int, default: tuple[str, ...] | None) -> DisorderedSp
     lo, hi = [], []
     for e in els:
         b = bounds.get(e, [0.0, 1.0])
-        if not (isinstance(b, (list, tuple)) and len(b) == 2 and 0 <= b[0] <= b[1] <= 1):
-            raise ValueError(f"{where}.bounds.{e}: expected [lower, upper] with 0<=lower<=upper<=1")
+        if not (isinstance(b, (list, tuple)) and len(b) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in b)
+                and 0 <= b[0] <= b[1] <= 1):
+            raise ValueError(f"{where}.bounds.{e}: expected [lower, upper] with "
+                             f"0<=lower<=upper<=1, got {b!r}")
         lo.append(float(b[0]))
         hi.append(float(b[1]))
     if sum(lo) > 1 or sum(hi) < 1:
         raise ValueError(f"{where}.bounds: infeasible (sum of lower {sum(lo)}, of upper {sum(hi)})")
     sc = o.get("supercell", [2, 2, 2])
-    if not (isinstance(sc, (list, tuple)) and len(sc) == 3 and all(int(n) >= 1 for n in sc)):
-        raise ValueError(f"{where}.supercell: expected three positive integers")
-    method = str(o.get("method", "sqs"))
+    if not (isinstance(sc, (list, tuple)) and len(sc) == 3):
+        raise ValueError(f"{where}.supercell: expected three positive integers, got {sc!r}")
+    sc = tuple(typed_int(n, f"{where}.supercell[{k}]", 1) for k, n in enumerate(sc))
+    method = o.get("method", "sqs")
     if method not in ("random", "sqs"):
-        raise ValueError(f"{where}.method: must be 'random' or 'sqs', not '{method}'")
-    reals = int(o.get("realisations", 1))
-    if reals < 1:
-        raise ValueError(f"{where}.realisations: must be >= 1")
-    return DisorderedSpec(str(o["lattice"]), els, tuple(lo), tuple(hi),
-                          tuple(int(n) for n in sc), method, reals, int(o.get("seed", 0)))
+        raise ValueError(f"{where}.method: must be 'random' or 'sqs', not {method!r}")
+    reals = typed_int(o.get("realisations", 1), f"{where}.realisations", 1)
+    seed = typed_int(o.get("seed", 0), f"{where}.seed", 0)
+    return DisorderedSpec(str(o["lattice"]), els, tuple(lo), tuple(hi), sc, method, reals, seed)
 
 
 #: Uncertainty threshold (eV/atom) for a potential without a calibrated one (EMT, a factory).
@@ -268,17 +287,34 @@ def _optional_positive(value: Any, key: str) -> float | None:
 def calibrated_threshold(potential: str) -> float:
     """The committee threshold (eV/atom) stored in a matdesign checkpoint ("default" or a
     path), else :data:`FALLBACK_UNCERTAINTY_EV_PER_ATOM`."""
-    if potential == "emt" or (":" in potential and not Path(potential).exists()):
-        return FALLBACK_UNCERTAINTY_EV_PER_ATOM
-    from matdesign.calculator import DEFAULT_MODEL
-    from matdesign.checkpoint import load_potential
+    from matdesign.search.potentials import potential_info, spec_kind
 
-    path = DEFAULT_MODEL if potential == "default" else Path(potential)
+    if spec_kind(potential) != "checkpoint":
+        return FALLBACK_UNCERTAINTY_EV_PER_ATOM
     try:
-        meta = load_potential(path).metadata
+        meta = potential_info(potential).metadata
     except (OSError, ValueError):
         return FALLBACK_UNCERTAINTY_EV_PER_ATOM  # the potential's own check reports the error
     return float(meta.get("uncertainty_threshold_ev_per_atom", FALLBACK_UNCERTAINTY_EV_PER_ATOM))
+
+
+def _objectives(objs: Any) -> tuple[Objective, ...]:
+    if not isinstance(objs, list) or not objs:
+        raise ValueError("objectives: expected a non-empty list")
+    objectives = []
+    for i, o in enumerate(objs):
+        o = _keys(o, {"property", "goal"}, f"objectives[{i}]", ("property",))
+        if o.get("goal", "max") not in ("max", "min"):
+            raise ValueError(f"objectives[{i}].goal: must be 'max' or 'min', "
+                             f"not {o.get('goal')!r}")
+        if not isinstance(o["property"], str):
+            raise ValueError(f"objectives[{i}].property: expected a property name, "
+                             f"got {o['property']!r}")
+        if o["property"] in [x.property for x in objectives]:
+            raise ValueError(f"objectives[{i}].property: '{o['property']}' is already an "
+                             "objective")
+        objectives.append(Objective(o["property"], o.get("goal", "max")))
+    return tuple(objectives)
 
 
 def parse_campaign(d: Any, base: Path = Path("."), *,
@@ -294,28 +330,19 @@ def parse_campaign(d: Any, base: Path = Path("."), *,
     d = _keys(d, {"name", "space", "objectives", "constraints", "budget", "potential", "screen",
                   "optimizer", "uncertainty_energy_std_ev_per_atom"}, "campaign",
               ("space", "objectives"))
-    objs = d["objectives"]
-    if not isinstance(objs, list) or not objs:
-        raise ValueError("objectives: expected a non-empty list")
-    objectives = []
-    for i, o in enumerate(objs):
-        o = _keys(o, {"property", "goal"}, f"objectives[{i}]", ("property",))
-        if o.get("goal", "max") not in ("max", "min"):
-            raise ValueError(f"objectives[{i}].goal: must be 'max' or 'min'")
-        objectives.append(Objective(str(o["property"]), str(o.get("goal", "max"))))
     cons = d.get("constraints") or []
-    if not isinstance(cons, list):
-        raise ValueError("constraints: expected a list of strings")
-    budget = int(d.get("budget", 20))
-    if budget < 1:
-        raise ValueError("budget: must be >= 1")
+    if not isinstance(cons, list) or not all(isinstance(c, str) for c in cons):
+        raise ValueError(f"constraints: expected a list of strings, got {cons!r}")
+    for key, default in (("name", "campaign"), ("potential", "default")):
+        if not isinstance(d.get(key, default), str) or not d.get(key, default):
+            raise ValueError(f"{key}: expected a non-empty string, got {d.get(key)!r}")
     config = CampaignConfig(
-        name=str(d.get("name", "campaign")),
+        name=d.get("name", "campaign"),
         space=_space(d["space"], base),
-        objectives=tuple(objectives),
+        objectives=_objectives(d["objectives"]),
         constraints=tuple(Constraint.parse(c, f"constraints[{i}]") for i, c in enumerate(cons)),
-        budget=budget,
-        potential=str(d.get("potential", "default")),
+        budget=typed_int(d.get("budget", 20), "budget", 1),
+        potential=d.get("potential", "default"),
         screen=typed_config(ScreenConfig, d.get("screen"), "screen"),
         optimizer=typed_config(OptimizerConfig, d.get("optimizer"), "optimizer"),
         uncertainty_energy_std_ev_per_atom=_optional_positive(
@@ -332,15 +359,10 @@ def parse_campaign(d: Any, base: Path = Path("."), *,
 
 def load_campaign(path: str | Path) -> CampaignConfig:
     """Read and validate a campaign YAML file; errors name the file and the key."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"campaign file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    data = load_yaml(path)  # errors name the file (not UTF-8, bad YAML, duplicated key)
     try:
         return parse_campaign(data, path.parent)
     except ValueError as exc:

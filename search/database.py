@@ -8,18 +8,150 @@ the full results in ``data``. ase.db computes the ``formula`` column from the st
 Retry policy: ``done`` rows are never recomputed. ``failed`` rows are skipped too (a
 deterministic failure would only repeat) unless the run asks to retry them; a retried candidate's
 new row replaces the failed one in the same transaction, so each candidate appears once.
+
+Opening checks, before any work: the file is an ase.db database this process can write, and it
+was not written by ``matdesign design`` (the metadata key :data:`WRITER_KEY` records the
+writing command; a campaign cannot resume once a screen has appended rows to it). Processes
+sharing one database coordinate through claims (:mod:`matdesign.search.claims`), kept in a
+table of the same SQLite file.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from matdesign.properties.stability import HullEntry, hull_energies
 from matdesign.search.pipeline import CandidateResult, plain_value
+
+#: ase.db metadata key naming the command that writes a database ("screen" or "design")
+WRITER_KEY = "matdesign_writer"
+_WRITER_COMMANDS = {"screen": "`matdesign screen` results",
+                    "design": "a `matdesign design` campaign"}
+
+
+def open_database(url: str, role: str) -> Any:
+    """Connect to an ase.db database this run will write, checking that it can, before any work.
+
+    Args:
+        url: a file path or an ase.db URL.
+        role: what the database is for, named in errors ("results", "campaign").
+
+    Returns:
+        The ase.db connection.
+
+    Raises:
+        ValueError: naming the file: it is not an ase.db database (e.g. a text file), of an
+            unknown type, or cannot be written (read-only file or folder).
+    """
+    import ase.db
+
+    try:
+        if "://" not in url:
+            Path(url).parent.mkdir(parents=True, exist_ok=True)
+        db = ase.db.connect(url)
+    except Exception as exc:
+        raise ValueError(f"cannot open {role} database {url}: {exc}") from exc
+    path = sqlite_file(db)
+    if path is not None:
+        _prepare_sqlite(path, role)
+    try:
+        _wait_until_initialised(db)
+    except Exception as exc:
+        raise ValueError(f"cannot open {role} database {url}: {exc}") from exc
+    return db
+
+
+def sqlite_file(db: Any) -> str | None:
+    """The SQLite file behind an ase.db connection; None for other backends (ASE's PostgreSQL
+    backend subclasses the SQLite one, so the class alone does not tell)."""
+    from ase.db.sqlite import SQLite3Database
+
+    name = str(getattr(db, "filename", ""))
+    return name if isinstance(db, SQLite3Database) and "://" not in name else None
+
+
+def _prepare_sqlite(path: str, role: str) -> None:
+    """Create ase.db's tables in a new SQLite file in ONE transaction, or check that an
+    existing one can be written (a write transaction, rolled back).
+
+    ase.db creates its tables statement by statement: two processes opening a new file at once
+    can both try (``table systems already exists``). Writing needs the file AND its folder
+    writable (SQLite puts a journal next to the file).
+
+    Raises:
+        ValueError: naming the file: not a database, or SQLite cannot write it.
+    """
+    from ase.db.sqlite import index_statements, init_statements
+
+    con = None
+    try:
+        con = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        if con.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='systems'").fetchone()[0]:
+            con.execute("CREATE TABLE matdesign_write_probe (x INTEGER)")
+            con.execute("ROLLBACK")
+        else:
+            for statement in init_statements + index_statements:
+                con.execute(statement)
+            con.execute("COMMIT")
+    except sqlite3.OperationalError as exc:
+        raise ValueError(f"cannot write {role} database {path}: {exc} (check the permissions "
+                         "of the file and of its folder)") from exc
+    except sqlite3.DatabaseError as exc:
+        raise ValueError(f"cannot open {role} database {path}: {exc}") from exc
+    finally:
+        if con is not None:
+            con.close()
+
+
+def _wait_until_initialised(db: Any, limit_s: float = 10.0) -> None:
+    """Open the database now (ase.db connects lazily).
+
+    A new SQLite file made by ase.db itself (not :func:`_prepare_sqlite`) gets its tables and
+    only then its version row, in two transactions; another process opening the file in
+    between reads no version row (``TypeError`` inside ase.db). That lasts milliseconds.
+    """
+    deadline = time.monotonic() + limit_s
+    while True:
+        try:
+            db.count()
+            return
+        except TypeError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _infer_writer(db: Any) -> str | None:
+    """Which command wrote a database without the :data:`WRITER_KEY` mark (older versions):
+    campaign metadata or rows with ``candidate_key`` -> "design"; screen rows -> "screen"."""
+    if "campaign" in db.metadata or db.count("candidate_key"):
+        return "design"
+    if db.count("content_hash"):
+        return "screen"
+    return None
+
+
+def check_writer(db: Any, kind: str, name: str) -> None:
+    """Refuse a database written by the other command (their rows cannot be mixed).
+
+    Args:
+        db: an ase.db connection.
+        kind: the command about to write it, "screen" or "design".
+        name: the database as the user gave it (for the message).
+
+    Raises:
+        ValueError: the database holds the other command's rows.
+    """
+    found = db.metadata.get(WRITER_KEY) or _infer_writer(db)
+    if found is not None and found != kind:
+        raise ValueError(f"{name} holds {_WRITER_COMMANDS.get(found, found)}; `matdesign "
+                         f"{kind}` will not add its rows to it: give it another --db")
 
 
 class ResultsDB:
@@ -31,33 +163,24 @@ class ResultsDB:
     """
 
     def __init__(self, url: str) -> None:
-        import ase.db
-
         self.url = str(url)
-        if "://" not in self.url:
-            Path(self.url).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = ase.db.connect(self.url)
-            self._wait_until_initialised()
-        except Exception as exc:
-            raise ValueError(f"cannot open results database {self.url}: {exc}") from exc
+        self._db = open_database(self.url, "results")
+        check_writer(self._db, "screen", self.url)
+        meta = self._db.metadata
+        if meta.get(WRITER_KEY) != "screen":
+            self._db.metadata = {**meta, WRITER_KEY: "screen"}
 
-    def _wait_until_initialised(self, limit_s: float = 10.0) -> None:
-        """Open the database now (ase.db connects lazily).
+    @property
+    def sqlite_path(self) -> str | None:
+        """The SQLite file behind this database (None for other backends)."""
+        return sqlite_file(self._db)
 
-        ASE creates a new SQLite file's tables and only then inserts its version row, in two
-        transactions; another process opening the file in between reads no version row
-        (``TypeError`` inside ase.db). That state lasts milliseconds, so wait it out.
-        """
-        deadline = time.monotonic() + limit_s
-        while True:
-            try:
-                self._db.count()
-                return
-            except TypeError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    def finished(self, content_hash: str, settings_hash: str) -> list[tuple[int, str]]:
+        """``(row id, status)`` of every row of one candidate."""
+        return [(int(row.id), str(row.get("status")))
+                for row in self._db.select(content_hash=content_hash,
+                                           settings_hash=settings_hash,
+                                           columns=["id", "key_value_pairs"])]
 
     def write(self, result: CandidateResult, extra: dict[str, Any] | None = None) -> int:
         """Write one candidate now; replaces earlier failed rows of the same candidate.

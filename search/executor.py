@@ -2,19 +2,27 @@
 
 All three are ``concurrent.futures.Executor``-like, so the screening loop is the same.
 Worker processes are started with ``spawn`` (``fork`` after torch has started its thread pools
-can deadlock); each loads the potential once (``matdesign.search.pipeline`` caches).
+can deadlock); each loads the potential once (``matdesign.search.pipeline`` caches). Workers
+exit when the coordinating process dies, even by SIGKILL (:func:`exit_with_parent`); on Linux
+that is when the thread that submitted the pool's first task exits, so submit from a thread that
+outlives the pool.
 """
 
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class SerialExecutor(Executor):
@@ -31,12 +39,48 @@ class SerialExecutor(Executor):
         return future
 
 
+def _init_worker(n_threads: int, parent_pid: int) -> None:
+    """Worker initializer: cap threads, and exit when the coordinating process dies."""
+    _limit_threads(n_threads)
+    exit_with_parent(parent_pid)
+
+
+def exit_with_parent(parent_pid: int, poll_s: float = 1.0) -> None:
+    """Make this process die with ``parent_pid`` (else a SIGKILLed coordinator leaves its
+    workers, each holding a loaded potential, and multiprocessing's resource tracker alive).
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGKILL)``; the kernel kills this process when the thread
+    that started it exits. Elsewhere: a daemon thread polls ``os.getppid()``, which changes when
+    the parent dies. Either way a parent already gone means exit now.
+    """
+    if not _set_parent_death_signal():
+        def watch() -> None:
+            while os.getppid() == parent_pid:
+                time.sleep(poll_s)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="matdesign-parent-watch").start()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _set_parent_death_signal() -> bool:
+    """``prctl(PR_SET_PDEATHSIG, SIGKILL)`` through libc; False where that is unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
 def _limit_threads(n_threads: int) -> None:
     """Worker initializer: cap BLAS/OpenMP/torch threads so workers do not oversubscribe."""
     for var in THREAD_ENV:
         os.environ[var] = str(n_threads)
-    import sys
-
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(n_threads)
 
@@ -74,7 +118,7 @@ def get_executor(workers: int = 1, scheduler: str | None = None) -> Iterator[Exe
         return
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=mp.get_context("spawn"),
-        initializer=_limit_threads, initargs=(threads_per_worker(workers),),
+        initializer=_init_worker, initargs=(threads_per_worker(workers), os.getpid()),
     )
     try:
         yield pool

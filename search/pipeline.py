@@ -48,6 +48,7 @@ from matdesign.search.hashing import (  # noqa: F401 - re-exported
     payload_hash,
     potential_id,
 )
+from matdesign.structure_io import vacuum_reason
 
 PROPERTIES = ("elastic", "phonon")
 
@@ -281,7 +282,14 @@ def identify(settings: ScreenSettings, state: dict[str, Any]) -> None:
 
 
 def _evaluate(atoms: Atoms, settings: ScreenSettings, state: dict[str, Any]) -> None:
-    """The steps, each adding to ``state`` so a later failure keeps earlier results."""
+    """The steps, each adding to ``state`` so a later failure keeps earlier results.
+
+    A slab, molecule or isolated atom is refused first: its energy on the bulk convex hull and
+    its "bulk" properties would be meaningless numbers in a ``done`` row.
+    """
+    not_bulk = vacuum_reason(atoms)
+    if not_bulk is not None:
+        raise ValueError(f"vacuum / not bulk: {not_bulk}")
     calc = get_calculator(settings)
     relax_candidate(atoms, calc, settings, state)
     stability_step(calc, settings, state)

@@ -3,6 +3,13 @@
 Only this (coordinating) process writes to the database, one row as each candidate finishes, so
 a run killed at any moment loses only the candidates in flight.
 
+Sharing one database: any number of ``screen`` processes (on any machines that reach the
+database) may run the same inputs at once. Each claims a candidate in the database just before
+running it (:mod:`matdesign.search.claims`) and skips one that another live process holds or
+that already has a row; at the end it waits for the candidates held elsewhere, counting those
+finished there and taking over those whose owner stopped sending heartbeats (killed), so every
+candidate gets exactly one row.
+
 Timeouts: a per-candidate wall limit is enforced inside the worker (SIGALRM; the candidate
 becomes ``failed`` with reason ``timeout`` and the worker goes on). Where that cannot work (Dask
 worker threads) or a worker hangs inside C code, the coordinator gives up on the candidate after
@@ -21,12 +28,13 @@ import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ase import Atoms
 
+from matdesign.search.claims import Claims, MemoryClaims, open_claims
 from matdesign.search.database import ResultsDB
 from matdesign.search.executor import get_executor
 from matdesign.search.pipeline import (
@@ -37,10 +45,17 @@ from matdesign.search.pipeline import (
     failed_result,
     identify,
 )
+from matdesign.search.summary import (  # format_summary: re-exported for the CLI
+    ScreenSummary,
+    best_rows,
+    collect_references,
+    format_summary,  # noqa: F401
+)
 
 FAILURE_CLASSES = (("timeout", "timeout"), ("not known to the potential", "unknown element"),
                    ("overlapping", "overlapping atoms"), ("not converged", "not converged"),
                    ("cannot read", "unreadable input"), ("non-finite", "non-finite numbers"),
+                   ("vacuum", "vacuum / not bulk"),
                    ("worker crashed", "worker crashed"), ("worker", "worker error"))
 
 
@@ -54,25 +69,6 @@ class Candidate:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class ScreenSummary:
-    """Outcome of ``run_screen`` (this run's counts; ``best`` spans the whole database)."""
-
-    n_candidates: int
-    n_skipped: int
-    n_done: int
-    n_failed: int
-    elapsed_s: float
-    best: list[dict[str, Any]] = field(default_factory=list)  # lowest e_above_hull first
-    failures_by_reason: dict[str, int] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"n_candidates": self.n_candidates, "n_skipped": self.n_skipped,
-                "n_done": self.n_done, "n_failed": self.n_failed,
-                "elapsed_s": float(self.elapsed_s), "best": list(self.best),
-                "failures_by_reason": dict(self.failures_by_reason)}
-
-
 def _file_hash(path: Path) -> str:
     try:
         return "file:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -81,7 +77,7 @@ def _file_hash(path: Path) -> str:
 
 
 def _read_file(path: Path) -> list[Candidate]:
-    from ase.io import read
+    from matdesign.structure_io import StructureFileError, read_structures
 
     if path.suffix.lower() == ".db":
         import ase.db
@@ -92,11 +88,10 @@ def _read_file(path: Path) -> list[Candidate]:
             return [Candidate(str(path), None, _file_hash(path), f"cannot read {path}: {exc}")]
         return [_candidate(f"{path}@id={row.id}", row.toatoms()) for row in rows]
     try:
-        frames = read(str(path), index=":")
-        if not frames:
-            raise ValueError("no structures in the file")
+        frames = read_structures(path)  # the CLI's reader: POSCAR counts checked, errors named
     except Exception as exc:
-        reason = f"cannot read {path}: {type(exc).__name__}: {exc}"
+        reason = (str(exc) if isinstance(exc, StructureFileError)
+                  else f"cannot read {path}: {type(exc).__name__}: {exc}")
         return [Candidate(str(path), None, _file_hash(path), reason)]
     if len(frames) == 1:
         return [_candidate(str(path), frames[0])]
@@ -157,18 +152,85 @@ def _classify(reason: str | None) -> str:
 
 
 class _Loop:
-    """Bookkeeping of one run: submit within a window, collect, write, count."""
+    """Bookkeeping of one run: claim, submit within a window, collect, write, count.
+
+    Args:
+        db: the results database.
+        settings: screening settings; ``shash`` their hash.
+        timeout_s: per-candidate wall limit, s (None: none).
+        bar: progress bar (``update(n)``).
+        claims: this run's claims in ``db`` (default: private to this process).
+        retry_failed: failed rows present now do not count as finished.
+    """
 
     def __init__(self, db: ResultsDB, settings: ScreenSettings, shash: str,
-                 timeout_s: float | None, bar: Any) -> None:
+                 timeout_s: float | None, bar: Any, *, claims: Claims | None = None,
+                 retry_failed: bool = False) -> None:
         self.db, self.settings, self.shash, self.timeout_s, self.bar = (
             db, settings, shash, timeout_s, bar)
+        self.claims = claims if claims is not None else MemoryClaims()
+        self.retry_ids = ({int(r.id) for r in db.rows(status="failed", settings_hash=shash)}
+                          if retry_failed else set())
         self.statuses: Counter = Counter()
         self.reasons: Counter = Counter()
         self.crashes: Counter = Counter()  # source -> worker crashes while it was in flight
+        self.others: list[Candidate] = []  # claimed by another live process
+        self.n_by_others = 0  # candidates of this run that other processes finished
+
+    def finished_elsewhere(self, chash: str) -> bool:
+        """True when ``chash`` has a row this run must not redo (done, or failed unless it is
+        a failed row being retried)."""
+        return any(status == "done" or (status == "failed" and rid not in self.retry_ids)
+                   for rid, status in self.db.finished(chash, self.shash))
+
+    def take(self, cand: Candidate) -> bool:
+        """Claim ``cand`` just before running it.
+
+        Returns:
+            True when this run is to compute it. False when another live process holds it
+            (kept in ``others`` to wait for) or another process finished it meanwhile.
+        """
+        key = (cand.content_hash, self.shash)
+        if not self.claims.claim(key):
+            self.others.append(cand)
+            return False
+        if self.finished_elsewhere(cand.content_hash):
+            self.claims.release(key)
+            self._by_others()
+            return False
+        return True
+
+    def orphans(self) -> list[Candidate]:
+        """Wait (polling) while other processes hold candidates of this run.
+
+        Returns:
+            The candidates this run has now claimed because their owner released them
+            unfinished or died (stale heartbeat); [] once no candidate is held elsewhere.
+            Those finished elsewhere are counted in ``n_by_others``.
+        """
+        poll_s = min(2.0, self.claims.timeout_s / 4)
+        while self.others:
+            time.sleep(poll_s)
+            live = self.claims.holders(self.shash)
+            free = [c for c in self.others if c.content_hash not in live]
+            self.others = [c for c in self.others if c.content_hash in live]
+            mine = [c for c in free if self.take(c)]
+            if mine:
+                return mine
+        return []
+
+    def _by_others(self) -> None:
+        self.n_by_others += 1
+        self.bar.update(1)
 
     def record(self, result: CandidateResult) -> None:
+        key = (result.content_hash, self.shash)
+        if self.finished_elsewhere(result.content_hash):  # our claim had gone stale
+            self.claims.release(key)
+            self._by_others()
+            return
         self.db.write(result)
+        self.claims.release(key)
         self.statuses[result.status] += 1
         if result.status == "failed":
             self.reasons[_classify(result.reason)] += 1
@@ -198,6 +260,8 @@ class _Loop:
             if self.crashes[queue[-1].source] and pending:
                 return True
             cand = queue.pop()
+            if not self.take(cand):
+                continue
             try:
                 fut = ex.submit(evaluate_candidate, cand.atoms, self.settings, cand.source,
                                 timeout_s=self.timeout_s)
@@ -228,6 +292,8 @@ class _Loop:
         while queue or pending:
             if not self._submit_window(ex, queue, pending, window) and not pending:
                 return list(reversed(queue))
+            if not pending:  # the rest is claimed by other processes
+                continue
             limit = None if self.timeout_s is None else hard_timeout(self.timeout_s)
             wait_s = None if limit is None else max(
                 0.0, min(t0 + limit for _, t0 in pending.values()) - time.monotonic())
@@ -269,9 +335,34 @@ def run_all(loop: _Loop, todo: list[Candidate], workers: int, scheduler: str | N
             todo = loop.drain(ex, todo, window)
 
 
+def run_candidates(loop: _Loop, todo: list[Candidate], workers: int,
+                   scheduler: str | None) -> None:
+    """Run ``todo`` (unreadable inputs are recorded as failed), then wait for the candidates
+    that other processes hold, running those whose owner died."""
+    while todo:
+        for cand in [c for c in todo if c.error is not None]:
+            if loop.take(cand):
+                loop.fail(cand, cand.error)
+        run_all(loop, [c for c in todo if c.error is None], workers, scheduler)
+        todo = loop.orphans()
+
+
+def _unfinished(candidates: list[Candidate], finished: set[tuple[str, str]],
+                shash: str) -> list[Candidate]:
+    """The first candidate of each key not in ``finished``."""
+    todo, seen = [], set(finished)
+    for cand in candidates:
+        key = (cand.content_hash, shash)
+        if key not in seen:
+            seen.add(key)
+            todo.append(cand)
+    return todo
+
+
 def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, workers: int = 1,
                scheduler: str | None = None, timeout_s: float | None = None,
-               progress: bool = True, retry_failed: bool = False) -> ScreenSummary:
+               progress: bool = True, retry_failed: bool = False,
+               claim_timeout_s: float | None = None) -> ScreenSummary:
     """Screen every input structure into ``db_url``; see the module docstring.
 
     Args:
@@ -283,6 +374,8 @@ def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, work
         timeout_s: per-candidate wall limit, s (None: no limit).
         progress: show a tqdm progress bar on stderr.
         retry_failed: recompute candidates whose earlier row is ``failed``.
+        claim_timeout_s: another process's claim whose heartbeat is older than this, s, is
+            taken over (None: ``$MATDESIGN_CLAIM_TIMEOUT_S`` or 120 s).
     """
     from tqdm import tqdm
 
@@ -291,68 +384,20 @@ def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, work
                                                   for r in settings.references))
     shash = settings.settings_hash()
     db = ResultsDB(db_url)
+    claims = open_claims(db.sqlite_path, claim_timeout_s)
     finished = db.done_keys(include_failed=not retry_failed)
     own = () if "://" in db_url else (db_url, db_url + ".db")
     candidates = expand_inputs(inputs, exclude=own)
-    todo, seen, n_skipped = [], set(), 0
-    for cand in candidates:
-        key = (cand.content_hash, shash)
-        if key in finished or key in seen:
-            n_skipped += 1
-            continue
-        seen.add(key)
-        todo.append(cand)
-    with tqdm(total=len(todo), disable=not progress, file=sys.stderr, desc="screen") as bar:
-        loop = _Loop(db, settings, shash, timeout_s, bar)
-        for cand in [c for c in todo if c.error is not None]:
-            loop.fail(cand, cand.error)
-        todo = [c for c in todo if c.error is None]
-        run_all(loop, todo, workers, scheduler)
+    todo = _unfinished(candidates, finished, shash)
+    with (tqdm(total=len(todo), disable=not progress, file=sys.stderr, desc="screen") as bar,
+          claims.keep_alive()):
+        loop = _Loop(db, settings, shash, timeout_s, bar, claims=claims,
+                     retry_failed=retry_failed)
+        run_candidates(loop, todo, workers, scheduler)
     db.update_hull(collect_references(db, shash), settings_hash=shash)
     return ScreenSummary(
-        n_candidates=len(candidates), n_skipped=n_skipped, n_done=loop.statuses["done"],
-        n_failed=loop.statuses["failed"], elapsed_s=time.perf_counter() - start,
-        best=best_rows(db, shash), failures_by_reason=dict(loop.reasons),
+        n_candidates=len(candidates), n_skipped=len(candidates) - len(todo),
+        n_done=loop.statuses["done"], n_failed=loop.statuses["failed"],
+        elapsed_s=time.perf_counter() - start, best=best_rows(db, shash),
+        failures_by_reason=dict(loop.reasons), n_by_others=loop.n_by_others,
     )
-
-
-def collect_references(db: ResultsDB, settings_hash: str) -> dict[str, dict[str, Any]]:
-    """Elemental references and competing phases recorded in the rows of one settings hash."""
-    refs: dict[str, dict[str, Any]] = {}
-    for row in db.rows(status="done", settings_hash=settings_hash):
-        stored = (row.data or {}).get("references") or {}
-        for el, e in (stored.get("elements") or {}).items():
-            refs[el] = {"formula": el, "energy_per_atom_ev": float(e)}
-        for phase in stored.get("competing") or []:
-            refs[phase["name"]] = {"formula": phase["formula"],
-                                   "energy_per_atom_ev": float(phase["energy_per_atom_ev"])}
-    return refs
-
-
-def best_rows(db: ResultsDB, settings_hash: str, n: int = 10) -> list[dict[str, Any]]:
-    """The ``n`` done rows with the lowest energy above the hull."""
-    rows = [r for r in db.rows(status="done", settings_hash=settings_hash)
-            if "e_above_hull_ev_per_atom" in r]
-    rows.sort(key=lambda r: (r.e_above_hull_ev_per_atom, r.formation_energy_ev_per_atom))
-    return [{"id": int(r.id), "source": r.source, "formula": r.formula,
-             "e_above_hull_ev_per_atom": float(r.e_above_hull_ev_per_atom),
-             "formation_energy_ev_per_atom": float(r.formation_energy_ev_per_atom)}
-            for r in rows[:n]]
-
-
-def format_summary(summary: ScreenSummary) -> str:
-    """A plain-text table: counts, best candidates by hull energy, failures by reason."""
-    lines = [f"candidates {summary.n_candidates}: done {summary.n_done}, failed "
-             f"{summary.n_failed}, skipped (already in the database) {summary.n_skipped}; "
-             f"{summary.elapsed_s:.1f} s"]
-    if summary.best:
-        lines += ["", f"{'id':>5}  {'formula':<14} {'E_hull eV/at':>12} {'E_form eV/at':>12}  "
-                  "source"]
-        for b in summary.best:
-            lines.append(f"{b['id']:>5}  {b['formula']:<14} {b['e_above_hull_ev_per_atom']:>12.4f} "
-                         f"{b['formation_energy_ev_per_atom']:>12.4f}  {b['source']}")
-    if summary.failures_by_reason:
-        lines += ["", "failures by reason:"]
-        lines += [f"  {n:>5}  {reason}" for reason, n in
-                  sorted(summary.failures_by_reason.items(), key=lambda kv: -kv[1])]
-    return "\n".join(lines)

@@ -14,7 +14,8 @@ from matdesign.plain import to_plain
 def add_potential_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--potential", default="default",
-        help="checkpoint path, 'default' (shipped NbMoTaW model), 'emt', or 'module:callable'",
+        help="checkpoint path, 'default' (shipped NbMoTaW model), 'emt', or 'module:callable' "
+             "(IMPORTS and runs that Python module: use only code you trust)",
     )
 
 
@@ -22,22 +23,22 @@ def add_json_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="OUT", help="write the result as JSON to OUT ('-' = stdout)")
 
 
-def read_structure(path: str | Path, index: int | str = -1):  # noqa: ANN201 - returns ase.Atoms
-    """Read one structure with ASE; any failure becomes ``ValueError`` naming the file."""
-    from ase.io import read
+def add_index_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--index", type=int, metavar="N",
+                   help="frame N of a multi-frame file (0 = first, -1 = last); required when "
+                        "the file holds more than one structure")
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"structure file not found: {path}")
-    try:
-        atoms = read(path, index=index)
-    except Exception as exc:  # ASE raises many types for malformed input
-        raise ValueError(f"cannot read structure from {path}: {type(exc).__name__}: {exc}") from exc
-    if isinstance(atoms, list):
-        raise ValueError(f"{path}: expected one structure, got {len(atoms)}")
-    if len(atoms) == 0:
-        raise ValueError(f"{path}: the file holds no atoms")
-    return atoms
+
+def read_structure(path: str | Path, index: int | None = None):  # noqa: ANN201 - ase.Atoms
+    """Read one structure; any failure becomes ``ValueError`` naming the file.
+
+    A file with several frames needs ``index`` (the ``--index`` option): no frame is picked
+    silently. POSCAR counts are checked against the coordinate lines
+    (:func:`matdesign.structure_io.read_one`).
+    """
+    from matdesign.structure_io import read_one
+
+    return read_one(path, index, hint="choose one with --index N")
 
 
 def write_json(obj: Any, out: str | None) -> None:

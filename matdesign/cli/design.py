@@ -19,7 +19,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheduler", default=None,
                    help="dask scheduler address, or 'local' for a LocalCluster")
     p.add_argument("--potential", default=None,
-                   help="override the YAML's potential ('default', 'emt', checkpoint path)")
+                   help="override the YAML's potential: 'default', 'emt', a checkpoint path, "
+                        "or 'module:callable' (IMPORTS and runs that Python module: use only "
+                        "code you trust)")
+    p.add_argument("--allow-config-change", action="store_true",
+                   help="resume a --db whose stored objectives, constraints, screen settings, "
+                        "potential or space differ from the YAML (refused by default)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="per-candidate wall-time limit, s (as screen --timeout; a disordered "
                         "candidate's realisations each get this limit)")
@@ -33,12 +38,16 @@ def run(args: argparse.Namespace) -> int:
     from matdesign.search.campaign import Campaign
     from matdesign.search.config import load_campaign
 
-    config = load_campaign(args.campaign)
+    # command-line values first: all of these refuse before any evaluation
     if args.budget is not None and args.budget < 1:
-        raise ValueError("--budget must be >= 1")
-    if args.timeout is not None and args.timeout <= 0:
+        raise ValueError(f"--budget must be >= 1, got {args.budget}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.timeout is not None and not args.timeout > 0:
         raise ValueError(f"--timeout must be positive, got {args.timeout}")
-    campaign = Campaign(config, args.db, potential=args.potential, timeout_s=args.timeout)
+    config = load_campaign(args.campaign)
+    campaign = Campaign(config, args.db, potential=args.potential, timeout_s=args.timeout,
+                        allow_config_change=args.allow_config_change)
 
     def progress(rec) -> None:  # noqa: ANN001 - a Record
         flags = ("feasible" if rec.feasible else "infeasible") + (

@@ -12,11 +12,21 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from matdesign.cli.common import add_json_arg, add_potential_arg, read_structure, write_json
+from matdesign.cli.common import (
+    add_index_arg,
+    add_json_arg,
+    add_potential_arg,
+    read_structure,
+    write_json,
+)
+
+# verbs whose result means nothing for a slab, molecule or atom in a box
+BULK_VERBS = ("eos", "elastic", "phonon")
 
 
 def _common(p: argparse.ArgumentParser, *, relax_first: bool = True) -> None:
     p.add_argument("structure", help="any file ASE reads (CIF, POSCAR, extxyz, ...)")
+    add_index_arg(p)
     add_potential_arg(p)
     add_json_arg(p)
     if relax_first:
@@ -103,12 +113,18 @@ def _reports_failures(func: Callable[[argparse.Namespace], int]) -> Callable:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any] | None]:
-    """Read the structure, load the calculator and relax first unless ``--no-relax``."""
+    """Read the structure, load the calculator and relax first unless ``--no-relax``.
+
+    Bulk-only verbs refuse a slab, molecule or isolated atom here, before any model work.
+    """
     from matdesign.calculator import load_calculator
     from matdesign.graph import check_geometry
     from matdesign.properties.relax import relax, require_converged
+    from matdesign.structure_io import require_bulk
 
-    atoms = read_structure(args.structure)
+    atoms = read_structure(args.structure, args.index)
+    if args.verb in BULK_VERBS:
+        require_bulk(atoms, f"'matdesign {args.verb}'", args.structure)
     calc = load_calculator(args.potential, dtype="float64")
     if args.no_relax:
         check_geometry(atoms, float(getattr(calc, "cutoff", 0.0)))
@@ -125,21 +141,46 @@ def _report(args: argparse.Namespace, atoms: Any, relaxation: dict | None,
             "relaxation": relaxation, **result.to_dict()}
 
 
-@_reports_failures
-def run_relax(args: argparse.Namespace) -> int:
+def _write_relaxed(atoms: Any, out: str, structure: str) -> bool:
+    """Write the relaxed structure; if that fails, save it as extxyz elsewhere and say where."""
+    import tempfile
+    from pathlib import Path
+
     from ase.io import write
 
+    try:
+        write(out, atoms)
+        print(f"wrote {out}", file=sys.stderr)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the relaxation must not be lost to a write error
+        print(f"matdesign relax: error: cannot write {out}: {type(exc).__name__}: {exc}",
+              file=sys.stderr)
+    stem = Path(structure).stem
+    for folder in (Path(structure).parent, Path(tempfile.gettempdir())):
+        rescue = folder / f"{stem}_relaxed.extxyz"
+        try:
+            write(rescue, atoms, format="extxyz")
+        except OSError:
+            continue
+        print(f"matdesign relax: the relaxed structure was saved to {rescue}", file=sys.stderr)
+        break
+    return False
+
+
+@_reports_failures
+def run_relax(args: argparse.Namespace) -> int:
     from matdesign.calculator import load_calculator
     from matdesign.properties.relax import relax
+    from matdesign.structure_io import check_output_path
 
-    atoms = read_structure(args.structure)
+    if args.output:  # an unwritable name must fail now, not after the relaxation
+        check_output_path(args.output)
+    atoms = read_structure(args.structure, args.index)
     calc = load_calculator(args.potential, dtype="float64")
     relaxed, res = relax(atoms, calc, fmax=args.fmax, max_steps=args.max_steps,
                          optimizer=args.optimizer, relax_cell=not args.ions_only,
                          fix_symmetry=args.fix_symmetry, trajectory=args.trajectory)
-    if args.output:
-        write(args.output, relaxed)
-        print(f"wrote {args.output}", file=sys.stderr)
+    written = _write_relaxed(relaxed, args.output, args.structure) if args.output else True
     write_json(_report(args, relaxed, None, res), args.json)
     if not res.converged:
         from matdesign.properties.relax import NotConvergedError, require_converged
@@ -149,7 +190,7 @@ def run_relax(args: argparse.Namespace) -> int:
         except NotConvergedError as exc:
             print(f"matdesign relax: error: {exc}; outputs written anyway", file=sys.stderr)
         return 1
-    return 0
+    return 0 if written else 1
 
 
 @_reports_failures

@@ -43,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="per-candidate wall-time limit, s")
     p.add_argument("--retry-failed", action="store_true",
                    help="recompute candidates whose earlier row is 'failed'")
+    p.add_argument("--claim-timeout", type=float, default=None, metavar="S",
+                   help="several screens may share one --db: a candidate claimed by a process "
+                        "that sent no heartbeat for S seconds (it died) is taken over "
+                        "(default $MATDESIGN_CLAIM_TIMEOUT_S or 120)")
     p.add_argument("--export", default=None, metavar="FILE",
                    help="also write all rows to FILE (.csv or .json)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -57,11 +61,33 @@ def parse_gate(text: str) -> tuple[str, str, float]:
     return parse(text)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Refuse bad option values and an unusable ``--potential`` before any input is read.
+
+    Raises:
+        ValueError: naming the option.
+    """
+    from matdesign.search.potentials import check_potential
+
+    if args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.timeout is not None and not args.timeout > 0:
+        raise ValueError(f"--timeout must be positive, got {args.timeout}")
+    if not (args.phonon_min_length > 0 and args.phonon_min_length < float("inf")):
+        raise ValueError(f"--phonon-min-length must be a positive length in Å, "
+                         f"got {args.phonon_min_length}")
+    check_potential(args.potential, key="--potential")
+
+
 def run(args: argparse.Namespace) -> int:
+    """Screen; exit status 1 when candidates were evaluated and every one failed."""
+    import sys
+
     from matdesign.search.database import ResultsDB
     from matdesign.search.pipeline import SCREEN_FMAX, ScreenSettings
     from matdesign.search.screen import format_summary, run_screen
 
+    check_args(args)
     props = tuple(p.strip() for p in args.properties.split(",") if p.strip())
     settings = ScreenSettings(
         potential=args.potential, dtype=args.dtype, properties=props,
@@ -69,15 +95,18 @@ def run(args: argparse.Namespace) -> int:
         fix_symmetry=args.fix_symmetry, phonon_min_length=args.phonon_min_length,
         gates=tuple(parse_gate(g) for g in args.gate), references=tuple(args.references),
     )
-    if args.timeout is not None and args.timeout <= 0:
-        raise ValueError(f"--timeout must be positive, got {args.timeout}")
     summary = run_screen(args.inputs, args.db, settings, workers=args.workers,
                          scheduler=args.scheduler, timeout_s=args.timeout,
-                         progress=not args.no_progress, retry_failed=args.retry_failed)
+                         progress=not args.no_progress, retry_failed=args.retry_failed,
+                         claim_timeout_s=args.claim_timeout)
     print(format_summary(summary))
     if args.export:
         n = ResultsDB(args.db).export(args.export)
         print(f"exported {n} rows to {args.export}")
     if args.json:
         write_json(summary.to_dict(), args.json)
+    if summary.n_failed and not summary.n_done:
+        print(f"matdesign screen: all {summary.n_failed} candidate(s) evaluated in this run "
+              f"failed (rows kept in {args.db}; see their 'reason')", file=sys.stderr)
+        return 1
     return 0

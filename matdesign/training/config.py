@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from matdesign.config_utils import typed_config
+from matdesign.config_utils import load_yaml, typed_config
 from matdesign.model import PotentialConfig
 
 
@@ -79,7 +79,7 @@ def load_config(path: str | Path | None) -> tuple[PotentialConfig, TrainConfig]:
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = load_yaml(path) or {}  # names the file; refuses a repeated key
     except (OSError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(data, dict):
