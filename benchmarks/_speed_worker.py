@@ -13,7 +13,7 @@ import statistics
 import time
 
 
-def _calculator(engine: str, dtype: str):  # noqa: ANN202 - an ASE calculator
+def _calculator(engine: str, dtype: str):
     if engine == "sevennet":
         from sevenn.calculator import SevenNetCalculator
 

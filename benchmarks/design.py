@@ -47,7 +47,7 @@ class TableEvaluator:
     def __init__(self, table: dict[str, dict]) -> None:
         self.table = table
 
-    def __call__(self, atoms, source: str) -> Evaluation:  # noqa: ANN001
+    def __call__(self, atoms, source: str) -> Evaluation:
         key = source.split("#")[0]
         entry = self.table[key]
         return Evaluation(entry["status"], dict(entry["kvp"]), atoms)
@@ -84,13 +84,13 @@ def exhaustive(args: argparse.Namespace, prototypes: list[str], cache: Path) -> 
     return table
 
 
-def all_compositions(space) -> list:  # noqa: ANN001 - DesignSpace -> list[Candidate]
+def all_compositions(space) -> list:
     """Every integer composition of the disordered families within their bounds."""
     vecs, _ = space.enumerate_disordered(10**6)
     return [space.decode(x) for x in vecs]
 
 
-def signed_values(args: argparse.Namespace, records: list) -> list[float]:  # noqa: ANN001
+def signed_values(args: argparse.Namespace, records: list) -> list[float]:
     """Objective of each record, sign-flipped for 'max' so lower is better; inf if infeasible."""
     sign = 1.0 if args.goal == "min" else -1.0
     out = []

@@ -29,7 +29,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def judge(model, frames) -> dict:  # noqa: ANN001
+def judge(model, frames) -> dict:
     """Errors on ``frames`` and how well the committee spread ranks them."""
     from matdesign.training.metrics import error_metrics
 

@@ -24,7 +24,7 @@ from ase.build import bulk
 LATTICE = {"Nb": 3.30, "Mo": 3.16, "Ta": 3.31, "W": 3.17}  # starting guesses only, Å
 
 
-def random_alloy(fractions: dict[str, float], reps: int, seed: int):  # noqa: ANN201
+def random_alloy(fractions: dict[str, float], reps: int, seed: int):
     """Random decoration of a reps³ conventional bcc supercell with exact integer counts."""
     n = 2 * reps**3
     symbols = list(fractions)

@@ -33,7 +33,7 @@ CASES = {  # name -> (element, lattice, a (Å), repetitions of the cubic cell)
 QUICK_CASES = ["Si-64", "W-128"]
 
 
-def build_structure(name: str):  # noqa: ANN201 - returns ase.Atoms
+def build_structure(name: str):
     """The benchmark crystal, rattled by 0.02 Å so forces and stress are generic."""
     from ase.build import bulk
 

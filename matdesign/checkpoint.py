@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from matdesign.graph import Graph
 from matdesign.model import Potential, PotentialConfig, config_dict
 from matdesign.plain import to_plain
 
@@ -47,7 +48,7 @@ class PotentialEnsemble(torch.nn.Module):
     def dtype(self) -> torch.dtype:
         return self.members[0].dtype
 
-    def forward(self, graph, edge_vectors):  # noqa: ANN001 - same signature as Potential
+    def forward(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
         return torch.stack([m(graph, edge_vectors) for m in self.members]).mean(0)
 
     def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> None:

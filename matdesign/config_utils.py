@@ -55,7 +55,8 @@ def load_yaml(path: str | Path) -> Any:
         raise ValueError(f"{path}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line "
                          f"{line}); save the file as UTF-8") from None
     try:
-        return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        # a SafeLoader subclass: no arbitrary Python objects
+        return yaml.load(text, Loader=UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML: {exc}") from exc
 

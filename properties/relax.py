@@ -46,7 +46,7 @@ def spacegroup(atoms: Atoms, symprec: float = 1e-3) -> str:
     cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
     try:
         data = spglib.get_symmetry_dataset(cell, symprec=symprec)
-    except Exception:  # spglib >= 2.5 may raise instead of returning None
+    except Exception:  # noqa: BLE001 - spglib >= 2.5 may raise instead of returning None
         data = None
     if data is None:
         return "unknown"

@@ -42,7 +42,7 @@ from matdesign.search.gates import (  # noqa: F401 - re-exported (the old home o
     gate_stage,
     validate_gate,
 )
-from matdesign.search.hashing import (  # noqa: F401 - re-exported
+from matdesign.search.hashing import (
     content_hash,
     file_sha256,
     payload_hash,
@@ -259,7 +259,7 @@ def evaluate_candidate(atoms: Atoms, settings: ScreenSettings, source: str, *,
     try:
         with _time_limit(timeout_s):
             _evaluate(atoms, settings, state)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a failed row, never a crash
         reason = str(exc) if isinstance(exc, CandidateTimeout) else f"{type(exc).__name__}: {exc}"
         data = dict(state["data"])
         kvp_partial = {k: v for k, v in state["kvp"].items() if k not in ("status", "reason")}

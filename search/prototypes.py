@@ -15,6 +15,7 @@ and B1), so relaxations stay cheap. User prototypes come from a JSON file with t
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,8 @@ class Prototype:
         return float(abs(np.linalg.det(np.asarray(self.cell_over_a))))
 
 
-def _p(name: str, cell, sublattices, sites, sg: int, desc: str) -> Prototype:
+def _p(name: str, cell: Sequence[Sequence[float]], sublattices: Sequence[str],
+       sites: Sequence[Sequence[Sequence[float]]], sg: int, desc: str) -> Prototype:
     return Prototype(
         name=name,
         cell_over_a=tuple(tuple(float(v) for v in row) for row in cell),

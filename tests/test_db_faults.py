@@ -37,7 +37,7 @@ screen: {properties: [], fmax: 0.01, max_steps: 100}
 """
 
 
-def mass_score(atoms, source: str) -> Evaluation:  # noqa: ANN001
+def mass_score(atoms, source: str) -> Evaluation:
     return Evaluation("done", {"score": float(atoms.get_masses().mean())}, atoms)
 
 

@@ -17,11 +17,11 @@ from matdesign.search.surrogate import pareto_mask, select_batch
 ELEMENTS = ["Nb", "Mo", "Ta", "W"]
 
 
-def parse_campaign(d: dict):  # noqa: ANN201 - synthetic evaluators: properties not the pipeline's
+def parse_campaign(d: dict):
     return _parse(d, custom_evaluator=True)
 
 
-def _campaign_dict(**over) -> dict:  # noqa: ANN003
+def _campaign_dict(**over) -> dict:
     d = {"name": "t", "space": {"elements": ELEMENTS,
                                 "ordered": [{"prototype": "B2"}, {"prototype": "L1_2"},
                                             {"prototype": "D0_3"}, {"prototype": "L2_1"}]},
@@ -31,7 +31,7 @@ def _campaign_dict(**over) -> dict:  # noqa: ANN003
     return d
 
 
-def synthetic(atoms, source: str) -> Evaluation:  # noqa: ANN001
+def synthetic(atoms, source: str) -> Evaluation:
     """Smooth function of composition-averaged VEC and radius; 'ok' cuts off low VEC."""
     props = np.array([element_properties(s) for s in atoms.get_chemical_symbols()])
     vec, rad = props[:, 2].mean(), props[:, 0].mean()
@@ -45,7 +45,7 @@ class Crash:
     def __init__(self, at: int) -> None:
         self.at, self.calls = at, 0
 
-    def __call__(self, atoms, source: str) -> Evaluation:  # noqa: ANN001
+    def __call__(self, atoms, source: str) -> Evaluation:
         self.calls += 1
         if self.calls == self.at:
             raise KeyboardInterrupt
@@ -65,7 +65,7 @@ class Crash:
     (lambda d: d.update(constraints=["e_above_hull <= abc"]), "abc"),
     (lambda d: d["space"]["ordered"].append({"prototype": "Z9"}), "Z9"),
 ])
-def test_config_errors_name_the_key(mutate, name: str) -> None:  # noqa: ANN001
+def test_config_errors_name_the_key(mutate, name: str) -> None:
     d = _campaign_dict()
     mutate(d)
     with pytest.raises(ValueError, match=name):
@@ -164,7 +164,7 @@ def test_disordered_candidates_exact_counts() -> None:
 
 
 # ---- optimisation -------------------------------------------------------------------------
-def _evals_to_best(tmp_path, strategy: str, seed: int, best: float) -> int:  # noqa: ANN001
+def _evals_to_best(tmp_path, strategy: str, seed: int, best: float) -> int:
     d = _campaign_dict(optimizer={"batch_size": 3, "n_initial": 5, "seed": seed})
     camp = Campaign(parse_campaign(d), str(tmp_path / f"{strategy}{seed}.db"), synthetic)
     camp.run(strategy=strategy)
@@ -175,7 +175,7 @@ def _evals_to_best(tmp_path, strategy: str, seed: int, best: float) -> int:  # n
     return hits[0] + 1 if hits else 10**3
 
 
-def test_bo_finds_known_optimum_faster_than_random(tmp_path) -> None:  # noqa: ANN001
+def test_bo_finds_known_optimum_faster_than_random(tmp_path) -> None:
     space = parse_campaign(_campaign_dict()).space
     pool = [space.decode(x) for x in space.enumerate_ordered()]
     best = max(synthetic(space.structures(c)[0], "").key_value_pairs["score"] for c in pool)
@@ -194,7 +194,7 @@ def test_batch_proposals_distinct() -> None:
     assert len(set(picks)) == 6
 
 
-def test_crash_and_resume_loses_and_repeats_nothing(tmp_path) -> None:  # noqa: ANN001
+def test_crash_and_resume_loses_and_repeats_nothing(tmp_path) -> None:
     cfg = parse_campaign(_campaign_dict(budget=12))
     db = str(tmp_path / "c.db")
     with pytest.raises(KeyboardInterrupt):
@@ -225,7 +225,7 @@ def test_pareto_mask() -> None:
     ({"objectives": [{"property": "pugh_ratio"}], "constraints": ["e_above_hul <= 0.1"]},
      r"constraints\[0\]: unknown property 'e_above_hul'.*e_above_hull_ev_per_atom"),
 ])
-def test_pipeline_property_names_are_checked(over: dict, match: str, tmp_path) -> None:  # noqa: ANN001
+def test_pipeline_property_names_are_checked(over: dict, match: str, tmp_path) -> None:
     d = _campaign_dict(constraints=[])
     d.update(over)
     with pytest.raises(ValueError, match=match):
@@ -239,7 +239,7 @@ def test_pipeline_property_names_are_checked(over: dict, match: str, tmp_path) -
     _parse(ok)
 
 
-def test_random_streams_of_different_seeds_are_independent(tmp_path) -> None:  # noqa: ANN001
+def test_random_streams_of_different_seeds_are_independent(tmp_path) -> None:
     """Seeding a round by seed + n_done made seed 2's first batch replay seed 0's second."""
     batches = {}
     for seed in (0, 2):

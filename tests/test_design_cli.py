@@ -24,7 +24,7 @@ optimizer: {batch_size: 2, n_initial: 2}
 """
 
 
-def test_design_cli_with_emt_pipeline(tmp_path) -> None:  # noqa: ANN001
+def test_design_cli_with_emt_pipeline(tmp_path) -> None:
     (tmp_path / "c.yaml").write_text(YAML)
     db = tmp_path / "c.db"
     argv = ["design", str(tmp_path / "c.yaml"), "--db", str(db), "--json", str(tmp_path / "s.json")]
@@ -57,13 +57,13 @@ def test_design_cli_with_emt_pipeline(tmp_path) -> None:  # noqa: ANN001
     assert len(keys) == 5 == len(set(keys))
 
 
-def test_design_cli_bad_yaml_names_key(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_design_cli_bad_yaml_names_key(tmp_path, capsys) -> None:
     (tmp_path / "c.yaml").write_text(YAML.replace("budget: 3", "budgte: 3"))
     assert main(["design", str(tmp_path / "c.yaml"), "--db", str(tmp_path / "c.db")]) == 1
     assert "budgte" in capsys.readouterr().err
 
 
-def test_design_cli_timeout(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_design_cli_timeout(tmp_path, capsys) -> None:
     (tmp_path / "c.yaml").write_text(YAML.replace("budget: 3", "budget: 2"))
     db = tmp_path / "c.db"
     assert main(["design", str(tmp_path / "c.yaml"), "--db", str(db), "--timeout", "1e-4"]) == 0

@@ -31,7 +31,7 @@ def cu_phonon() -> dict:
     return calc.calc(bulk("Cu", "fcc", a=3.59)).to_dict()
 
 
-def two_objectives(atoms, source: str) -> Evaluation:  # noqa: ANN001
+def two_objectives(atoms, source: str) -> Evaluation:
     n_w = atoms.get_chemical_symbols().count("W") / len(atoms)
     born = n_w < 0.9
     kvp = {"pugh_ratio": 2.0 + 0.5 * (1 - n_w), "shear_modulus_vrh_gpa": 50.0 + 100.0 * n_w,
@@ -44,7 +44,7 @@ def two_objectives(atoms, source: str) -> Evaluation:  # noqa: ANN001
 
 
 @pytest.fixture(scope="module")
-def report_dir(tmp_path_factory) -> Path:  # noqa: ANN001
+def report_dir(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("report")
     cfg = parse_campaign({
         "space": {"elements": ["Nb", "Mo", "Ta", "W"], "ordered": [{"prototype": "B2"}]},
@@ -84,7 +84,7 @@ class FakeRow:
         return f"row{self.id}" if key == "candidate_key" else None
 
 
-def test_phonon_plots_fall_back_and_skip(tmp_path) -> None:  # noqa: ANN001
+def test_phonon_plots_fall_back_and_skip(tmp_path) -> None:
     points = {"high_symmetry_points": cu_phonon()["high_symmetry_points"]}
     rows = [FakeRow(1, {"phonon": cu_phonon()}), FakeRow(2, {"phonon": points}),
             FakeRow(3, {}), FakeRow(4, {"phonon": {"band_structure": {}}})]
@@ -93,13 +93,13 @@ def test_phonon_plots_fall_back_and_skip(tmp_path) -> None:  # noqa: ANN001
     assert all((tmp_path / n).stat().st_size > 1000 for n in names)
 
 
-def test_report_errors_name_the_file(tmp_path) -> None:  # noqa: ANN001
+def test_report_errors_name_the_file(tmp_path) -> None:
     assert main(["report", str(tmp_path / "missing.db"), "--out", str(tmp_path)]) == 1
 
 
 @pytest.mark.skipif(not Path(CHROMIUM).exists() and not shutil.which("chromium"),
                     reason="/usr/bin/chromium absent: run benchmarks/install_chromium.sh")
-def test_report_renders_in_headless_chromium(report_dir: Path, tmp_path) -> None:  # noqa: ANN001
+def test_report_renders_in_headless_chromium(report_dir: Path, tmp_path) -> None:
     shot = tmp_path / "out.png"
     exe = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
     subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu",

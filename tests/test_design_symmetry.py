@@ -12,7 +12,7 @@ from matdesign.search.features import element_properties, feature_names, featuri
 from matdesign.search.symmetry import BOND_FEATURES, bond_features, equivalence_classes
 
 
-def _space(prototypes: list[str], elements: list[str] = ("Nb", "Mo", "Ta", "W")):  # noqa: ANN202
+def _space(prototypes: list[str], elements: list[str] = ("Nb", "Mo", "Ta", "W")):
     d = {"name": "t", "space": {"elements": list(elements),
                                 "ordered": [{"prototype": p} for p in prototypes]},
          "objectives": [{"property": "score", "goal": "max"}], "budget": 5}
@@ -61,12 +61,12 @@ def test_bond_features_b2_and_random_alloy() -> None:
     assert featurize([c], space).shape == (1, len(names))
 
 
-def test_campaign_never_evaluates_an_equivalent_crystal(tmp_path) -> None:  # noqa: ANN001
+def test_campaign_never_evaluates_an_equivalent_crystal(tmp_path) -> None:
     cfg = _space(["A2", "B2"], ["Nb", "Mo", "Ta"])
     # A2: 3 crystals; B2: 9 labellings = 3 pure (= A2) + 3 pairs, so 6 crystals in all
     seen: list[str] = []
 
-    def evaluator(atoms, source: str) -> Evaluation:  # noqa: ANN001
+    def evaluator(atoms, source: str) -> Evaluation:
         seen.append(source)
         return Evaluation("done", {"score": float(len(seen))}, atoms)
 

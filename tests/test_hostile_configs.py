@@ -65,20 +65,20 @@ def _refused_before_work(tmp_path: Path, text: str | bytes, *names: str,
     ("fmax: 0.05", "fmax: .nan", ["screen.fmax"]),
     ("max_steps: 50", "max_steps: 0", ["screen.max_steps"]),
 ])
-def test_design_refuses_unusable_potential_or_setting(tmp_path, old, new, names) -> None:  # noqa: ANN001
+def test_design_refuses_unusable_potential_or_setting(tmp_path, old, new, names) -> None:
     """Old: the campaign started, every evaluation failed (or ran), and design exited 0."""
     assert old in BASE
     _refused_before_work(tmp_path, BASE.replace(old, new), *names)
 
 
 @pytest.mark.parametrize("elements", ["[Cu, Nb]", "[Cu, Ag]"])
-def test_design_refuses_elements_the_default_model_does_not_know(tmp_path, elements) -> None:  # noqa: ANN001
+def test_design_refuses_elements_the_default_model_does_not_know(tmp_path, elements) -> None:
     text = BASE.replace("potential: emt", "potential: default").replace("[Cu, Au]", elements)
     err = _refused_before_work(tmp_path, text, "potential", "'Cu'", "design space")
     assert "'Nb'" not in err.split("does not know")[1].split(";")[0]  # Nb is known
 
 
-def test_design_potential_override_is_checked(tmp_path) -> None:  # noqa: ANN001
+def test_design_potential_override_is_checked(tmp_path) -> None:
     _refused_before_work(tmp_path, BASE, "--potential", "nowhere.pt",
                          extra=("--potential", str(tmp_path / "nowhere.pt")))
 
@@ -98,7 +98,7 @@ def test_check_potential_api() -> None:
 # ---- case 1 for screen: refuse a bad --potential before reading any input ---------------------
 @pytest.mark.parametrize("potential", ["/nonexistent/model.pt", "no_such_module_xyz:make",
                                        "ase.calculators.emt:nothing"])
-def test_screen_refuses_bad_potential_before_reading_inputs(tmp_path, capsys,  # noqa: ANN001
+def test_screen_refuses_bad_potential_before_reading_inputs(tmp_path, capsys,
                                                             potential) -> None:
     """Old: exit 0 with one failed row per input (the missing input file was not noticed)."""
     db = tmp_path / "s.db"
@@ -125,18 +125,18 @@ def test_screen_refuses_bad_potential_before_reading_inputs(tmp_path, capsys,  #
     ("[Cu, Au]", "[Cu, 29]", "space.elements"),
     ("goal: min}]", "goal: min}, {property: formation_energy_ev_per_atom}]", "objectives[1]"),
 ])
-def test_design_refuses_mistyped_numbers(tmp_path, old, new, key) -> None:  # noqa: ANN001
+def test_design_refuses_mistyped_numbers(tmp_path, old, new, key) -> None:
     """Old: 2.5 ran as 2, true as 1, batch_size 0 was a silent no-op; all exited 0."""
     assert old in BASE
     _refused_before_work(tmp_path, BASE.replace(old, new), key)
 
 
 @pytest.mark.parametrize("workers", ["0", "-1"])
-def test_design_refuses_bad_workers(tmp_path, workers) -> None:  # noqa: ANN001
+def test_design_refuses_bad_workers(tmp_path, workers) -> None:
     _refused_before_work(tmp_path, BASE, "--workers", extra=("--workers", workers))
 
 
-def test_campaign_run_refuses_bad_workers(tmp_path) -> None:  # noqa: ANN001
+def test_campaign_run_refuses_bad_workers(tmp_path) -> None:
     import yaml
 
     from matdesign.search.campaign import Campaign
@@ -150,7 +150,7 @@ def test_campaign_run_refuses_bad_workers(tmp_path) -> None:  # noqa: ANN001
     assert camp.store.db.count() == 0
 
 
-def test_screen_refuses_bad_workers_before_reading_inputs(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_screen_refuses_bad_workers_before_reading_inputs(tmp_path, capsys) -> None:
     """Old: refused only after reading the inputs and creating the database."""
     db = tmp_path / "s.db"
     for argv in (["--workers", "0"], ["--phonon-min-length", "-10"], ["--timeout", "0"]):
@@ -177,13 +177,13 @@ DISORDERED = BASE.replace("ordered: [{prototype: B2}]", "disordered: [{lattice: 
     (BASE.replace("potential: emt", "potential: 5"), "potential"),
     (BASE.replace("objectives: [", "constraints: [3]\nobjectives: ["), "constraints"),
 ])
-def test_design_errors_name_the_file_and_key(tmp_path, text, key) -> None:  # noqa: ANN001
+def test_design_errors_name_the_file_and_key(tmp_path, text, key) -> None:
     """Old: 'invalid literal for int() with base 10: ...' without the key."""
     err = _refused_before_work(tmp_path, text, key, "c.yaml")
     assert "invalid literal" not in err
 
 
-def test_non_utf8_yaml_names_the_file(tmp_path) -> None:  # noqa: ANN001
+def test_non_utf8_yaml_names_the_file(tmp_path) -> None:
     """Old: "'utf-8' codec can't decode byte 0xff" without the file."""
     text = BASE.encode().replace(b"name: hostile", b"name: hostile\xff")
     _refused_before_work(tmp_path, text, "c.yaml", "UTF-8", "line 1")
@@ -193,12 +193,12 @@ def test_non_utf8_yaml_names_the_file(tmp_path) -> None:  # noqa: ANN001
     (BASE + "budget: 5\n", "'budget'"),
     (BASE.replace("fmax: 0.05", "fmax: 0.05, fmax: 0.01"), "'fmax'"),
 ])
-def test_duplicate_yaml_key_is_refused(tmp_path, text, key) -> None:  # noqa: ANN001
+def test_duplicate_yaml_key_is_refused(tmp_path, text, key) -> None:
     """Old: the last value silently won (budget: 5 ran five evaluations)."""
     _refused_before_work(tmp_path, text, "c.yaml", "duplicate key", key, "line")
 
 
-def test_yaml_loader_refuses_duplicates_but_allows_merge_keys(tmp_path) -> None:  # noqa: ANN001
+def test_yaml_loader_refuses_duplicates_but_allows_merge_keys(tmp_path) -> None:
     from matdesign.config_utils import load_yaml
     from matdesign.training.config import load_config
 
@@ -211,7 +211,7 @@ def test_yaml_loader_refuses_duplicates_but_allows_merge_keys(tmp_path) -> None:
 
 
 # ---- case 4: screen exits non-zero when every candidate failed ---------------------------------
-def test_screen_all_failed_exits_nonzero_and_keeps_rows(tmp_path, capsys) -> None:  # noqa: ANN001
+def test_screen_all_failed_exits_nonzero_and_keeps_rows(tmp_path, capsys) -> None:
     """Old: exit 0 although the only candidate failed."""
     from ase.build import bulk
     from ase.io import write
@@ -228,7 +228,7 @@ def test_screen_all_failed_exits_nonzero_and_keeps_rows(tmp_path, capsys) -> Non
 
 # ---- case 5: module:callable imports code; the help and the examples say so ------------------
 @pytest.mark.parametrize("verb", ["design", "screen"])
-def test_potential_help_warns_that_module_callable_runs_code(verb, capsys) -> None:  # noqa: ANN001
+def test_potential_help_warns_that_module_callable_runs_code(verb, capsys) -> None:
     with pytest.raises(SystemExit):
         main([verb, "--help"])
     text = " ".join(capsys.readouterr().out.split())
@@ -252,7 +252,7 @@ def test_example_campaigns_warn_and_still_load() -> None:
     ("[Cu, Au]", "[Au, Cu]", "space"),
     ("potential: emt", "potential: 'ase.calculators.emt:EMT'", "potential"),
 ])
-def test_resume_with_changed_config_is_refused(tmp_path, old, new, named) -> None:  # noqa: ANN001
+def test_resume_with_changed_config_is_refused(tmp_path, old, new, named) -> None:
     """Old: the stored objectives were silently overwritten; rows judged by new rules."""
     rc, err, db = _design(tmp_path, BASE)
     assert rc == 0, err
@@ -267,7 +267,7 @@ def test_resume_with_changed_config_is_refused(tmp_path, old, new, named) -> Non
     assert connect(str(db)).metadata != before
 
 
-def test_resume_with_same_config_and_larger_budget_is_allowed(tmp_path) -> None:  # noqa: ANN001
+def test_resume_with_same_config_and_larger_budget_is_allowed(tmp_path) -> None:
     assert _design(tmp_path, BASE)[0] == 0
     rc, err, db = _design(tmp_path, BASE, "--budget", "2")
     assert rc == 0, err

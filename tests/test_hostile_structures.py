@@ -172,7 +172,7 @@ def test_bulk_verbs_refuse_vacuum_before_relaxing(verb: str, name: str, tmp_path
                                                   capsys, monkeypatch) -> None:
     relax_module = importlib.import_module("matdesign.properties.relax")
 
-    def no_relax(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def no_relax(*args, **kwargs):
         raise AssertionError("relaxed a structure that should have been refused")
 
     monkeypatch.setattr(relax_module, "relax", no_relax)
@@ -215,7 +215,7 @@ def test_relax_checks_output_format_before_relaxing(tmp_path: Path, capsys,
                                                     monkeypatch) -> None:
     relax_module = importlib.import_module("matdesign.properties.relax")
 
-    def no_relax(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def no_relax(*args, **kwargs):
         raise AssertionError("relaxed before checking the output name")
 
     monkeypatch.setattr(relax_module, "relax", no_relax)
@@ -233,7 +233,7 @@ def test_relax_write_failure_keeps_the_result(tmp_path: Path, capsys, monkeypatc
 
     real_write = ase.io.write
 
-    def failing_write(filename, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+    def failing_write(filename, *args, **kwargs):
         if str(filename).endswith("out.cif"):
             raise OSError("disk full")
         return real_write(filename, *args, **kwargs)

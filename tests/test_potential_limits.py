@@ -179,8 +179,6 @@ def test_last_layer_committee_is_the_laplace_posterior():
             g[j] = (plus - minus) / 2e-4
         return g
 
-    from ase.calculators.singlepoint import SinglePointCalculator  # noqa: F401 - frames' labels
-
     train_atoms = [sheared_cell(seed=k, rattle=0.1) for k in range(10)]
     feats = np.array([gradient(a) for a in train_atoms])
     center = feats.mean(0)  # the intercept is marginalised

@@ -49,7 +49,7 @@ def test_vegard_volume_matches_elements() -> None:
     assert b2.get_volume() / len(b2) == pytest.approx(expected, rel=1e-3)
 
 
-def test_user_prototypes_file(tmp_path) -> None:  # noqa: ANN001
+def test_user_prototypes_file(tmp_path) -> None:
     good = [{"name": "sc", "cell_over_a": [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
              "sublattices": {"A": [[0, 0, 0]]}, "space_group": 221}]
     path = tmp_path / "p.json"

@@ -99,7 +99,7 @@ class _PoolBrokenAtSecondSubmit:
     def __init__(self) -> None:
         self.calls = 0
 
-    def submit(self, fn, *args, **kwargs):  # noqa: ANN001, ANN202, ANN002, ANN003
+    def submit(self, fn, *args, **kwargs):
         from concurrent.futures import Future
         from concurrent.futures.process import BrokenProcessPool
 

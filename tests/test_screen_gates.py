@@ -21,7 +21,7 @@ def test_old_names_reexported_from_pipeline() -> None:
 
 @pytest.mark.parametrize("op, ref", [("<=", operator.le), (">=", operator.ge),
                                      ("==", operator.eq), ("<", operator.lt), (">", operator.gt)])
-def test_one_operator_table_everywhere(op: str, ref, monkeypatch) -> None:  # noqa: ANN001
+def test_one_operator_table_everywhere(op: str, ref, monkeypatch) -> None:
     from matdesign.cli.screen import parse_gate
 
     assert parse_gate(f"pugh_ratio{op}1.75") == ("pugh_ratio", op, 1.75)
@@ -41,7 +41,7 @@ def test_bad_gate_text_names_it() -> None:
             gates.parse_gate(text)
 
 
-def test_potential_identity_is_content_not_path(tmp_path) -> None:  # noqa: ANN001
+def test_potential_identity_is_content_not_path(tmp_path) -> None:
     from matdesign.search.pipeline import ScreenSettings
 
     a, b, c = tmp_path / "a" / "model.pt", tmp_path / "b" / "moved.pt", tmp_path / "c.pt"
@@ -57,7 +57,7 @@ def test_potential_identity_is_content_not_path(tmp_path) -> None:  # noqa: ANN0
     assert hashing.potential_id("some.module:build") == "some.module:build"
 
 
-def test_properties_get_a_tight_relaxation(monkeypatch) -> None:  # noqa: ANN001
+def test_properties_get_a_tight_relaxation(monkeypatch) -> None:
     """The screening relax stops at 5e-3 eV/Å; elastic work must start from <= 1e-3 eV/Å
     (EMT forces on the structure the elastic step receives)."""
     import numpy as np
@@ -69,7 +69,7 @@ def test_properties_get_a_tight_relaxation(monkeypatch) -> None:  # noqa: ANN001
 
     seen = []
 
-    def capture(self, atoms):  # noqa: ANN001, ANN202
+    def capture(self, atoms):
         seen.append(atoms.copy())
         raise RuntimeError("captured")
 

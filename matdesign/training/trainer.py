@@ -206,7 +206,7 @@ def train_potential(
         rng = np.random.default_rng(cfg.seed + epoch)
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.max_epochs
-    log = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed in finally
+    log = open(log_path, "a") if log_path else None  # closed in finally
     t0 = time.time() - elapsed_before
     stopped = "max_epochs"
     meta = {"species": list(species), "train_config": dataclasses.asdict(cfg),
