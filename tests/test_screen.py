@@ -302,3 +302,11 @@ def test_committee_spread_is_stored_from_the_relaxed_structure(tmp_path: Path) -
     assert kvp["forces_std_max_ev_per_a"] == pytest.approx(
         float(np.max(spread.forces_std_ev_per_a)), rel=1e-6)
     assert kvp["energy_std_ev_per_atom"] > 0
+
+
+def test_search_package_lists_its_public_names():
+    import matdesign.search as search
+
+    assert search.__all__ and all(getattr(search, name) is not None for name in search.__all__)
+    with pytest.raises(AttributeError):
+        search.not_a_public_name  # noqa: B018
