@@ -66,6 +66,9 @@ def main() -> None:
 
     model_cfg, train_cfg = load_config(args.config)
     train_cfg = dataclasses.replace(train_cfg, max_time_min=args.minutes, threads=args.threads)
+    import torch
+
+    torch.set_num_threads(args.threads)
     prefixes = tuple(p for p in args.leave_out.split(",") if p)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -44,7 +44,8 @@ def main() -> None:
     from matdesign.graph import atoms_to_graph
     from matdesign.model import PotentialConfig
     from matdesign.training.data import batch_to, collate, to_frame
-    from matdesign.training.trainer import build_model, loss_terms
+    from matdesign.training.loss import loss_terms
+    from matdesign.training.trainer import build_model
 
     torch.set_num_threads(args.threads)
     species = ["Nb", "Mo", "Ta", "W"]

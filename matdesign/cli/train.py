@@ -47,6 +47,9 @@ def run(args: argparse.Namespace) -> int:
                                    "valid_fraction": args.valid_fraction}.items() if v is not None}
     train_cfg = dataclasses.replace(train_cfg, **overrides)
     train_cfg.validate()  # command-line overrides get the same range checks as the YAML
+    import torch
+
+    torch.set_num_threads(train_cfg.threads)  # the library leaves threads to its caller
     summary = run_training(
         data=args.data, valid=args.valid, model_cfg=model_cfg, train_cfg=train_cfg, out=args.out,
         species=args.species.split(",") if args.species else None, resume=args.resume,

@@ -1,7 +1,13 @@
-"""Fitting a potential: weighted E/F/σ loss, AdamW, cosine schedule, EMA, early stopping, resume."""
+"""Fitting a potential: the training state, one epoch, validate-and-checkpoint, and the loop.
+
+The pieces: the weighted loss (:mod:`matdesign.training.loss`), the schedule
+(:mod:`matdesign.training.schedule`), the weight average (:mod:`matdesign.training.ema`).
+Threads are the caller's choice (the CLI sets them), not this module's.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -9,19 +15,21 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 
-from matdesign.checkpoint import save_potential
-from matdesign.forces import energy_forces_stress
+from matdesign.checkpoint import _is_derived, save_potential
 from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
-from matdesign.training.data import Batch, Frame, batch_to, fit_reference_energies, iterate_batches
+from matdesign.training.data import Frame, batch_to, fit_reference_energies, iterate_batches
+from matdesign.training.ema import ExponentialMovingAverage
+from matdesign.training.loss import loss_terms, validation_score, weighted_loss
 from matdesign.training.metrics import error_metrics
+from matdesign.training.schedule import Plateau, budget_fraction, energy_weight, learning_rate
 
 
 @dataclass(frozen=True)
@@ -37,32 +45,6 @@ class TrainSummary:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def loss_terms(model: torch.nn.Module, batch: Batch,
-               head_weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Mean-squared errors: energy/atom (eV²/atom²), force components (eV²/Å²), stress (eV²/Å⁶).
-
-    With a committee model, ``heads`` is the mean over heads of each head's own energy error,
-    weighted per frame by ``head_weights`` (heads, b): an online bootstrap (Poisson(1) weights
-    per head and frame) that makes the heads disagree where the data do not constrain them.
-    """
-    out = energy_forces_stress(model, batch.graph, stress=True, training=True)
-    e = ((out.energy - batch.energy) / batch.n_atoms).pow(2).mean()
-    fm = batch.forces_mask
-    f = ((out.forces - batch.forces).pow(2).sum(-1) * fm).sum() / (3 * fm.sum()).clamp(min=1)
-    if out.stress is None:
-        s = torch.zeros((), dtype=e.dtype, device=e.device)
-    else:
-        sw = batch.stress_weight
-        s = ((out.stress - batch.stress).pow(2).sum((1, 2)) * sw).sum() / (
-            9 * (sw > 0).sum()).clamp(min=1)
-    terms = {"energy": e, "forces": f, "stress": s}
-    if out.head_energy is not None:
-        err = ((out.head_energy - batch.energy) / batch.n_atoms).pow(2)  # (heads, b)
-        w = head_weights if head_weights is not None else torch.ones_like(err)
-        terms["heads"] = (err * w).sum() / w.sum().clamp(min=1)
-    return terms
 
 
 def build_model(
@@ -133,25 +115,158 @@ def model_from_checkpoint(init: str | Path | Potential, species: Sequence[str]) 
     return copy.deepcopy(model).float().train()
 
 
-def _progress(step: int, total: int, cfg: TrainConfig, elapsed: float) -> float:
-    p = step / max(total, 1)
-    if cfg.max_time_min:
-        p = max(p, elapsed / (60 * cfg.max_time_min))
-    return min(p, 1.0)
+@dataclass
+class TrainState:
+    """Where a run stands: saved with the weights after every epoch, read back by ``resume``."""
+
+    epoch: int = 0
+    best_score: float = math.inf
+    best_epoch: int = -1
+    elapsed_s: float = 0.0
+    plateau: Plateau = field(default_factory=Plateau)
 
 
-def _lr(cfg: TrainConfig, progress: float, plateau_factor: float = 1.0) -> float:
-    """Cosine decay over the budget (epochs or wall clock), times the plateau factor."""
-    floor = cfg.lr_min_fraction
-    cosine = floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-    return cfg.lr * cosine * plateau_factor
+@dataclass
+class Fit:
+    """The model being trained, its weight average, the optimiser and the state."""
+
+    model: Potential
+    ema: ExponentialMovingAverage
+    optimizer: torch.optim.Optimizer
+    state: TrainState
+
+    @classmethod
+    def start(cls, model: Potential, cfg: TrainConfig) -> Fit:
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return cls(model, ExponentialMovingAverage(model, cfg.ema_decay), opt, TrainState())
+
+    def save(self, path: Path) -> None:
+        """The resumable state (same keys as format-2 ``.state`` files)."""
+        st = self.state
+        torch.save({"model": self.model.state_dict(), "ema": self.ema.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "epoch": st.epoch,
+                    "best": st.best_score, "best_epoch": st.best_epoch,
+                    "elapsed_s": st.elapsed_s, "plateau_factor": st.plateau.factor,
+                    "since_improved": st.plateau.since_improved}, path)
+
+    def load(self, path: str | Path) -> None:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict({k: v for k, v in saved["model"].items()
+                                    if not _is_derived(k)})
+        self.ema.model.load_state_dict({k: v for k, v in saved["ema"].items()
+                                        if not _is_derived(k)})
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.state = TrainState(
+            epoch=int(saved["epoch"]), best_score=float(saved["best"]),
+            best_epoch=int(saved["best_epoch"]), elapsed_s=float(saved["elapsed_s"]),
+            plateau=Plateau(float(saved.get("plateau_factor", 1.0)),
+                            int(saved.get("since_improved", 0))))
 
 
-def _score(metrics: dict[str, Any], cfg: TrainConfig) -> float:
-    """Validation score with the loss's relative weights, in MAE units (lower is better)."""
-    e = (metrics["energy_mae_mev_per_atom"] or 0.0) / 1000
-    f = metrics["force_mae_ev_per_a"] or 0.0
-    return math.sqrt(cfg.energy_weight) * e + math.sqrt(cfg.forces_weight) * f
+@dataclass(frozen=True)
+class _Budget:
+    """Steps and clock of a run, for the schedule."""
+
+    steps_per_epoch: int
+    total_steps: int
+    t0: float  # time.time() at the (virtual) start, s
+
+    def fraction(self, step: int, cfg: TrainConfig) -> float:
+        return budget_fraction(step, self.total_steps, cfg, time.time() - self.t0)
+
+
+def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: _Budget,
+                    rng: np.random.Generator, device: str | torch.device,
+                    progress: bool) -> tuple[dict[str, float], float]:
+    """One pass over ``train`` in shuffled batches.
+
+    Returns:
+        Mean training MSE per loss term, and the last learning rate.
+    """
+    from tqdm import tqdm
+
+    model, dtype = fit.model, fit.model.dtype
+    model.train()
+    heads = getattr(model, "num_heads", 1)
+    sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
+    batches = tqdm(iterate_batches(train, cfg.batch_size, shuffle=True, rng=rng,
+                                   stress_weights=cfg.stress_config_type_weights),
+                   total=budget.steps_per_epoch, leave=False,
+                   disable=not progress or not sys.stderr.isatty(),  # no bars in log files
+                   desc=f"epoch {fit.state.epoch + 1}")
+    lr = cfg.lr
+    for k, batch in enumerate(batches):
+        fraction = budget.fraction(fit.state.epoch * budget.steps_per_epoch + k, cfg)
+        lr = learning_rate(cfg, fraction, fit.state.plateau.factor)
+        for group in fit.optimizer.param_groups:
+            group["lr"] = lr
+        b = batch.graph.num_structures
+        boot = (torch.from_numpy(rng.poisson(1.0, size=(heads, b))).to(device, dtype)
+                if heads > 1 else None)
+        terms = loss_terms(model, batch_to(batch, device, dtype), boot)
+        loss = weighted_loss(terms, cfg, energy_weight(cfg, fraction))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at epoch {fit.state.epoch + 1}, step {k}")
+        fit.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        fit.optimizer.step()
+        fit.ema.update(model)
+        for key in sums:
+            sums[key] += float(terms[key].detach())
+    fit.state.epoch += 1
+    return {k: v / budget.steps_per_epoch for k, v in sums.items()}, lr
+
+
+def _progress_line(epoch: int, done: float, elapsed: float, metrics: dict[str, Any],
+                   lr: float) -> str:
+    left = elapsed / max(done, 1e-9) * (1 - done) / 60
+    bar = "#" * int(20 * done) + "." * (20 - int(20 * done))
+    return (f"[{bar}] {100 * done:3.0f}% epoch {epoch}, {elapsed / 60:.1f} min, "
+            f"~{left:.0f} min left | valid E {metrics['energy_mae_mev_per_atom']:.2f} meV/atom, "
+            f"F {metrics['force_mae_ev_per_a']:.4f} eV/Å, "
+            f"S {metrics['stress_mae_gpa'] or float('nan'):.3f} GPa | lr {lr:.2e}")
+
+
+def validate_and_checkpoint(fit: Fit, valid: Sequence[Frame], cfg: TrainConfig, out: Path,
+                            meta: dict[str, Any], budget: _Budget) -> tuple[float, dict]:
+    """Validate the averaged model, update best score and plateau, save the checkpoint (when
+    improved, or always with ``keep: last``) and the resumable state.
+
+    Returns:
+        The validation score and metrics.
+    """
+    metrics, _ = error_metrics(fit.ema.model, valid)
+    st = fit.state
+    st.elapsed_s = time.time() - budget.t0
+    score = validation_score(metrics, cfg)
+    improved = score < st.best_score
+    if improved:
+        st.best_score, st.best_epoch = score, st.epoch
+    st.plateau.update(improved, cfg)
+    if improved or cfg.keep == "last":
+        save_potential(fit.ema.model, out, metadata={**meta, "valid": metrics,
+                                                     "epoch": st.epoch,
+                                                     "train_time_s": st.elapsed_s})
+    fit.save(out.with_name(out.name + ".state"))
+    return score, metrics
+
+
+def _stop_reason(fit: Fit, cfg: TrainConfig) -> str | None:
+    st = fit.state
+    if st.epoch - st.best_epoch >= cfg.patience and cfg.keep == "best":
+        return "early_stopping"
+    if cfg.max_time_min and st.elapsed_s >= 60 * cfg.max_time_min:
+        return "time_budget"
+    return None
+
+
+def _write_log(log: TextIO | None, record: dict[str, Any], metrics: dict[str, Any]) -> None:
+    if log:
+        log.write(json.dumps({**record, **{f"valid_{k}": v for k, v in metrics.items()
+                                           if k != "by_config_type"}}) + "\n")
+        log.flush()
 
 
 def train_potential(
@@ -167,132 +282,57 @@ def train_potential(
     log_path: str | Path | None = None,
     progress: bool = True,
     metadata: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainSummary:
     """Train one potential; the best EMA model (by validation score) is saved to ``out``.
 
-    A training state (weights, EMA, optimiser, epoch, RNG) is saved to ``out + '.state'`` after
-    every epoch; ``resume`` continues from such a file. ``init`` fine-tunes: it starts from the
-    weights (and architecture) of a saved model with a fresh optimiser, schedule and best score.
+    A training state (weights, EMA, optimiser, epoch, best score, plateau) is saved to
+    ``out + '.state'`` after every epoch; ``resume`` continues from such a file. ``init``
+    fine-tunes: it starts from the weights (and architecture) of a saved model with a fresh
+    optimiser, schedule and best score. ``device``: where the training steps run.
     """
-    from tqdm import tqdm
-
     if cfg.keep not in ("best", "last"):
         raise ValueError(f"train.keep must be 'best' or 'last', not {cfg.keep!r}")
-    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     dtype = getattr(torch, cfg.dtype)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    state_path = out.with_name(out.name + ".state")
     model = (model_from_checkpoint(init, species) if init is not None
-             else build_model(model_config, species, train, cfg.cohesive_energies_ev)).to(dtype)
-    heads = getattr(model, "num_heads", 1)
-    plateau_factor, since_improved = 1.0, 0
-    ema = copy.deepcopy(model)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
-                            lr=cfg.lr, weight_decay=cfg.weight_decay)
-    epoch, best, best_epoch, elapsed_before = 0, math.inf, -1, 0.0
+             else build_model(model_config, species, train, cfg.cohesive_energies_ev))
+    fit = Fit.start(model.to(device=device, dtype=dtype), cfg)
     if resume:
-        st = torch.load(resume, map_location="cpu", weights_only=True)
-        from matdesign.checkpoint import _is_derived
-
-        model.load_state_dict({k: v for k, v in st["model"].items() if not _is_derived(k)})
-        ema.load_state_dict({k: v for k, v in st["ema"].items() if not _is_derived(k)})
-        opt.load_state_dict(st["optimizer"])
-        epoch, best, best_epoch = st["epoch"], st["best"], st["best_epoch"]
-        elapsed_before = st["elapsed_s"]
-        plateau_factor = float(st.get("plateau_factor", 1.0))
-        rng = np.random.default_rng(cfg.seed + epoch)
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.max_epochs
-    log = open(log_path, "a") if log_path else None  # closed in finally
-    t0 = time.time() - elapsed_before
-    stopped = "max_epochs"
+        fit.load(resume)
+        rng = np.random.default_rng(cfg.seed + fit.state.epoch)
+    steps = math.ceil(len(train) / cfg.batch_size)
+    budget = _Budget(steps, steps * cfg.max_epochs, time.time() - fit.state.elapsed_s)
     meta = {"species": list(species), "train_config": dataclasses.asdict(cfg),
             "n_train": len(train), "n_valid": len(valid), **(metadata or {})}
     if isinstance(init, (str, Path)):
         meta["init_from"] = str(init)
-    try:
-        while epoch < cfg.max_epochs:
-            model.train()
-            sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
-            bar = tqdm(iterate_batches(train, cfg.batch_size, shuffle=True, rng=rng,
-                                       stress_weights=cfg.stress_config_type_weights),
-                       total=steps_per_epoch, leave=False,
-                       disable=not progress or not sys.stderr.isatty(),  # no bars in log files
-                       desc=f"epoch {epoch + 1}")
-            for k, batch in enumerate(bar):
-                lr = _lr(cfg, _progress(epoch * steps_per_epoch + k, total_steps, cfg,
-                                        time.time() - t0), plateau_factor)
-                for g in opt.param_groups:
-                    g["lr"] = lr
-                prog = _progress(epoch * steps_per_epoch + k, total_steps, cfg,
-                                 time.time() - t0)
-                w_energy = cfg.energy_weight * (cfg.late_energy_factor
-                                                if prog >= 1 - cfg.late_fraction else 1.0)
-                b = batch.graph.num_structures
-                boot = (torch.from_numpy(rng.poisson(1.0, size=(heads, b))).to(dtype)
-                        if heads > 1 else None)
-                terms = loss_terms(model, batch_to(batch, "cpu", dtype), boot)
-                loss = (w_energy * terms["energy"] + cfg.forces_weight * terms["forces"]
-                        + cfg.stress_weight * terms["stress"])
-                if "heads" in terms:
-                    loss = loss + cfg.head_weight * w_energy * terms["heads"]
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss at epoch {epoch + 1}, step {k}")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                opt.step()
-                with torch.no_grad():
-                    for pe, p in zip(ema.parameters(), model.parameters()):
-                        pe.lerp_(p, 1 - cfg.ema_decay)
-                for key in sums:
-                    sums[key] += float(terms[key].detach())
-            epoch += 1
-            metrics, _ = error_metrics(ema, valid)
-            score = _score(metrics, cfg)
-            elapsed = time.time() - t0
-            record = {"epoch": epoch, "time_s": round(elapsed, 1), "lr": lr, "score": score,
-                      **{f"train_mse_{k}": v / steps_per_epoch for k, v in sums.items()},
-                      **{f"valid_{k}": v for k, v in metrics.items() if k != "by_config_type"}}
-            if log:
-                log.write(json.dumps(record) + "\n")
-                log.flush()
+    stopped = "max_epochs"
+    with open(log_path, "a") if log_path else contextlib.nullcontext() as log:
+        while fit.state.epoch < cfg.max_epochs:
+            train_mse, lr = train_one_epoch(fit, train, cfg, budget, rng, device, progress)
+            score, metrics = validate_and_checkpoint(fit, valid, cfg, out, meta, budget)
+            record = {"epoch": fit.state.epoch, "time_s": round(fit.state.elapsed_s, 1),
+                      "lr": lr, "score": score,
+                      **{f"train_mse_{k}": v for k, v in train_mse.items()}}
+            _write_log(log, record, metrics)
             if progress:
-                done = _progress(epoch * steps_per_epoch, total_steps, cfg, elapsed)
-                left = elapsed / max(done, 1e-9) * (1 - done) / 60
-                bar = "#" * int(20 * done) + "." * (20 - int(20 * done))
-                print(f"[{bar}] {100 * done:3.0f}% epoch {epoch}, {elapsed / 60:.1f} min, "
-                      f"~{left:.0f} min left | valid E "
-                      f"{metrics['energy_mae_mev_per_atom']:.2f} meV/atom, "
-                      f"F {metrics['force_mae_ev_per_a']:.4f} eV/Å, "
-                      f"S {metrics['stress_mae_gpa'] or float('nan'):.3f} GPa | lr {lr:.2e}",
+                done = budget.fraction(fit.state.epoch * steps, cfg)
+                print(_progress_line(fit.state.epoch, done, fit.state.elapsed_s, metrics, lr),
                       flush=True)
-            improved = score < best
-            if improved:
-                best, best_epoch, since_improved = score, epoch, 0
-            else:
-                since_improved += 1
-                if since_improved >= cfg.plateau_patience:  # reduce on plateau, on top of cosine
-                    plateau_factor, since_improved = plateau_factor * cfg.plateau_factor, 0
-            if improved or cfg.keep == "last":
-                save_potential(ema, out, metadata={**meta, "valid": metrics, "epoch": epoch,
-                                                   "train_time_s": elapsed})
-            torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
-                        "optimizer": opt.state_dict(), "epoch": epoch, "best": best,
-                        "best_epoch": best_epoch, "elapsed_s": elapsed,
-                        "plateau_factor": plateau_factor}, state_path)
-            if epoch - best_epoch >= cfg.patience and cfg.keep == "best":
-                stopped = "early_stopping"
+            reason = _stop_reason(fit, cfg)
+            if reason:
+                stopped = reason
                 break
-            if cfg.max_time_min and elapsed >= 60 * cfg.max_time_min:
-                stopped = "time_budget"
-                break
-    finally:
-        if log:
-            log.close()
+    return _finish(out, dtype, cfg, train, fit, budget, stopped)
+
+
+def _finish(out: Path, dtype: torch.dtype, cfg: TrainConfig, train: Sequence[Frame], fit: Fit,
+            budget: _Budget, stopped: str) -> TrainSummary:
+    """Reload the best model, attach the committee if asked, and summarise."""
     from matdesign.checkpoint import load_potential
 
     best_model = load_potential(out, dtype=dtype)
@@ -301,6 +341,6 @@ def train_potential(
 
         best_model = attach_committee(best_model, train)
         save_potential(best_model, out)
-    return TrainSummary(checkpoint=str(out), epochs=epoch, wall_time_s=time.time() - t0,
-                        best_epoch=best_epoch, valid=best_model.metadata.get("valid", {}),
-                        stopped_because=stopped)
+    return TrainSummary(checkpoint=str(out), epochs=fit.state.epoch,
+                        wall_time_s=time.time() - budget.t0, best_epoch=fit.state.best_epoch,
+                        valid=best_model.metadata.get("valid", {}), stopped_because=stopped)
