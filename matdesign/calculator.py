@@ -16,6 +16,7 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from matdesign.checkpoint import PotentialEnsemble, load_potential
+from matdesign.errors import NonFiniteError, UnknownElementError
 from matdesign.forces import energy_forces_stress, head_forces
 from matdesign.graph import (
     Graph,
@@ -63,7 +64,7 @@ class MatdesignCalculator(Calculator):
         """Raise ``ValueError`` naming any element the model was not trained on."""
         unknown = sorted(set(atoms.get_chemical_symbols()) - set(self.species))
         if unknown:
-            raise ValueError(
+            raise UnknownElementError(
                 f"element(s) {unknown} not known to this potential; it knows {self.species}"
             )
 
@@ -120,7 +121,7 @@ class MatdesignCalculator(Calculator):
                 r["energy_std"] = self.uncertainty_scale * float(heads[:, b].std())
             bad = [k for k, v in r.items() if not np.all(np.isfinite(v))]
             if bad:
-                raise FloatingPointError(
+                raise NonFiniteError(
                     f"non-finite {bad} for {atoms.get_chemical_formula()}: model output is NaN/inf"
                 )
             results.append(r)

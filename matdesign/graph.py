@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
+from matdesign.errors import NonFiniteError, OverlappingAtomsError, UnknownElementError
+
 
 @dataclass(frozen=True)
 class Graph:
@@ -79,11 +81,11 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray,
 def check_finite(atoms: Atoms) -> None:
     """Raise ``ValueError`` for NaN/inf positions or cell, or a degenerate periodic cell."""
     if not np.all(np.isfinite(np.asarray(atoms.positions))):
-        raise ValueError("positions contain NaN or infinity")
+        raise NonFiniteError("positions contain NaN or infinity")
     if np.any(atoms.pbc):
         cell = atoms.cell.array
         if not np.all(np.isfinite(cell)):
-            raise ValueError("cell contains NaN or infinity")
+            raise NonFiniteError("cell contains NaN or infinity")
         periodic_rows = cell[np.asarray(atoms.pbc)]
         # Only the periodic lattice vectors must be independent: a slab (pbc T, T, F) may
         # have a zero cell vector along its open direction.
@@ -109,7 +111,7 @@ def _raise_if_close(i: np.ndarray, j: np.ndarray, d: np.ndarray, limit: np.ndarr
     close = d < limit
     if np.any(close):
         k = int(np.flatnonzero(close)[np.argmin(d[close])])
-        raise ValueError(
+        raise OverlappingAtomsError(
             f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than the "
             f"minimum distance {limit[k]:.2f} Å for this pair (overlapping atoms)"
         )
@@ -229,7 +231,7 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, species_index: dict[int, int],
         from ase.data import chemical_symbols
 
         known = [chemical_symbols[z] for z in species_index]
-        raise KeyError(
+        raise UnknownElementError(
             f"element(s) {[chemical_symbols[z] for z in unknown]} not known to the potential; "
             f"it knows {known}"
         )

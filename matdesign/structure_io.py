@@ -17,6 +17,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import covalent_radii
 
+from matdesign.errors import NotBulkError, StructureFileError
+
 # A bulk crystal leaves no slab of empty space wider than this between consecutive atomic
 # planes, for any plane family (hkl) with h, k, l in {-1, 0, 1}. Centre-to-centre widths of
 # real bulk: graphite 3.35 Å, MoS2 (S...S across the vdW gap) ~3.0 Å, Cs bcc (110) 4.3 Å,
@@ -28,14 +30,6 @@ VACUUM_GAP_RADII = 2.5
 
 _VASP_PREFIXES = ("POSCAR", "CONTCAR")
 _COMPRESSED = {".gz", ".bz2", ".xz"}
-
-
-class StructureFileError(ValueError):
-    """A structure file that cannot be read, or whose content is inconsistent."""
-
-
-class NotBulkError(ValueError):
-    """A structure with vacuum (or without 3D periodicity) given to a bulk-only property."""
 
 
 def _is_vasp(path: Path) -> bool:

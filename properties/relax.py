@@ -9,11 +9,9 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from matdesign.errors import NonFiniteError, NotConvergedError
+
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
-
-
-class NotConvergedError(RuntimeError):
-    """A relaxation that a property calculation depends on did not converge."""
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ def _raise_if_nonfinite(atoms: Atoms) -> None:
     energy = atoms.get_potential_energy()
     forces = atoms.get_forces()
     if not (np.isfinite(energy) and np.all(np.isfinite(forces))):
-        raise FloatingPointError(
+        raise NonFiniteError(
             f"non-finite energy or forces during relaxation of {atoms.get_chemical_formula()}"
         )
 

@@ -20,6 +20,8 @@ import numpy as np
 from ase import Atoms
 from ase.data import atomic_numbers, reference_states
 
+from matdesign.errors import UnknownElementError
+
 # Relaxation of molecular (non-periodic) references happens in a box this large, Å.
 MOLECULE_BOX_A = 12.0
 
@@ -48,7 +50,7 @@ def check_known_elements(atoms: Atoms, calc: object) -> None:
         return
     unknown = sorted(set(atoms.get_chemical_symbols()) - known)
     if unknown:
-        raise ValueError(
+        raise UnknownElementError(
             f"element(s) {unknown} not known to the potential (it knows {sorted(known)})"
         )
 

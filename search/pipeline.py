@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from matdesign.errors import CandidateTimeout, NotBulkError, NotConvergedError, failure_label
 from matdesign.plain import to_plain
 from matdesign.properties.stability import (
     HullEntry,
@@ -164,10 +165,6 @@ class CandidateResult:
         }
 
 
-class CandidateTimeout(Exception):
-    """The per-candidate wall-time limit elapsed inside the worker."""
-
-
 @contextmanager
 def _time_limit(seconds: float | None):  # noqa: ANN202 - context manager
     """Raise ``CandidateTimeout`` after ``seconds`` (SIGALRM; only in a main thread on POSIX).
@@ -266,6 +263,7 @@ def evaluate_candidate(atoms: Atoms, settings: ScreenSettings, source: str, *,
         res = failed_result(state["atoms"], shash, source, reason, chash=chash,
                             elapsed_s=time.perf_counter() - start, data=data)
         res.key_value_pairs.update(kvp_partial)
+        res.key_value_pairs["failure_class"] = failure_label(exc)
         return res
     kvp = {"status": "done", **state["kvp"]}
     return CandidateResult(
@@ -289,7 +287,7 @@ def _evaluate(atoms: Atoms, settings: ScreenSettings, state: dict[str, Any]) -> 
     """
     not_bulk = vacuum_reason(atoms)
     if not_bulk is not None:
-        raise ValueError(f"vacuum / not bulk: {not_bulk}")
+        raise NotBulkError(f"vacuum / not bulk: {not_bulk}")
     calc = get_calculator(settings)
     relax_candidate(atoms, calc, settings, state)
     stability_step(calc, settings, state)
@@ -326,7 +324,7 @@ def relax_candidate(atoms: Atoms, calc: Any, settings: ScreenSettings,
     state["atoms"] = relaxed
     state["data"]["relax"] = to_plain(info.to_dict())
     if not info.converged:
-        raise ValueError(f"relaxation not converged in {info.steps} steps "
+        raise NotConvergedError(f"relaxation not converged in {info.steps} steps "
                          f"(fmax {settings.fmax:g} eV/Å)")
     relaxed.calc = calc
     n = len(relaxed)
@@ -354,7 +352,7 @@ def _reference_relax_fn(calc: Any, settings: ScreenSettings):  # noqa: ANN202 - 
         check_known_elements(ref, calc)
         relaxed, info = _relax(ref, calc, settings)
         if not info.converged:
-            raise ValueError(f"relaxation not converged in {info.steps} steps")
+            raise NotConvergedError(f"relaxation not converged in {info.steps} steps")
         relaxed.calc = calc
         return relaxed, float(relaxed.get_potential_energy()) / len(relaxed)
 
@@ -429,7 +427,7 @@ def property_relax(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -
     relaxed, info = _relax(state["atoms"].copy(), calc, settings, fmax=fmax)
     state["data"]["property_relax"] = to_plain(info.to_dict())
     if not info.converged:
-        raise ValueError(f"property relaxation not converged in {info.steps} steps "
+        raise NotConvergedError(f"property relaxation not converged in {info.steps} steps "
                          f"(fmax {fmax:g} eV/Å)")
     relaxed.calc = None
     return relaxed

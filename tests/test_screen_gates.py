@@ -99,3 +99,25 @@ def test_float32_refused_for_property_work() -> None:
         parse_campaign({"space": {"elements": ["Cu", "Au"], "ordered": [{"prototype": "B2"}]},
                         "objectives": [{"property": "pugh_ratio"}],
                         "screen": {"dtype": "float32", "properties": ["elastic"]}})
+
+
+def test_failed_rows_carry_their_failure_class(tmp_path):
+    """Typed errors, not message text, sort failures: an unknown element, overlapping atoms and
+    vacuum each get their class even though none of their messages is parsed."""
+    from ase import Atoms
+    from ase.build import bulk
+
+    from matdesign.search.pipeline import ScreenSettings, evaluate_candidate
+
+    settings = ScreenSettings(potential="emt", fmax=0.05)
+    overlapping = bulk("Cu", "fcc", a=3.6, cubic=True)
+    overlapping.positions[1] = overlapping.positions[0] + [0.3, 0.0, 0.0]
+    cases = {
+        "unknown element": bulk("W", "bcc", a=3.16),
+        "overlapping atoms": overlapping,
+        "vacuum / not bulk": Atoms("Cu", cell=[20, 20, 20], pbc=True),
+    }
+    for label, atoms in cases.items():
+        result = evaluate_candidate(atoms, settings, label)
+        assert result.status == "failed"
+        assert result.key_value_pairs["failure_class"] == label, result.reason
