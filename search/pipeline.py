@@ -31,16 +31,10 @@ from matdesign.properties.stability import (
     hull_energies,
     user_references,
 )
-from matdesign.search.gates import (  # noqa: F401 - re-exported (the old home of these names)
-    BOOLEAN_KEYS,
-    CHEAP_KEYS,
+from matdesign.search.gates import (
     ELASTIC_KEYS,
-    ENSEMBLE_KEYS,
-    GATE_OPS,
     PHONON_KEYS,
     check_gates,
-    gate_passes,
-    gate_stage,
     validate_gate,
 )
 from matdesign.search.hashing import (

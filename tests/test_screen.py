@@ -19,7 +19,8 @@ from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
 from matdesign.search.database import ResultsDB
-from matdesign.search.pipeline import ScreenSettings, content_hash, evaluate_candidate
+from matdesign.search.hashing import content_hash
+from matdesign.search.pipeline import ScreenSettings, evaluate_candidate
 from matdesign.search.screen import collect_references, run_screen
 
 SETTINGS = ScreenSettings(potential="emt", fmax=1e-3, max_steps=300)
