@@ -1,5 +1,5 @@
 """Gates and hashing modules: one operator table shared by the pipeline, campaign
-constraints and the ``--gate`` parser; old import paths still work."""
+constraints and the ``--gate`` parser."""
 
 from __future__ import annotations
 
@@ -7,16 +7,8 @@ import operator
 
 import pytest
 
-from matdesign.search import gates, hashing, pipeline
+from matdesign.search import gates, hashing
 from matdesign.search.config import Constraint
-
-
-def test_old_names_reexported_from_pipeline() -> None:
-    for name in ("GATE_OPS", "ELASTIC_KEYS", "PHONON_KEYS", "BOOLEAN_KEYS", "gate_stage",
-                 "check_gates"):
-        assert getattr(pipeline, name) is getattr(gates, name)
-    for name in ("content_hash", "potential_id"):
-        assert getattr(pipeline, name) is getattr(hashing, name)
 
 
 @pytest.mark.parametrize("op, ref", [("<=", operator.le), (">=", operator.ge),
