@@ -23,10 +23,10 @@ from matdesign.graph import (
     NeighbourCache,
     atoms_to_graph,
     batch_graphs,
-    check_finite,
     check_min_distance,
 )
 from matdesign.model import Potential
+from matdesign.structure_io import check_finite
 
 DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
 #: neighbour-list skin of the calculator, Å: rebuilt once an atom may have moved 0.25 Å

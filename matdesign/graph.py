@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from matdesign.errors import NonFiniteError, OverlappingAtomsError, UnknownElementError
+from matdesign.errors import UnknownElementError
+from matdesign.structure_io import pair_thresholds, raise_if_close
 
 
 @dataclass(frozen=True)
@@ -78,70 +79,11 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray,
     return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64)
 
 
-def check_finite(atoms: Atoms) -> None:
-    """Raise ``ValueError`` for NaN/inf positions or cell, or a degenerate periodic cell."""
-    if not np.all(np.isfinite(np.asarray(atoms.positions))):
-        raise NonFiniteError("positions contain NaN or infinity")
-    if np.any(atoms.pbc):
-        cell = atoms.cell.array
-        if not np.all(np.isfinite(cell)):
-            raise NonFiniteError("cell contains NaN or infinity")
-        periodic_rows = cell[np.asarray(atoms.pbc)]
-        # Only the periodic lattice vectors must be independent: a slab (pbc T, T, F) may
-        # have a zero cell vector along its open direction.
-        flat = np.linalg.svd(periodic_rows, compute_uv=False).min() < 1e-6
-        if flat or (np.all(atoms.pbc) and abs(np.linalg.det(cell)) < 1e-6):
-            raise ValueError("periodic cell is degenerate (zero volume or a zero lattice vector)")
-
-
-# Pairs closer than OVERLAP_FRACTION * (r_cov,i + r_cov,j), and never closer than the absolute
-# floor ``min_distance``, are overlapping atoms. Half the covalent bond length sits well below
-# any distance a DFT training set samples (W-W: 1.62 Å vs 2.74 Å at equilibrium and about
-# 2.2 Å in hot MD), so the check rejects only unphysical inputs.
-OVERLAP_FRACTION = 0.5
-
-
-def _pair_thresholds(zi: np.ndarray, zj: np.ndarray, min_distance: float) -> np.ndarray:
-    from ase.data import covalent_radii
-
-    return np.maximum(min_distance, OVERLAP_FRACTION * (covalent_radii[zi] + covalent_radii[zj]))
-
-
-def _raise_if_close(i: np.ndarray, j: np.ndarray, d: np.ndarray, limit: np.ndarray) -> None:
-    close = d < limit
-    if np.any(close):
-        k = int(np.flatnonzero(close)[np.argmin(d[close])])
-        raise OverlappingAtomsError(
-            f"atoms {int(i[k])} and {int(j[k])} are {d[k]:.3f} Å apart, closer than the "
-            f"minimum distance {limit[k]:.2f} Å for this pair (overlapping atoms)"
-        )
-
-
-def check_geometry(atoms: Atoms, cutoff: float, *, min_distance: float = 0.5) -> None:
-    """Raise ``ValueError`` for inputs that would silently give meaningless numbers.
-
-    Rejects NaN/inf positions or cell, a degenerate periodic cell, and overlapping atoms:
-    pairs closer than ``max(min_distance, 0.5 (r_cov,i + r_cov,j))`` (ASE covalent radii).
-
-    Args:
-        atoms: the structure.
-        cutoff: model cutoff, Å (only used to describe the check).
-        min_distance: absolute floor of the overlap distance, Å.
-    """
-    check_finite(atoms)
-    if len(atoms) > 1 or np.any(atoms.pbc):
-        z = np.asarray(atoms.numbers)
-        search = float(_pair_thresholds(z, z, min_distance).max())
-        i, j, s = neighbour_list(atoms, search)
-        pos = np.asarray(atoms.positions)
-        d = np.linalg.norm(pos[j] - pos[i] + s @ atoms.cell.array, axis=1)
-        _raise_if_close(i, j, d, _pair_thresholds(z[i], z[j], min_distance))
-
-
 def check_min_distance(graph: Graph, numbers: np.ndarray, min_distance: float = 0.5) -> None:
     """Overlap check on an already built graph (its cutoff must exceed the thresholds).
 
-    Same criterion and error as :func:`check_geometry`, without a second neighbour search.
+    Same criterion and error as :func:`matdesign.structure_io.check_geometry`, without a
+    second neighbour search.
 
     Args:
         graph: a graph of one or more structures.
@@ -156,7 +98,7 @@ def check_min_distance(graph: Graph, numbers: np.ndarray, min_distance: float = 
     d = torch.linalg.norm(vec, dim=1).detach().cpu().numpy()
     i, j = receiver.cpu().numpy(), sender.cpu().numpy()
     z = np.asarray(numbers)
-    _raise_if_close(i, j, d, _pair_thresholds(z[i], z[j], min_distance))
+    raise_if_close(i, j, d, pair_thresholds(z[i], z[j], min_distance))
 
 
 class NeighbourCache:

@@ -107,7 +107,7 @@ def relax(
             calculator call), or an unknown optimizer.
         FloatingPointError: the calculator returned a non-finite energy or force.
     """
-    from matdesign.graph import check_geometry
+    from matdesign.structure_io import check_geometry
 
     check_geometry(atoms, float(getattr(calc, "cutoff", 0.0)), min_distance=min_distance)
     opt_class = _optimizer_class(optimizer)

@@ -4,7 +4,7 @@ optimisation over compositions and structures.
 Public names (imported on first use, so ``import matdesign.search`` stays cheap):
 
 * screening: :func:`run_screen`, :class:`ScreenSettings`, :func:`evaluate_candidate`,
-  :class:`ResultsDB`, :func:`expand_inputs`;
+  :class:`ResultsDB`, :func:`expand_inputs`, :func:`screen_status`;
 * design: :class:`Campaign`, :func:`load_campaign`, :class:`CampaignConfig`,
   :class:`DesignSpace`;
 * checks before work: :func:`check_potential`.
@@ -28,6 +28,7 @@ _PUBLIC = {
     "CampaignConfig": "matdesign.search.config",
     "DesignSpace": "matdesign.search.space",
     "check_potential": "matdesign.search.potentials",
+    "screen_status": "matdesign.search.status",
 }
 
 __all__ = sorted(_PUBLIC)

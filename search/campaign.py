@@ -13,7 +13,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import dataclasses
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +28,7 @@ from matdesign.search.evaluation import (
     evaluate_structures,
     pipeline_evaluator,
 )
+from matdesign.search.executor import is_worker_crash
 from matdesign.search.features import featurize
 from matdesign.search.space import Candidate
 from matdesign.search.surrogate import chebyshev_scalarise, select_batch
@@ -371,7 +372,7 @@ class Campaign:
         return self.summary(records, strategy, len(records) - n_start)
 
     def _evaluate(self, pool: EvaluationPool, batch: list[tuple[list, Candidate]], strategy: str,
-                  n_done: int):  # noqa: ANN202 - generator of Record
+                  n_done: int) -> Iterator[Record]:
         """Evaluate a batch, writing each result as it arrives.
 
         A broken process pool (a worker died, e.g. killed for memory) records nothing for the
@@ -404,7 +405,7 @@ class Campaign:
             for fut in cf.as_completed(futures):
                 x, c = futures[fut]
                 exc = fut.exception()
-                if isinstance(exc, BrokenProcessPool):
+                if is_worker_crash(exc):  # a dead pool process, or Dask's KilledWorker
                     crashed.append((x, c, exc))
                     continue
                 ev = fut.result() if exc is None else Evaluation(

@@ -13,10 +13,10 @@ Heartbeats are Unix times (s) of the claimer's clock: machines sharing a databas
 that agree to well within the timeout (NTP does).
 
 Backends: :class:`SqliteClaims` on an SQLite file (Python's ``sqlite3``, with a busy timeout),
-and :class:`MemoryClaims` for databases without a shared backend yet (JSON files, PostgreSQL):
-claims there only keep one process consistent. The SQL is written once in :class:`Claims` with
-``?`` placeholders, so a PostgreSQL backend is a subclass with ``PARAM = "%s"``,
-``REAL = "DOUBLE PRECISION"`` and a ``_connect`` yielding a psycopg connection.
+:class:`PostgresClaims` in a PostgreSQL database (psycopg2, from ``matdesign[postgres]``), and
+:class:`MemoryClaims` for databases without a shared backend (JSON files): claims there only
+keep one process consistent. The SQL is written once in :class:`Claims` with ``?``
+placeholders; a backend sets ``PARAM``, ``REAL`` and ``_connect``.
 """
 
 from __future__ import annotations
@@ -103,9 +103,13 @@ class Claims:
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, owner: str | None = None) -> None:
         self.timeout_s = claim_timeout(timeout_s)
         self.owner = owner or new_owner()
-        self._execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (content_hash TEXT NOT NULL, "
-                      f"settings_hash TEXT NOT NULL, owner TEXT NOT NULL, heartbeat {self.REAL} "
-                      "NOT NULL, PRIMARY KEY (content_hash, settings_hash))")
+        self._execute(self._create_sql())
+
+    def _create_sql(self) -> str:
+        """The statement that creates the claim table if it is missing."""
+        return (f"CREATE TABLE IF NOT EXISTS {TABLE} (content_hash TEXT NOT NULL, "
+                f"settings_hash TEXT NOT NULL, owner TEXT NOT NULL, heartbeat {self.REAL} "
+                "NOT NULL, PRIMARY KEY (content_hash, settings_hash))")
 
     @contextmanager
     def _connect(self) -> Iterator[Any]:
@@ -178,6 +182,23 @@ class Claims:
                              (settings_hash, time.time() - self.timeout_s), fetch=True)
         return {str(c): (str(o), float(h)) for c, o, h in rows if not owner_is_dead(str(o))}
 
+    def counts(self, settings_hash: str | None = None) -> tuple[int, int]:
+        """``(live, stale)`` numbers of claims (of one settings hash, or all): live ones are
+        being computed now; stale ones belong to owners that stopped sending heartbeats and
+        will be taken over by the next run that reaches them."""
+        sql = f"SELECT owner, heartbeat FROM {TABLE}"
+        params: tuple = ()
+        if settings_hash is not None:
+            sql, params = sql + " WHERE settings_hash = ?", (settings_hash,)
+        cutoff = time.time() - self.timeout_s
+        live = stale = 0
+        for owner, beat in self._execute(sql, params, fetch=True):
+            if float(beat) >= cutoff and not owner_is_dead(str(owner)):
+                live += 1
+            else:
+                stale += 1
+        return live, stale
+
     @contextmanager
     def keep_alive(self) -> Iterator[Claims]:
         """Refresh heartbeats from a daemon thread every ``timeout / 4`` while inside; on exit
@@ -242,14 +263,66 @@ class MemoryClaims(Claims):
             yield self._con
 
 
-def open_claims(sqlite_path: str | None, timeout_s: float | None = None) -> Claims:
-    """Claims for a results database: shared ones in its SQLite file, else process-local.
+class PostgresClaims(Claims):
+    """Claims in a PostgreSQL database (the results database itself).
+
+    Every statement runs in its own short transaction on its own connection (the heartbeat
+    thread included), so no connection is shared between threads. Under PostgreSQL's default
+    READ COMMITTED isolation, ``INSERT ... ON CONFLICT DO NOTHING`` and the conditional
+    ``UPDATE`` of :meth:`Claims.claim` succeed for exactly one of several racing processes
+    (the loser re-checks the ``WHERE`` clause against the winner's committed row).
+
+    Args:
+        url: ``postgresql://user:password@host:port/database``.
+        timeout_s: heartbeat timeout, s.
+        owner: this process's id.
+        connect_timeout_s: how long opening a connection may take, s.
+    """
+
+    PARAM = "%s"
+    REAL = "DOUBLE PRECISION"
+    #: ``pg_advisory_xact_lock`` key serialising the creation of the claim table
+    LOCK_KEY = 0x6D6463  # "mdc"
+
+    def __init__(self, url: str, timeout_s: float = DEFAULT_TIMEOUT_S,
+                 owner: str | None = None, connect_timeout_s: float = 30.0) -> None:
+        self.url, self.connect_timeout_s = str(url), connect_timeout_s
+        super().__init__(timeout_s, owner)
+
+    def _create_sql(self) -> str:
+        # Two processes running CREATE TABLE IF NOT EXISTS at once can both pass the check and
+        # one then fails on a unique index of the catalogue: serialise them.
+        return f"SELECT pg_advisory_xact_lock({self.LOCK_KEY}); {super()._create_sql()}"
+
+    @contextmanager
+    def _connect(self) -> Iterator[Any]:
+        import psycopg2
+
+        con = psycopg2.connect(self.url, connect_timeout=max(1, int(self.connect_timeout_s)))
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def is_postgres_url(url: str | None) -> bool:
+    """True for a ``postgresql://`` or ``postgres://`` database URL."""
+    return str(url or "").startswith(("postgresql://", "postgres://"))
+
+
+def open_claims(sqlite_path: str | None, timeout_s: float | None = None,
+                url: str | None = None) -> Claims:
+    """Claims for a results database: shared ones in its SQLite file or PostgreSQL database,
+    else process-local.
 
     Args:
         sqlite_path: the database's SQLite file, or None for other backends.
         timeout_s: heartbeat timeout, s (None: :func:`claim_timeout`'s default).
+        url: the database's URL; a PostgreSQL one gets :class:`PostgresClaims`.
     """
     timeout = claim_timeout(timeout_s)
+    if sqlite_path is None and is_postgres_url(url):
+        return PostgresClaims(str(url), timeout)
     if sqlite_path is None:
         log.warning("this database type has no shared work claims yet: do not run several "
                     "screens on it at once")

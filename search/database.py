@@ -13,7 +13,11 @@ Opening checks, before any work: the file is an ase.db database this process can
 was not written by ``matdesign design`` (the metadata key :data:`WRITER_KEY` records the
 writing command; a campaign cannot resume once a screen has appended rows to it). Processes
 sharing one database coordinate through claims (:mod:`matdesign.search.claims`), kept in a
-table of the same SQLite file.
+table of the same SQLite file or PostgreSQL database.
+
+PostgreSQL (``postgresql://user:password@host:port/dbname``, through ASE's
+``ase-db-backends``): the database must exist (``createdb``); its tables are made on first
+use. :func:`adapt_postgres` fixes two gaps of that backend for many concurrent writers.
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ import csv
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from matdesign.properties.stability import HullEntry, hull_energies
+from matdesign.search.claims import is_postgres_url
 from matdesign.search.pipeline import CandidateResult, plain_value
+
+#: ``pg_advisory_lock`` key serialising ase.db's creation of its tables in a new database
+PG_INIT_LOCK = 0x6D6464  # "mdd"
 
 #: ase.db metadata key naming the command that writes a database ("screen" or "design")
 WRITER_KEY = "matdesign_writer"
@@ -60,10 +69,60 @@ def open_database(url: str, role: str) -> Any:
     if path is not None:
         _prepare_sqlite(path, role)
     try:
-        _wait_until_initialised(db)
+        if is_postgres_url(url):
+            adapt_postgres(db)
+            _initialise_postgres(db, url)
+        else:
+            _wait_until_initialised(db)
     except Exception as exc:
         raise ValueError(f"cannot open {role} database {url}: {exc}") from exc
     return db
+
+
+def adapt_postgres(db: Any) -> None:
+    """Make an ase-db-backends PostgreSQL connection safe for concurrent writers (in place).
+
+    Two gaps of ``ase_db_backends.postgresql`` (0.11): the id of a new row is read as the
+    *global* ``last_value`` of the id sequence, so with two writers a row's key-value index
+    rows (tables ``keys``, ``species``, ``*_key_values``) can be filed under the other
+    writer's row; ``currval`` is the value this session drew. And its connection wrapper has
+    no ``rollback``, so a failed ``with db:`` transaction left the connection open and in use.
+    """
+    import psycopg2
+    from ase_db_backends.postgresql import Connection
+
+    class _Connection(Connection):
+        def rollback(self) -> None:
+            self.con.rollback()
+
+    def connect() -> _Connection:
+        return _Connection(psycopg2.connect(db.filename))
+
+    def get_last_id(cur: Any) -> int:
+        cur.execute("SELECT currval('systems_id_seq')")
+        return int(cur.fetchone()[0])
+
+    db._connect = connect
+    db.get_last_id = get_last_id
+
+
+def _initialise_postgres(db: Any, url: str) -> None:
+    """Open a PostgreSQL database now, creating ase.db's tables if missing while holding an
+    advisory lock: ase.db creates them without one, and two processes opening a new database
+    at once would both try."""
+    import psycopg2
+
+    con = psycopg2.connect(url)
+    try:
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (PG_INIT_LOCK,))
+            try:
+                db.count()
+            finally:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (PG_INIT_LOCK,))
+    finally:
+        con.close()
 
 
 def sqlite_file(db: Any) -> str | None:
@@ -160,14 +219,19 @@ class ResultsDB:
     Args:
         url: a file path (SQLite; ``.db`` is added by ASE if missing) or an ase.db URL such as
             ``postgresql://user:pw@host/db`` (needs ``pip install matdesign[postgres]``).
+        existing: only read an existing database (``--status``): a missing file is an error
+            and nothing is marked.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, existing: bool = False) -> None:
         self.url = str(url)
+        if existing and "://" not in self.url and not any(
+                Path(name).is_file() for name in (self.url, self.url + ".db")):
+            raise ValueError(f"no results database {self.url}")
         self._db = open_database(self.url, "results")
         check_writer(self._db, "screen", self.url)
         meta = self._db.metadata
-        if meta.get(WRITER_KEY) != "screen":
+        if meta.get(WRITER_KEY) != "screen" and not existing:
             self._db.metadata = {**meta, WRITER_KEY: "screen"}
 
     @property
@@ -255,21 +319,60 @@ class ResultsDB:
             for r in rows:
                 self._db.update(r.id, e_above_hull_ev_per_atom=hull[f"row:{r.id}"])
 
-    def export(self, path: str | Path) -> int:
-        """Write all rows' key-value pairs (plus id and formula) as CSV or JSON; return count."""
+    def count_where(self, **filters: Any) -> int:
+        """Number of rows with these key=value pairs (counted by the database)."""
+        return int(self._db.count(**filters))
+
+    def recent(self, limit: int, **filters: Any) -> list[tuple[float, float]]:
+        """``(written at, Unix s; elapsed_s)`` of the ``limit`` newest rows (by id) with these
+        key=value pairs, newest first."""
+        from ase.db.core import T2000, YEAR
+
+        rows = self._db.select(sort="-id", limit=limit, include_data=False,
+                               columns=["id", "ctime", "key_value_pairs"], **filters)
+        return [(float(r.ctime) * YEAR + T2000, float(r.get("elapsed_s", float("nan"))))
+                for r in rows]
+
+    def iter_records(self, batch: int = 500,
+                     columns: tuple[str, ...] = ("id", "numbers", "key_value_pairs")
+                     ) -> Iterator[dict[str, Any]]:
+        """Every row's key-value pairs plus ``id``, ``formula`` and ``natoms``, in id order,
+        fetched ``batch`` rows at a time (``id > last``: memory stays bounded however large
+        the database; ase.db's own ``select`` fetches every row at once)."""
+        last = 0
+        while True:
+            rows = list(self._db.select(f"id>{last}", sort="id", limit=batch,
+                                        columns=list(columns), include_data=False))
+            for row in rows:
+                yield {"id": int(row.id), "formula": row.formula, "natoms": int(row.natoms),
+                       **row.key_value_pairs}
+            if len(rows) < batch:
+                return
+            last = int(rows[-1].id)
+
+    def export(self, path: str | Path, batch: int = 500) -> int:
+        """Write all rows' key-value pairs (plus id, formula, natoms) as CSV or JSON, streaming
+        ``batch`` rows at a time; return the count.
+
+        JSON is one list of objects, written one object at a time. CSV needs its header first:
+        a first pass collects the column names, a second writes the rows.
+        """
         path = Path(path)
-        records = []
-        for row in self._db.select():
-            records.append({"id": int(row.id), "formula": row.formula, "natoms": int(row.natoms),
-                            **row.key_value_pairs})
-        if path.suffix.lower() == ".json":
-            path.write_text(json.dumps(records, indent=2) + "\n")
-        elif path.suffix.lower() == ".csv":
-            columns = list(dict.fromkeys(k for rec in records for k in rec))
-            with open(path, "w", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=columns)
-                writer.writeheader()
-                writer.writerows(records)
-        else:
+        suffix = path.suffix.lower()
+        if suffix not in (".json", ".csv"):
             raise ValueError(f"--export {path}: use a .csv or .json file name")
-        return len(records)
+        n = 0
+        with open(path, "w", newline="") as fh:
+            if suffix == ".json":
+                fh.write("[")
+                for n, rec in enumerate(self.iter_records(batch), start=1):
+                    fh.write(("\n" if n == 1 else ",\n") + json.dumps(rec))
+                fh.write("\n]\n" if n else "]\n")
+                return n
+            columns = list(dict.fromkeys(k for rec in self.iter_records(batch) for k in rec))
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            for rec in self.iter_records(batch):
+                writer.writerow(rec)
+                n += 1
+        return n

@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import Any
 
@@ -93,6 +94,29 @@ def threads_per_worker(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
+def is_worker_crash(exc: BaseException | None) -> bool:
+    """True when ``exc`` says the process running a task died, not that the task failed: a
+    broken process pool, or Dask's ``KilledWorker`` (the task's workers died
+    ``distributed.scheduler.allowed-failures`` + 1 times; after fewer deaths Dask reruns it on
+    another worker by itself and the future simply finishes later)."""
+    if isinstance(exc, BrokenProcessPool):
+        return True
+    return type(exc).__name__ == "KilledWorker" and "distributed" in type(exc).__module__
+
+
+def executor_slots(ex: Executor, workers: int) -> int:
+    """How many tasks to keep in flight on ``ex``: ``workers``, or for a Dask cluster at least
+    its worker threads at this moment (workers that join later are used once slots free up)."""
+    client = getattr(ex, "_client", None)
+    if client is None:
+        return workers
+    try:
+        threads = sum(client.nthreads().values())
+    except Exception:  # noqa: BLE001 - the scheduler is busy: fall back to --workers
+        threads = 0
+    return max(workers, threads)
+
+
 @contextmanager
 def get_executor(workers: int = 1, scheduler: str | None = None) -> Iterator[Executor]:
     """Yield an executor; shut it down (and its workers) on exit.
@@ -154,7 +178,9 @@ def _dask_executor(workers: int, scheduler: str) -> Iterator[Executor]:
     else:
         cluster, client = None, Client(scheduler)
     try:
-        yield client.get_executor()
+        # pure=False: a task resubmitted after its worker died gets a new key instead of the
+        # erred future of the first try
+        yield client.get_executor(pure=False)
     finally:
         client.close()
         if cluster is not None:

@@ -24,7 +24,18 @@ def content_hash(atoms: Atoms) -> str:
         rounded = np.round(np.asarray(arr, dtype=np.float64), 5) + 0.0  # +0.0 folds -0.0 into 0.0
         h.update(rounded.tobytes())
     h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
-    return h.hexdigest()[:16]
+    return _storable(h.hexdigest()[:16])
+
+
+def _storable(hex16: str) -> str:
+    """``hex16``, or, when it reads as a number (``"006086e456557282"`` is a float to Python),
+    the same with its first character replaced by ``"x"``: ase.db refuses a text key-value pair
+    that reads as a number. Hashes changed here could never be stored, so no row changes."""
+    try:
+        float(hex16)
+    except ValueError:
+        return hex16
+    return "x" + hex16[1:]
 
 
 def potential_id(spec: str) -> str:
@@ -65,4 +76,4 @@ def _file_sha256_cached(path: str, mtime_ns: int, size: int) -> str:
 def payload_hash(payload: dict[str, Any]) -> str:
     """16-hex sha256 of a JSON-able mapping (keys sorted)."""
     text = json.dumps(payload, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _storable(hashlib.sha256(text.encode()).hexdigest()[:16])

@@ -308,7 +308,7 @@ def relax_candidate(atoms: Atoms, calc: Any, settings: ScreenSettings,
     """Validate and relax; fill energies (eV) and the relaxed structure into ``state``."""
     from ase.calculators.singlepoint import SinglePointCalculator
 
-    from matdesign.graph import check_geometry
+    from matdesign.structure_io import check_geometry
 
     if len(atoms) == 0:
         raise ValueError("the structure has no atoms")

@@ -17,6 +17,11 @@ worker threads) or a worker hangs inside C code, the coordinator gives up on the
 process terminated) and a fresh pool resumes the remaining candidates; other candidates in flight
 at that moment are resubmitted. A stuck Dask task cannot be killed: it keeps its worker thread
 busy until it returns, and its late result is discarded.
+
+Dask workers that die: the scheduler reruns their tasks on other workers by itself (the future
+just finishes later, once); a task whose workers died too often comes back as ``KilledWorker``
+and is resubmitted like a candidate of a broken process pool (a second crash: a failed row).
+Only this process writes rows, so neither path can write a candidate twice.
 """
 
 from __future__ import annotations
@@ -34,29 +39,23 @@ from typing import Any
 
 from ase import Atoms
 
+from matdesign.errors import CandidateTimeout, StructureFileError
 from matdesign.search.claims import Claims, MemoryClaims, open_claims
 from matdesign.search.database import ResultsDB
-from matdesign.search.executor import get_executor
+from matdesign.search.executor import executor_slots, get_executor, is_worker_crash
+from matdesign.search.hashing import content_hash
 from matdesign.search.pipeline import (
     CandidateResult,
     ScreenSettings,
-    content_hash,
     evaluate_candidate,
     failed_result,
     identify,
 )
-from matdesign.search.summary import (  # format_summary: re-exported for the CLI
-    ScreenSummary,
-    best_rows,
-    collect_references,
-    format_summary,  # noqa: F401
-)
+from matdesign.search.summary import ScreenSummary, best_rows, collect_references
 
-FAILURE_CLASSES = (("timeout", "timeout"), ("not known to the potential", "unknown element"),
-                   ("overlapping", "overlapping atoms"), ("not converged", "not converged"),
-                   ("cannot read", "unreadable input"), ("non-finite", "non-finite numbers"),
-                   ("vacuum", "vacuum / not bulk"),
-                   ("worker crashed", "worker crashed"), ("worker", "worker error"))
+#: failure classes of what the coordinator itself records (workers' failures carry the label
+#: of their exception type, ``matdesign.errors``)
+WORKER_CRASHED, WORKER_ERROR = "worker crashed", "worker error"
 
 
 @dataclass(frozen=True)
@@ -84,12 +83,12 @@ def _read_file(path: Path) -> list[Candidate]:
 
         try:
             rows = list(ase.db.connect(str(path)).select())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any unreadable file becomes a failed row
             return [Candidate(str(path), None, _file_hash(path), f"cannot read {path}: {exc}")]
         return [_candidate(f"{path}@id={row.id}", row.toatoms()) for row in rows]
     try:
         frames = read_structures(path)  # the CLI's reader: POSCAR counts checked, errors named
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any unreadable file becomes a failed row
         reason = (str(exc) if isinstance(exc, StructureFileError)
                   else f"cannot read {path}: {type(exc).__name__}: {exc}")
         return [Candidate(str(path), None, _file_hash(path), reason)]
@@ -141,14 +140,6 @@ def expand_inputs(inputs: list[str], exclude: tuple[str, ...] = ()) -> list[Cand
 def hard_timeout(timeout_s: float) -> float:
     """Coordinator-side limit, s: the worker's own limit plus room for process start-up."""
     return 1.5 * timeout_s + 30.0
-
-
-def _classify(reason: str | None) -> str:
-    text = (reason or "").lower()
-    for needle, label in FAILURE_CLASSES:
-        if needle in text:
-            return label
-    return text.split(":")[0][:60] or "unknown"
 
 
 class _Loop:
@@ -233,16 +224,16 @@ class _Loop:
         self.claims.release(key)
         self.statuses[result.status] += 1
         if result.status == "failed":
-            self.reasons[_classify(result.reason)] += 1
+            self.reasons[result.key_value_pairs.get("failure_class", WORKER_ERROR)] += 1
         self.bar.update(1)
 
-    def fail(self, cand: Candidate, reason: str) -> None:
+    def fail(self, cand: Candidate, reason: str, failure_class: str) -> None:
         atoms = cand.atoms if cand.atoms is not None else Atoms()
         state: dict[str, Any] = {"kvp": {}, "data": {}}
         identify(self.settings, state)
         result = failed_result(atoms, self.shash, cand.source, reason, chash=cand.content_hash,
                                data=state["data"])
-        result.key_value_pairs.update(state["kvp"])
+        result.key_value_pairs.update(state["kvp"], failure_class=failure_class)
         self.record(result)
 
     def _submit_window(self, ex: Any, queue: list[Candidate],
@@ -277,7 +268,7 @@ class _Loop:
         self.crashes[cand.source] += 1
         if self.crashes[cand.source] < 2:
             return True
-        self.fail(cand, f"worker crashed twice: {type(exc).__name__}: {exc}")
+        self.fail(cand, f"worker crashed twice: {type(exc).__name__}: {exc}", WORKER_CRASHED)
         return False
 
     def drain(self, ex: Any, todo: list[Candidate], window: int) -> list[Candidate]:
@@ -304,12 +295,13 @@ class _Loop:
                 exc = fut.exception()
                 if exc is None:
                     self.record(fut.result())
-                elif isinstance(exc, BrokenProcessPool):
-                    crash = exc
+                elif is_worker_crash(exc):  # a dead pool process, or Dask's KilledWorker
+                    if isinstance(exc, BrokenProcessPool):
+                        crash = exc
                     if self._crashed(cand, exc):
                         queue.append(cand)
                 else:
-                    self.fail(cand, f"worker error: {type(exc).__name__}: {exc}")
+                    self.fail(cand, f"worker error: {type(exc).__name__}: {exc}", WORKER_ERROR)
             if crash is not None:  # every other candidate in flight died with the pool
                 for fut, (cand, _) in list(pending.items()):
                     del pending[fut]
@@ -320,7 +312,8 @@ class _Loop:
             for fut in expired:
                 cand, _ = pending.pop(fut)
                 fut.cancel()
-                self.fail(cand, f"timeout: no result after {limit:g} s (worker abandoned)")
+                self.fail(cand, f"timeout: no result after {limit:g} s (worker abandoned)",
+                          CandidateTimeout.label)
             if (expired or crash is not None) and isinstance(ex, ProcessPoolExecutor):
                 return [c for c, _ in pending.values()] + list(reversed(queue))
         return []
@@ -331,7 +324,7 @@ def run_all(loop: _Loop, todo: list[Candidate], workers: int, scheduler: str | N
     stuck worker had to be torn down."""
     while todo:
         with get_executor(workers, scheduler) as ex:
-            window = 1 if workers == 1 and not scheduler else workers
+            window = 1 if workers == 1 and not scheduler else executor_slots(ex, workers)
             todo = loop.drain(ex, todo, window)
 
 
@@ -342,7 +335,7 @@ def run_candidates(loop: _Loop, todo: list[Candidate], workers: int,
     while todo:
         for cand in [c for c in todo if c.error is not None]:
             if loop.take(cand):
-                loop.fail(cand, cand.error)
+                loop.fail(cand, cand.error, StructureFileError.label)
         run_all(loop, [c for c in todo if c.error is None], workers, scheduler)
         todo = loop.orphans()
 
@@ -384,7 +377,7 @@ def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, work
                                                   for r in settings.references))
     shash = settings.settings_hash()
     db = ResultsDB(db_url)
-    claims = open_claims(db.sqlite_path, claim_timeout_s)
+    claims = open_claims(db.sqlite_path, claim_timeout_s, url=db.url)
     finished = db.done_keys(include_failed=not retry_failed)
     own = () if "://" in db_url else (db_url, db_url + ".db")
     candidates = expand_inputs(inputs, exclude=own)

@@ -13,10 +13,10 @@ from conftest import make_calc, molecule, sheared_cell
 from matdesign.graph import (
     atoms_to_graph,
     batch_graphs,
-    check_geometry,
     check_min_distance,
     neighbour_list,
 )
+from matdesign.structure_io import check_geometry
 
 SPECIES_INDEX = {29: 0, 79: 1}  # Cu, Au
 

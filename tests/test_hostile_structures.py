@@ -22,7 +22,7 @@ from ase.spacegroup import crystal
 from matdesign.cli import build_parser, main
 from matdesign.search.database import ResultsDB
 from matdesign.search.pipeline import ScreenSettings, evaluate_candidate
-from matdesign.search.screen import _classify, run_screen
+from matdesign.search.screen import run_screen
 from matdesign.structure_io import (
     StructureFileError,
     largest_gap,
@@ -80,7 +80,7 @@ def test_screen_refuses_poscar_with_wrong_counts(tmp_path: Path) -> None:
     assert (summary.n_done, summary.n_failed) == (0, 1)
     (row,) = ResultsDB(str(db)).rows()
     assert row.status == "failed" and "POSCAR" in row.reason and "counts line" in row.reason
-    assert _classify(row.reason) == "unreadable input"
+    assert row.failure_class == "unreadable input"
 
 
 # --- case 2: multi-frame files -------------------------------------------------------------
@@ -199,7 +199,7 @@ def test_screen_stores_vacuum_as_failed(name: str) -> None:
     res = evaluate_candidate(_vacuum_positives()[name], SETTINGS, name)
     assert res.status == "failed" and "vacuum / not bulk" in res.reason
     assert "energy_per_atom_ev" not in res.key_value_pairs  # never relaxed, never on the hull
-    assert _classify(res.reason) == "vacuum / not bulk"
+    assert res.key_value_pairs["failure_class"] == "vacuum / not bulk"
 
 
 def test_relax_of_a_slab_is_still_allowed(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from ase.build import bulk
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.calculators.emt import EMT
-from ase.calculators.test import gradient_test
+from ase.calculators.fd import calculate_numerical_forces
 from ase.filters import FrechetCellFilter
 from ase.stress import full_3x3_to_voigt_6_stress
 from conftest import ARCHS, make_calc, molecule, sheared_cell
@@ -119,7 +119,10 @@ def test_frechet_cell_filter_gradient():
     """ASE's own check (as in MACE's tests): forces and cell forces are -∇ of the energy."""
     atoms = sheared_cell()
     atoms.calc = make_calc(lmax=2)
-    f, fn = gradient_test(FrechetCellFilter(atoms))
+    # ASE's gradient_test repeats this at eight step sizes; one suffices (float64 model)
+    target = FrechetCellFilter(atoms)
+    f = target.get_forces()
+    fn = calculate_numerical_forces(target, 1e-5)
     assert f.shape == (len(atoms) + 3, 3)
     assert np.abs(f[len(atoms):]).max() > 1e-3  # the cell rows carry a real stress
     np.testing.assert_allclose(f, fn, atol=1e-5)

@@ -143,3 +143,16 @@ def test_lockstep_ionic_relaxation_follows_the_one_by_one_path():
         assert np.linalg.norm(res["forces"], axis=1).max() <= 1e-4
         assert res["energy"] == pytest.approx(alone.energy_ev, abs=1e-6)
         np.testing.assert_allclose(res["stress"], alone.stress_ev_per_a3, atol=1e-6)
+
+
+def test_properties_with_emt_never_import_torch():
+    """properties/ promises to run with any ASE calculator without the model stack."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from ase.build import bulk; from ase.calculators.emt import EMT; "
+            "from matdesign.properties import relax; "
+            "relax(bulk('Cu', cubic=True), EMT(), fmax=0.05); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr

@@ -118,9 +118,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any] | None]
     Bulk-only verbs refuse a slab, molecule or isolated atom here, before any model work.
     """
     from matdesign.calculator import load_calculator
-    from matdesign.graph import check_geometry
     from matdesign.properties.relax import relax, require_converged
-    from matdesign.structure_io import require_bulk
+    from matdesign.structure_io import check_geometry, require_bulk
 
     atoms = read_structure(args.structure, args.index)
     if args.verb in BULK_VERBS:

@@ -18,8 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "convex hull, optionally elastic/phonon properties, and write one database "
                     "row per candidate. Re-running skips candidates already in the database.",
     )
-    p.add_argument("inputs", nargs="+", metavar="INPUT",
-                   help="structure files (CIF, POSCAR, extxyz, ...), directories, globs, ase.db")
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="structure files (CIF, POSCAR, extxyz, ...), directories, globs, ase.db "
+                        "(optional with --status)")
     p.add_argument("--db", required=True, help="results database (SQLite path or ase.db URL)")
     add_potential_arg(p)
     p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
@@ -36,9 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "'e_above_hull_ev_per_atom<=0.1' (repeatable)")
     p.add_argument("--references", nargs="+", default=[], metavar="FILE",
                    help="reference / competing-phase structures (elemental ones override ASE's)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    p.add_argument("--workers", type=int, default=1,
+                   help="parallel worker processes (with --scheduler: tasks in flight, at "
+                        "least the cluster's worker threads)")
     p.add_argument("--scheduler", default=None,
-                   help="Dask scheduler address, or 'local' to start a LocalCluster")
+                   help="Dask scheduler address (tcp://host:8786), or 'local' to start a "
+                        "LocalCluster")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
                    help="per-candidate wall-time limit, s")
     p.add_argument("--retry-failed", action="store_true",
@@ -48,7 +52,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "that sent no heartbeat for S seconds (it died) is taken over "
                         "(default $MATDESIGN_CLAIM_TIMEOUT_S or 120)")
     p.add_argument("--export", default=None, metavar="FILE",
-                   help="also write all rows to FILE (.csv or .json)")
+                   help="also write all rows to FILE (.csv or .json), streamed")
+    p.add_argument("--status", action="store_true",
+                   help="compute nothing: print done / failed / claimed counts, throughput and, "
+                        "with the INPUTs and the same settings options, pending work and ETA")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_json_arg(p)
     p.set_defaults(func=run)
@@ -85,9 +92,12 @@ def run(args: argparse.Namespace) -> int:
 
     from matdesign.search.database import ResultsDB
     from matdesign.search.pipeline import SCREEN_FMAX, ScreenSettings
-    from matdesign.search.screen import format_summary, run_screen
+    from matdesign.search.screen import run_screen
+    from matdesign.search.summary import format_summary
 
     check_args(args)
+    if not args.inputs and not args.status:
+        raise ValueError("give the INPUT structures to screen (or --status)")
     props = tuple(p.strip() for p in args.properties.split(",") if p.strip())
     settings = ScreenSettings(
         potential=args.potential, dtype=args.dtype, properties=props,
@@ -95,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
         fix_symmetry=args.fix_symmetry, phonon_min_length=args.phonon_min_length,
         gates=tuple(parse_gate(g) for g in args.gate), references=tuple(args.references),
     )
+    if args.status:
+        return show_status(args, settings)
     summary = run_screen(args.inputs, args.db, settings, workers=args.workers,
                          scheduler=args.scheduler, timeout_s=args.timeout,
                          progress=not args.no_progress, retry_failed=args.retry_failed,
@@ -109,4 +121,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"matdesign screen: all {summary.n_failed} candidate(s) evaluated in this run "
               f"failed (rows kept in {args.db}; see their 'reason')", file=sys.stderr)
         return 1
+    return 0
+
+
+def show_status(args: argparse.Namespace, settings: object) -> int:
+    """``--status``: print (and with ``--json`` write) the database's status."""
+    from matdesign.search.database import ResultsDB
+    from matdesign.search.status import format_status, screen_status
+
+    status = screen_status(args.db, args.inputs or None, settings,  # type: ignore[arg-type]
+                           claim_timeout_s=args.claim_timeout)
+    print(format_status(status, args.db))
+    if args.export:
+        n = ResultsDB(args.db, existing=True).export(args.export)
+        print(f"exported {n} rows to {args.export}")
+    if args.json:
+        write_json(status.to_dict(), args.json)
     return 0

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from ase import Atoms
 
-from matdesign.graph import Graph, atoms_to_graph, batch_graphs, check_geometry
+from matdesign.graph import Graph, atoms_to_graph, batch_graphs
+from matdesign.structure_io import check_geometry
 
 
 @dataclass(frozen=True)
