@@ -164,6 +164,7 @@ def load_calculator(
     *,
     dtype: str | torch.dtype = "float64",
     device: str = "cpu",
+    lean: bool = False,
 ) -> Calculator:
     """Return an ASE calculator.
 
@@ -173,11 +174,16 @@ def load_calculator(
             in-memory :class:`Potential`.
         dtype: ``"float64"`` (properties) or ``"float32"`` (screening, training).
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
+        lean: evaluate a two-body model through :func:`matdesign.inference.lean_potential`
+            (fused dense layers; same numbers to 1e-12 eV/atom). Off by default: on these
+            CPUs it was 0.74-1.04x the time of the e3nn path, within run-to-run noise
+            (benchmarks/README.md).
     """
     torch_dtype = _resolve_dtype(dtype)
     if isinstance(potential, (Potential, PotentialEnsemble)):
         # Module.to and .eval work in place: the calculator owns a copy, never the caller's model.
-        return MatdesignCalculator(copy.deepcopy(potential).to(device=device, dtype=torch_dtype))
+        return MatdesignCalculator(_maybe_lean(
+            copy.deepcopy(potential).to(device=device, dtype=torch_dtype), lean))
     spec = str(potential)
     if spec == "emt":
         from ase.calculators.emt import EMT
@@ -186,7 +192,8 @@ def load_calculator(
     if spec == "default":
         if not DEFAULT_MODEL.is_file():
             raise FileNotFoundError(f"the shipped default model is missing: {DEFAULT_MODEL}")
-        return MatdesignCalculator(load_potential(DEFAULT_MODEL, dtype=torch_dtype, device=device))
+        return MatdesignCalculator(_maybe_lean(
+            load_potential(DEFAULT_MODEL, dtype=torch_dtype, device=device), lean))
     if ":" in spec and not Path(spec).exists():
         module_name, _, attr = spec.partition(":")
         try:
@@ -197,4 +204,13 @@ def load_calculator(
         if not isinstance(calc, Calculator) and not hasattr(calc, "get_potential_energy"):
             raise TypeError(f"{spec!r} returned {type(calc).__name__}, not an ASE calculator")
         return calc
-    return MatdesignCalculator(load_potential(spec, dtype=torch_dtype, device=device))
+    return MatdesignCalculator(_maybe_lean(load_potential(spec, dtype=torch_dtype, device=device),
+                                           lean))
+
+
+def _maybe_lean(model: Potential | PotentialEnsemble, lean: bool) -> Potential | PotentialEnsemble:
+    if not lean or not isinstance(model, Potential):
+        return model
+    from matdesign.inference import lean_potential
+
+    return lean_potential(model, tabulate=False)

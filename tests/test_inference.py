@@ -99,3 +99,16 @@ def test_radial_table_interpolates_a_known_function():
     assert err < 0.01**4 * 81 / 384 * 1.01
     short = torch.tensor([0.2], dtype=torch.float64)  # below the table: the exact function
     torch.testing.assert_close(table(short), fn(short))
+
+
+def test_load_calculator_lean_option_uses_the_fused_layers():
+    from matdesign.calculator import load_calculator
+    from matdesign.inference import LeanInteraction
+
+    model = _two_body(1, physics=True)
+    atoms = sheared_cell()
+    lean = load_calculator(model, lean=True)
+    assert all(isinstance(layer, LeanInteraction) for layer in lean.model.layers)
+    ref = load_calculator(model).calculate_batch([atoms])[0]
+    got = lean.calculate_batch([atoms])[0]
+    assert got["energy"] == pytest.approx(ref["energy"], abs=1e-10)
