@@ -28,6 +28,7 @@ import torch
 from e3nn import o3
 
 from matdesign.layers import Interaction
+from matdesign.radial import radial_features
 
 #: grid spacing of the radial tables, Å (error ~ h^4: 1e-3 Å gives < 1e-9 relative)
 TABLE_SPACING = 2e-3
@@ -103,12 +104,10 @@ class _RadialOfLength(torch.nn.Module):
     def __init__(self, potential: torch.nn.Module, layer: Interaction) -> None:
         super().__init__()
         self.basis, self.mlp = potential.basis, layer.radial
-        self.cutoff, self.p = potential.config.cutoff, potential.config.envelope_p
+        self.p = potential.config.envelope_p
 
     def forward(self, r: torch.Tensor) -> torch.Tensor:
-        from matdesign.radial import polynomial_envelope
-
-        return self.mlp(self.basis(r) * polynomial_envelope(r, self.cutoff, self.p)[:, None])
+        return self.mlp(radial_features(self.basis, r, self.p)[1])
 
 
 def _dense(fn: torch.nn.Module, dim_in: int, dtype: torch.dtype) -> torch.Tensor:

@@ -14,7 +14,7 @@ from e3nn import o3
 from matdesign.graph import Graph
 from matdesign.layers import Interaction, hidden_irreps
 from matdesign.product import ProductInteraction
-from matdesign.radial import BesselBasis, polynomial_envelope
+from matdesign.radial import BesselBasis, radial_features
 from matdesign.repulsion import ZBLRepulsion
 
 
@@ -224,8 +224,8 @@ class Potential(torch.nn.Module):
         r = torch.linalg.norm(edge_vectors, dim=1)
         sh = o3.spherical_harmonics(self.irreps_sh, edge_vectors, normalize=True,
                                     normalization="component")
-        envelope = polynomial_envelope(r, self.config.cutoff, self.config.envelope_p)
-        return r, sh, envelope, self.basis(r) * envelope[:, None]
+        envelope, radial = radial_features(self.basis, r, self.config.envelope_p)
+        return r, sh, envelope, radial
 
     def readout_features(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
         """∂E_i/∂w of the first head's last linear layer w, shape (n, readout_hidden), eV.

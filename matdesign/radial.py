@@ -26,6 +26,14 @@ class BesselBasis(torch.nn.Module):
         return self.prefactor * torch.sin(self.frequencies * r[:, None]) / r[:, None]
 
 
+def radial_features(basis: BesselBasis, r: torch.Tensor, p: int = 6
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The envelope f(r) (m,) and the edge radial features b_n(r) f(r) (m, num_basis) that the
+    layers' radial networks take; r (m,) in Å, cutoff from ``basis``."""
+    envelope = polynomial_envelope(r, basis.cutoff, p)
+    return envelope, basis(r) * envelope[:, None]
+
+
 def polynomial_envelope(r: torch.Tensor, cutoff: float, p: int = 6) -> torch.Tensor:
     """Smooth cutoff f(x), x = r/r_c: f(0)=1 and f, f', f'' vanish at x = 1 (DimeNet, eq. 8).
 

@@ -59,8 +59,8 @@ def _layer_inputs(seed: int = 0) -> tuple[torch.Tensor, ...]:
     return vectors, edge_index, species, radial, r
 
 
-def test_interaction_layer_is_rotation_equivariant():
-    """h' (ℓ = 0 and ℓ = 1 parts) transforms with the Wigner D matrices of its irreps."""
+def _equivariance_case() -> tuple:
+    """A 3x(0e+1o) -> 4x(0e+1o) layer, its inputs, node features h and a random rotation."""
     irreps_in, irreps_out = hidden_irreps(3, 1), hidden_irreps(4, 1)
     sh_irreps = o3.Irreps.spherical_harmonics(1)
     layer = Interaction(irreps_in, irreps_out, sh_irreps, 2, 4, 8, 3.0).double()
@@ -73,6 +73,12 @@ def test_interaction_layer_is_rotation_equivariant():
         sh = o3.spherical_harmonics(sh_irreps, vec, normalize=True, normalization="component")
         return layer(h_in, species, edge_index, sh, radial, r)
 
+    return run, h, vectors, rot, irreps_in, irreps_out
+
+
+def test_interaction_layer_is_rotation_equivariant():
+    """h' (ℓ = 0 and ℓ = 1 parts) transforms with the Wigner D matrices of its irreps."""
+    run, h, vectors, rot, irreps_in, irreps_out = _equivariance_case()
     out = run(h, vectors)
     rotated = run(h @ irreps_in.D_from_matrix(rot).T, vectors @ rot.T)
     # float64 end to end except e3nn constants built in float32: agreement to ~1e-7
@@ -83,17 +89,9 @@ def test_interaction_layer_is_rotation_equivariant():
 
 def test_interaction_layer_rotation_control():
     """Negative control: rotating the edges but not the features must change the output."""
-    irreps_in, irreps_out = hidden_irreps(3, 1), hidden_irreps(4, 1)
-    sh_irreps = o3.Irreps.spherical_harmonics(1)
-    layer = Interaction(irreps_in, irreps_out, sh_irreps, 2, 4, 8, 3.0).double()
-    vectors, edge_index, species, radial, r = _layer_inputs()
-    h = irreps_in.randn(5, -1, dtype=torch.float64)
-    rot = o3.rand_matrix(dtype=torch.float64)
-    sh = o3.spherical_harmonics(sh_irreps, vectors @ rot.T, normalize=True,
-                                normalization="component")
-    sh0 = o3.spherical_harmonics(sh_irreps, vectors, normalize=True, normalization="component")
-    out = layer(h, species, edge_index, sh0, radial, r)
-    wrong = layer(h, species, edge_index, sh, radial, r)
+    run, h, vectors, rot, _, irreps_out = _equivariance_case()
+    out = run(h, vectors)
+    wrong = run(h, vectors @ rot.T)
     assert not torch.allclose(wrong, out @ irreps_out.D_from_matrix(rot).T, atol=1e-6)
 
 
