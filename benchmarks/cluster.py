@@ -24,7 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 CLI = [sys.executable, "-c", "import sys; from matdesign.cli import main; sys.exit(main())"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -43,8 +43,8 @@ def counts(hashes: list[str], n: int) -> dict[str, int]:
 
 def postgres(args: argparse.Namespace, work: Path) -> dict:
     """N screen processes on one PostgreSQL database, one SIGKILLed mid-way."""
-    from pg_server import start_server
-    from test_postgres import query, write_cells
+    from tests.pg_server import start_server
+    from tests.test_postgres import query, write_cells
 
     server = start_server()
     try:
@@ -87,7 +87,7 @@ def postgres(args: argparse.Namespace, work: Path) -> dict:
 
 
 def _has_rows(url: str) -> bool:
-    from test_postgres import query
+    from tests.test_postgres import query
 
     try:
         query(url, "SELECT 1 FROM systems LIMIT 1")
@@ -99,8 +99,9 @@ def _has_rows(url: str) -> bool:
 def dask(args: argparse.Namespace, work: Path) -> dict:
     """One screen on a two-worker Dask cluster, one worker SIGKILLed mid-task."""
     from ase.db import connect
-    from test_dask_cluster import Cluster
-    from test_postgres import write_cells
+
+    from tests.test_dask_cluster import Cluster
+    from tests.test_postgres import write_cells
 
     inputs = write_cells(work / "dask_in", args.dask_candidates, rattle=0.05)
     (work / "dask").mkdir()

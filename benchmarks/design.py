@@ -64,28 +64,29 @@ def exhaustive(args: argparse.Namespace, prototypes: list[str], cache: Path) -> 
     cfg = parse_campaign(campaign_dict(args.elements, prototypes, 1, 0, args.potential, [],
                                        disordered=args.disordered))
     space = cfg.space
-    cands = [space.decode(x) for x in space.enumerate_ordered()] + all_compositions(space)
+    points = [space.decode(x) for x in space.enumerate_ordered()] + all_compositions(space)
     classes = equivalence_classes(space)  # one evaluation per crystal
-    reps = [c for c in cands if classes.get(c.key, c.key) == c.key]
+    reps = [p for p in points if classes.get(p.key, p.key) == p.key]
     settings = ScreenSettings(potential=args.potential, fmax=args.fmax, max_steps=args.max_steps,
                               properties=tuple(args.properties))
     table = {}
     with get_executor(args.workers, None) as ex:
-        futures = {c.key: ex.submit(evaluate_candidate, space.structures(c)[0], settings, c.key)
-                   for c in reps}
+        futures = {p.key: ex.submit(evaluate_candidate, space.structures(p)[0], settings, p.key)
+                   for p in reps}
         for key, fut in futures.items():
             res = fut.result()
             table[key] = {"status": res.status, "kvp": dict(res.key_value_pairs)}
             print(f"{key}: {res.status} {res.key_value_pairs.get(args.objective)}", flush=True)
-    for c in cands:  # relabellings of a crystal look up its representative's result
-        table[c.key] = table[classes.get(c.key, c.key)]
+    for p in points:  # relabellings of a crystal look up its representative's result
+        table[p.key] = table[classes.get(p.key, p.key)]
     cache.write_text(json.dumps({"elements": args.elements, "prototypes": prototypes,
                                  "potential": args.potential, "table": table}, indent=1))
     return table
 
 
 def all_compositions(space) -> list:
-    """Every integer composition of the disordered families within their bounds."""
+    """Every integer composition of the disordered families within their bounds (design
+    points)."""
     vecs, _ = space.enumerate_disordered(10**6)
     return [space.decode(x) for x in vecs]
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import copy
-import importlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,9 @@ from matdesign.graph import (
     check_min_distance,
 )
 from matdesign.model import Potential
+from matdesign.potential_spec import PotentialSpec, parse_potential
 from matdesign.structure_io import check_finite
 
-DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
 #: neighbour-list skin of the calculator, Å: rebuilt once an atom may have moved 0.25 Å
 NEIGHBOUR_SKIN = 0.5
 
@@ -55,6 +55,21 @@ class MatdesignCalculator(Calculator):
             (getattr(model, "metadata", None) or {}).get("uncertainty_scale", 1.0))
         # single-structure calls (relaxation, MD steps) reuse one neighbour list
         self.neighbours = NeighbourCache(self.cutoff, skin=NEIGHBOUR_SKIN)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, *, dtype: str | torch.dtype = "float64",
+                        device: str = "cpu", lean: bool = False) -> MatdesignCalculator:
+        """The calculator of a checkpoint file (one model, a committee or an ensemble).
+
+        Args:
+            path: a file written by :func:`matdesign.checkpoint.save_potential`.
+            dtype, device, lean: as :func:`load_calculator`.
+
+        Raises:
+            FileNotFoundError, ValueError: as :func:`matdesign.checkpoint.load_potential`.
+        """
+        model = load_potential(path, dtype=_resolve_dtype(dtype), device=device)
+        return cls(_maybe_lean(model, lean))
 
     @property
     def species(self) -> list[str]:
@@ -160,7 +175,7 @@ def _resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
 
 
 def load_calculator(
-    potential: str | Path | Potential | PotentialEnsemble = "default",
+    potential: str | PathLike[str] | PotentialSpec | Potential | PotentialEnsemble = "default",
     *,
     dtype: str | torch.dtype = "float64",
     device: str = "cpu",
@@ -169,43 +184,27 @@ def load_calculator(
     """Return an ASE calculator.
 
     Args:
-        potential: ``"default"`` (the shipped NbMoTaW model), a checkpoint path, ``"emt"``
-            (ASE's EMT), ``"module:callable"`` (a factory returning any ASE calculator), or an
-            in-memory :class:`Potential`.
+        potential: a potential spec (:mod:`matdesign.potential_spec`: ``"default"``, a
+            checkpoint path, ``"emt"``, ``"module:callable"``) or an in-memory
+            :class:`Potential` / :class:`PotentialEnsemble` (copied, never changed).
         dtype: ``"float64"`` (properties) or ``"float32"`` (screening, training).
         device: torch device, e.g. ``"cpu"`` or ``"cuda"``.
         lean: evaluate a two-body model through :func:`matdesign.inference.lean_potential`
             (fused dense layers; same numbers to 1e-12 eV/atom). Off by default: on these
             CPUs it was 0.74-1.04x the time of the e3nn path, within run-to-run noise
             (benchmarks/README.md).
+
+    Raises:
+        ValueError: a bad ``dtype``, or a spec that does not resolve (the message names it).
+        FileNotFoundError: a missing checkpoint file.
+        TypeError: a factory that does not return an ASE calculator.
     """
     torch_dtype = _resolve_dtype(dtype)
     if isinstance(potential, (Potential, PotentialEnsemble)):
         # Module.to and .eval work in place: the calculator owns a copy, never the caller's model.
         return MatdesignCalculator(_maybe_lean(
             copy.deepcopy(potential).to(device=device, dtype=torch_dtype), lean))
-    spec = str(potential)
-    if spec == "emt":
-        from ase.calculators.emt import EMT
-
-        return EMT()
-    if spec == "default":
-        if not DEFAULT_MODEL.is_file():
-            raise FileNotFoundError(f"the shipped default model is missing: {DEFAULT_MODEL}")
-        return MatdesignCalculator(_maybe_lean(
-            load_potential(DEFAULT_MODEL, dtype=torch_dtype, device=device), lean))
-    if ":" in spec and not Path(spec).exists():
-        module_name, _, attr = spec.partition(":")
-        try:
-            factory = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot import calculator factory {spec!r}: {exc}") from exc
-        calc = factory()
-        if not isinstance(calc, Calculator) and not hasattr(calc, "get_potential_energy"):
-            raise TypeError(f"{spec!r} returned {type(calc).__name__}, not an ASE calculator")
-        return calc
-    return MatdesignCalculator(_maybe_lean(load_potential(spec, dtype=torch_dtype, device=device),
-                                           lean))
+    return parse_potential(potential).calculator(dtype=torch_dtype, device=device, lean=lean)
 
 
 def _maybe_lean(model: Potential | PotentialEnsemble, lean: bool) -> Potential | PotentialEnsemble:

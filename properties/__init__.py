@@ -1,23 +1,27 @@
 """Materials properties from any ASE calculator: relaxation, EOS, elastic, phonons, MD.
 
-Each property is one module with a small calculator returning a frozen, JSON-serialisable
-result dataclass. Importing this package imports ASE and numpy only (no torch).
+Each property is one module with a :class:`PropertyCalculator` subclass, built as
+``XCalculator(calculator, *, settings)``, whose ``calc(atoms)`` returns a frozen,
+JSON-serialisable :class:`PropertyResult` (``properties/base.py``). Importing this package
+imports ASE and numpy only (no torch).
 """
 
+from matdesign.properties.base import PropertyCalculator, PropertyResult
 from matdesign.properties.batch import evaluate_many
 from matdesign.properties.elastic import ElasticCalculator, ElasticResult, elastic_moduli
 from matdesign.properties.eos import EOSCalculator, EOSResult
-from matdesign.properties.md import MDResult, run_md
+from matdesign.properties.md import MDCalculator, MDResult, run_md
 from matdesign.properties.phonon import (
     PhononCalculator,
     PhononInstabilityError,
     PhononResult,
     plot_band_dos,
 )
-from matdesign.properties.relax import NotConvergedError, RelaxResult, relax
+from matdesign.properties.relax import NotConvergedError, RelaxCalculator, RelaxResult, relax
 
 __all__ = [
-    "EOSCalculator", "EOSResult", "ElasticCalculator", "ElasticResult", "MDResult",
-    "NotConvergedError", "PhononCalculator", "PhononInstabilityError", "PhononResult",
-    "RelaxResult", "elastic_moduli", "evaluate_many", "plot_band_dos", "relax", "run_md",
+    "EOSCalculator", "EOSResult", "ElasticCalculator", "ElasticResult", "MDCalculator",
+    "MDResult", "NotConvergedError", "PhononCalculator", "PhononInstabilityError",
+    "PhononResult", "PropertyCalculator", "PropertyResult", "RelaxCalculator", "RelaxResult",
+    "elastic_moduli", "evaluate_many", "plot_band_dos", "relax", "run_md",
 ]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.units import GPa
 
+from matdesign.properties.base import PropertyCalculator, PropertyResult, gate_field
 from matdesign.properties.relax import evaluate_relaxing_ions
 from matdesign.structure_io import require_bulk
 
@@ -18,32 +19,28 @@ VOIGT_PAIRS = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 
 
 @dataclass(frozen=True)
-class ElasticResult:
+class ElasticResult(PropertyResult):
     """Elastic tensor (Voigt, GPa) and the moduli derived from it."""
 
     elastic_tensor_gpa: list[list[float]]  # 6x6, Voigt xx, yy, zz, yz, xz, xy
     bulk_modulus_voigt_gpa: float
     bulk_modulus_reuss_gpa: float
-    bulk_modulus_vrh_gpa: float
+    bulk_modulus_vrh_gpa: float = gate_field()
     shear_modulus_voigt_gpa: float
     shear_modulus_reuss_gpa: float
-    shear_modulus_vrh_gpa: float
-    youngs_modulus_gpa: float  # from K and G (VRH)
-    poisson_ratio: float  # from K and G (VRH)
-    pugh_ratio: float  # K_VRH / G_VRH
-    cauchy_pressure_gpa: float  # C12 - C44
+    shear_modulus_vrh_gpa: float = gate_field()
+    youngs_modulus_gpa: float = gate_field()  # from K and G (VRH)
+    poisson_ratio: float = gate_field()  # from K and G (VRH)
+    pugh_ratio: float = gate_field()  # K_VRH / G_VRH
+    cauchy_pressure_gpa: float = gate_field()  # C12 - C44
     universal_anisotropy: float  # 5 G_V/G_R + K_V/K_R - 6 (Ranganathan & Ostoja-Starzewski)
-    born_stable: bool  # all eigenvalues of C > 0
+    born_stable: bool = gate_field()  # all eigenvalues of C > 0
     eigenvalues_gpa: list[float]
     fit_residual_gpa: float  # RMS deviation of the stresses from the linear fit
     asymmetry_gpa: float  # max |C_ij - C_ji| before symmetrisation
     reference_stress_gpa: list[float]  # stress of the unstrained cell (subtracted), Voigt
     relaxed_ions: bool
     strains: list[float]  # tensor strain magnitudes applied to every component
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict of the fields."""
-        return asdict(self)
 
 
 def elastic_moduli(c_gpa: np.ndarray) -> dict[str, Any]:
@@ -98,7 +95,7 @@ def strained(atoms: Atoms, voigt_index: int, magnitude: float) -> Atoms:
     return out
 
 
-class ElasticCalculator:
+class ElasticCalculator(PropertyCalculator[ElasticResult]):
     """Elastic tensor by linear stress-strain fits, C_ij = dσ_i/de_j (Voigt engineering e_j).
 
     Each of the six tensor strain components is applied at every magnitude in ``strains``
@@ -106,22 +103,22 @@ class ElasticCalculator:
     All strained cells are evaluated in one :func:`evaluate_many` call.
     """
 
-    def __init__(self, calc: Any, *, strains: Sequence[float] = (-0.01, -0.005, 0.005, 0.01),
+    def __init__(self, calculator: Any, *, strains: Sequence[float] = (-0.01, -0.005, 0.005, 0.01),
                  relax_ions: bool = True, fmax: float = 1e-3, max_steps: int = 300) -> None:
         """Set up.
 
         Args:
-            calc: any ASE calculator.
+            calculator: any ASE calculator.
             strains: tensor strain magnitudes (not engineering strains; shear is 2x these).
             relax_ions: relax atomic positions in each strained cell (cell fixed), giving the
                 relaxed-ion tensor; otherwise clamped-ion.
             fmax: force threshold for those relaxations, eV/Å.
             max_steps: step limit of each relaxation.
         """
+        super().__init__(calculator)
         strains = [float(s) for s in strains]
         if len(strains) < 2 or any(s == 0 or abs(s) > 0.05 for s in strains):
             raise ValueError(f"strains need >= 2 non-zero values with |s| <= 0.05, got {strains}")
-        self.calculator = calc
         self.strains = strains
         self.relax_ions = relax_ions
         self.fmax = fmax

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.units import GPa
 
+from matdesign.properties.base import PropertyCalculator, PropertyResult
 from matdesign.properties.relax import evaluate_relaxing_ions
 
 
 @dataclass(frozen=True)
-class EOSResult:
+class EOSResult(PropertyResult):
     """Birch–Murnaghan fit of E(V) for the whole cell (not per atom)."""
 
     volumes_a3: list[float]
@@ -30,24 +31,20 @@ class EOSResult:
     max_linear_strain: float
     relaxed_ions: bool
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict of the fields."""
-        return asdict(self)
 
-
-class EOSCalculator:
+class EOSCalculator(PropertyCalculator[EOSResult]):
     """E(V) on isotropically scaled cells, fitted with the Birch–Murnaghan equation.
 
     E(V) = E0 + 9 V0 B0/16 {[(V0/V)^(2/3) - 1]^3 B0' + [(V0/V)^(2/3) - 1]^2 [6 - 4 (V0/V)^(2/3)]}
     (Birch, Phys. Rev. 71, 809 (1947)); fitted with :class:`ase.eos.EquationOfState`.
     """
 
-    def __init__(self, calc: Any, *, n_points: int = 7, max_strain: float = 0.04,
+    def __init__(self, calculator: Any, *, n_points: int = 7, max_strain: float = 0.04,
                  relax_ions: bool = True, fmax: float = 1e-3, max_steps: int = 300) -> None:
         """Set up.
 
         Args:
-            calc: any ASE calculator.
+            calculator: any ASE calculator.
             n_points: number of volumes (at least 5).
             max_strain: largest linear strain, e.g. 0.04 scales lengths by 0.96 ... 1.04.
             relax_ions: relax atomic positions at each fixed volume (only where forces exceed
@@ -55,11 +52,11 @@ class EOSCalculator:
             fmax: force threshold for the ionic relaxations, eV/Å.
             max_steps: step limit of each ionic relaxation.
         """
+        super().__init__(calculator)
         if n_points < 5:
             raise ValueError(f"n_points must be at least 5 for a 4-parameter fit, not {n_points}")
         if not 0 < max_strain < 0.2:
             raise ValueError(f"max_strain must be in (0, 0.2), not {max_strain}")
-        self.calculator = calc
         self.n_points = n_points
         self.max_strain = max_strain
         self.relax_ions = relax_ions

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 
+from matdesign.properties.base import PropertyCalculator, PropertyResult, gate_field
 from matdesign.properties.batch import evaluate_many
 from matdesign.structure_io import require_bulk
 
@@ -28,15 +29,15 @@ class PhononInstabilityError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class PhononResult:
+class PhononResult(PropertyResult):
     """Phonon band extrema, high-symmetry frequencies and harmonic thermodynamics.
 
     Frequencies in THz, imaginary ones as negative numbers. Thermal properties are per mole
     of the primitive cell (phonopy's convention): kJ/mol and J/(K mol).
     """
 
-    dynamically_stable: bool
-    min_frequency_thz: float  # over the mesh and the band path
+    dynamically_stable: bool = gate_field()
+    min_frequency_thz: float = gate_field()  # over the mesh and the band path
     max_frequency_thz: float
     high_symmetry_points: list[dict[str, Any]]  # {"label", "qpoint" (reduced), "frequencies_thz"}
     thermal: dict[str, list[float]]
@@ -59,10 +60,6 @@ class PhononResult:
     # {"frequencies_thz", "total_dos_per_thz"}: total DOS of the mesh, states/THz per primitive
     # cell (integrates to 3 x n_atoms_primitive)
     dos: dict[str, list[float]] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict of the fields."""
-        return asdict(self)
 
 
 def face_widths(lattice: np.ndarray) -> np.ndarray:
@@ -214,7 +211,7 @@ def plot_band_dos(phonon: Any, path: str | Path) -> Path:
     return plot_band_data(band_structure_data(phonon, max_values=10**9), dos_data(phonon), path)
 
 
-class PhononCalculator:
+class PhononCalculator(PropertyCalculator[PhononResult]):
     """Finite-displacement phonons of the standard primitive cell with phonopy.
 
     The imaginary tolerance defaults to 0.1 THz (≈0.4 meV): finite-difference force constants
@@ -222,14 +219,14 @@ class PhononCalculator:
     real instability are typically tenths of a THz or more.
     """
 
-    def __init__(self, calc: Any, *, min_length: float = 15.0, max_atoms: int = 200,
+    def __init__(self, calculator: Any, *, min_length: float = 15.0, max_atoms: int = 200,
                  displacement: float = 0.01, imaginary_tolerance_thz: float = 0.1,
                  imaginary_policy: str = "warn", mesh: tuple[int, int, int] | float = MESH_LENGTH_A,
                  t_max: float = 1000.0, t_step: float = 10.0, band_points: int = 51) -> None:
         """Set up.
 
         Args:
-            calc: any ASE calculator.
+            calculator: any ASE calculator.
             min_length: smallest supercell face width wanted, Å.
             max_atoms: atom cap on the supercell; the width is reduced to fit under it.
             displacement: displacement amplitude, Å.
@@ -245,13 +242,13 @@ class PhononCalculator:
             t_step: temperature step, K.
             band_points: q-points per band-path segment.
         """
+        super().__init__(calculator)
         if imaginary_policy not in POLICIES:
             raise ValueError(
                 f"imaginary_policy must be one of {POLICIES}, not {imaginary_policy!r}"
             )
         if displacement <= 0 or min_length <= 0 or imaginary_tolerance_thz < 0:
             raise ValueError("displacement and min_length must be > 0, the tolerance >= 0")
-        self.calculator = calc
         self.min_length = min_length
         self.max_atoms = max_atoms
         self.displacement = displacement

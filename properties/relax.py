@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,13 +10,14 @@ import numpy as np
 from ase import Atoms
 
 from matdesign.errors import NonFiniteError, NotConvergedError
+from matdesign.properties.base import PropertyCalculator, PropertyResult, structure_field
 
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
 
 
 @dataclass(frozen=True)
-class RelaxResult:
-    """Outcome of :func:`relax`. Energies in eV, forces eV/Å, stress eV/Å³, volume Å³."""
+class RelaxResult(PropertyResult):
+    """Outcome of a relaxation. Energies in eV, forces eV/Å, stress eV/Å³, volume Å³."""
 
     converged: bool
     steps: int
@@ -29,10 +30,7 @@ class RelaxResult:
     spacegroup_after: str
     optimizer: str
     fmax_ev_per_a: float  # the convergence threshold that was asked for
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict of the fields."""
-        return asdict(self)
+    atoms: Atoms = structure_field()  # the relaxed copy, no calculator; not in to_dict
 
 
 def spacegroup(atoms: Atoms, symprec: float = 1e-3) -> str:
@@ -69,6 +67,108 @@ def _raise_if_nonfinite(atoms: Atoms) -> None:
         )
 
 
+class RelaxCalculator(PropertyCalculator[RelaxResult]):
+    """Relax atomic positions and, for a 3D-periodic structure, the cell.
+
+    The cell is relaxed through :class:`ase.filters.FrechetCellFilter`, whose cell "forces"
+    are the virial divided by the number of atoms, so ``fmax`` also bounds the stress
+    (|σ| V/N < fmax). Non-periodic or partly periodic structures relax ions only.
+    """
+
+    def __init__(self, calculator: Any, *, fmax: float = 1e-3, max_steps: int = 1000,
+                 optimizer: str = "FIRE", relax_cell: bool = True, fix_symmetry: bool = False,
+                 min_distance: float = 0.5) -> None:
+        """Set up.
+
+        Args:
+            calculator: any ASE calculator.
+            fmax: convergence threshold on forces, eV/Å.
+            max_steps: optimizer step limit.
+            optimizer: ``"FIRE"``, ``"BFGS"`` or ``"LBFGS"`` (from :mod:`ase.optimize`).
+            relax_cell: relax the cell too (only if periodic in all three directions).
+            fix_symmetry: keep the starting space group (:class:`ase.constraints.FixSymmetry`).
+            min_distance: pairs closer than this (Å) are rejected as overlapping atoms.
+
+        Raises:
+            ValueError: an unknown optimizer, ``fmax <= 0`` or ``max_steps < 0``.
+        """
+        super().__init__(calculator)
+        self._optimizer_class = _optimizer_class(optimizer)
+        if fmax <= 0 or max_steps < 0:
+            raise ValueError(f"need fmax > 0 and max_steps >= 0 (got {fmax}, {max_steps})")
+        self.fmax = fmax
+        self.max_steps = max_steps
+        self.optimizer = optimizer.upper()
+        self.relax_cell = relax_cell
+        self.fix_symmetry = fix_symmetry
+        self.min_distance = min_distance
+
+    def calc(self, atoms: Atoms, *, trajectory: str | Path | None = None) -> RelaxResult:
+        """Relax ``atoms`` (never modified); the relaxed copy is ``result.atoms``.
+
+        Args:
+            atoms: the starting structure.
+            trajectory: optional ASE trajectory file to write.
+
+        Returns:
+            The :class:`RelaxResult`. Not converging is reported as ``converged == False``.
+
+        Raises:
+            ValueError: overlapping atoms, NaN positions or a degenerate cell (checked before
+                any calculator call).
+            FloatingPointError: the calculator returned a non-finite energy or force.
+        """
+        from matdesign.structure_io import check_geometry
+
+        calc = self.calculator
+        check_geometry(atoms, float(getattr(calc, "cutoff", 0.0)), min_distance=self.min_distance)
+        work = atoms.copy()
+        original_constraints = [c.copy() for c in work.constraints]
+        work.calc = calc
+        if self.fix_symmetry:
+            from ase.constraints import FixSymmetry
+
+            work.set_constraint([*work.constraints, FixSymmetry(work)])
+        target: Any = work
+        if self.relax_cell and work.pbc.all():
+            from ase.filters import FrechetCellFilter
+
+            target = FrechetCellFilter(work)
+
+        before = spacegroup(atoms)
+        _raise_if_nonfinite(work)
+        opt = self._optimizer_class(target, logfile=None,
+                                    trajectory=None if trajectory is None else str(trajectory))
+        opt.attach(lambda: _raise_if_nonfinite(work), interval=1)
+        converged = bool(opt.run(fmax=self.fmax, steps=self.max_steps))
+        relaxed = work.copy()
+        relaxed.calc = None
+        relaxed.set_constraint(original_constraints)
+        return self._result(work, relaxed, converged, int(opt.nsteps), before)
+
+    def _result(self, work: Atoms, relaxed: Atoms, converged: bool, steps: int,
+                before: str) -> RelaxResult:
+        """The :class:`RelaxResult` of ``work`` (calculator attached) and its ``relaxed`` copy."""
+        periodic = bool(work.pbc.all())
+        energy = float(work.get_potential_energy())
+        forces = work.get_forces(apply_constraint=False)
+        stress = [float(x) for x in work.get_stress(voigt=True)] if periodic else None
+        return RelaxResult(
+            converged=converged,
+            steps=steps,
+            energy_ev=energy,
+            energy_per_atom_ev=energy / len(work),
+            max_force_ev_per_a=float(np.linalg.norm(forces, axis=1).max()),
+            stress_ev_per_a3=stress,
+            volume_a3=float(work.get_volume()) if periodic else None,
+            spacegroup_before=before,
+            spacegroup_after=spacegroup(relaxed),
+            optimizer=self.optimizer,
+            fmax_ev_per_a=float(self.fmax),
+            atoms=relaxed,
+        )
+
+
 def relax(
     atoms: Atoms,
     calc: Any,
@@ -81,80 +181,18 @@ def relax(
     min_distance: float = 0.5,
     trajectory: str | Path | None = None,
 ) -> tuple[Atoms, RelaxResult]:
-    """Relax atomic positions and, for a 3D-periodic structure, the cell.
+    """:class:`RelaxCalculator` in one call, for callers that want the structure first.
 
-    The cell is relaxed through :class:`ase.filters.FrechetCellFilter`, whose cell "forces"
-    are the virial divided by the number of atoms, so ``fmax`` also bounds the stress
-    (|σ| V/N < fmax). Non-periodic or partly periodic structures relax ions only.
-
-    Args:
-        atoms: the starting structure; never modified.
-        calc: any ASE calculator.
-        fmax: convergence threshold on forces, eV/Å.
-        max_steps: optimizer step limit.
-        optimizer: ``"FIRE"``, ``"BFGS"`` or ``"LBFGS"`` (from :mod:`ase.optimize`).
-        relax_cell: relax the cell too (only if periodic in all three directions).
-        fix_symmetry: keep the starting space group (:class:`ase.constraints.FixSymmetry`).
-        min_distance: pairs closer than this (Å) are rejected as overlapping atoms.
-        trajectory: optional ASE trajectory file to write.
+    Arguments as :class:`RelaxCalculator` and its ``calc``.
 
     Returns:
-        ``(relaxed, result)``: a relaxed copy with no calculator attached and the
-        :class:`RelaxResult`. Not converging is reported as ``result.converged == False``.
-
-    Raises:
-        ValueError: overlapping atoms, NaN positions or a degenerate cell (checked before any
-            calculator call), or an unknown optimizer.
-        FloatingPointError: the calculator returned a non-finite energy or force.
+        ``(result.atoms, result)``: the relaxed copy (no calculator attached) and the
+        :class:`RelaxResult`.
     """
-    from matdesign.structure_io import check_geometry
-
-    check_geometry(atoms, float(getattr(calc, "cutoff", 0.0)), min_distance=min_distance)
-    opt_class = _optimizer_class(optimizer)
-    if fmax <= 0 or max_steps < 0:
-        raise ValueError(f"need fmax > 0 and max_steps >= 0 (got {fmax}, {max_steps})")
-
-    work = atoms.copy()
-    original_constraints = [c.copy() for c in work.constraints]
-    work.calc = calc
-    if fix_symmetry:
-        from ase.constraints import FixSymmetry
-
-        work.set_constraint([*work.constraints, FixSymmetry(work)])
-    periodic = bool(work.pbc.all())
-    target: Any = work
-    if relax_cell and periodic:
-        from ase.filters import FrechetCellFilter
-
-        target = FrechetCellFilter(work)
-
-    before = spacegroup(atoms)
-    _raise_if_nonfinite(work)
-    opt = opt_class(target, logfile=None,
-                    trajectory=None if trajectory is None else str(trajectory))
-    opt.attach(lambda: _raise_if_nonfinite(work), interval=1)
-    converged = bool(opt.run(fmax=fmax, steps=max_steps))
-
-    energy = float(work.get_potential_energy())
-    forces = work.get_forces(apply_constraint=False)
-    stress = [float(x) for x in work.get_stress(voigt=True)] if periodic else None
-    relaxed = work.copy()
-    relaxed.calc = None
-    relaxed.set_constraint(original_constraints)
-    result = RelaxResult(
-        converged=converged,
-        steps=int(opt.nsteps),
-        energy_ev=energy,
-        energy_per_atom_ev=energy / len(work),
-        max_force_ev_per_a=float(np.linalg.norm(forces, axis=1).max()),
-        stress_ev_per_a3=stress,
-        volume_a3=float(work.get_volume()) if periodic else None,
-        spacegroup_before=before,
-        spacegroup_after=spacegroup(relaxed),
-        optimizer=optimizer.upper(),
-        fmax_ev_per_a=float(fmax),
-    )
-    return relaxed, result
+    result = RelaxCalculator(calc, fmax=fmax, max_steps=max_steps, optimizer=optimizer,
+                             relax_cell=relax_cell, fix_symmetry=fix_symmetry,
+                             min_distance=min_distance).calc(atoms, trajectory=trajectory)
+    return result.atoms, result
 
 
 def require_converged(result: RelaxResult, what: str) -> None:
@@ -208,7 +246,7 @@ def evaluate_relaxing_ions(
             results[k] = res
         return results
     for k in todo:
-        _, res = relax(cells[k], calc, fmax=fmax, max_steps=max_steps, relax_cell=False)
+        res = RelaxCalculator(calc, fmax=fmax, max_steps=max_steps, relax_cell=False).calc(cells[k])
         _raise_unconverged(what, k, cells[k], res.max_force_ev_per_a, res.steps, fmax)
         stress = None if res.stress_ev_per_a3 is None else np.array(res.stress_ev_per_a3)
         results[k] = {"energy": res.energy_ev, "stress": stress}

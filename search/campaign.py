@@ -1,39 +1,42 @@
-"""Design campaigns: propose candidates in batches, evaluate them, persist each result at once.
+"""Design campaigns: propose design points in batches, evaluate them, persist each result at once.
 
-Every finished evaluation becomes one row of the campaign's ase.db (via :class:`CampaignStore`)
-with its design vector, so :meth:`Campaign.run` resumes after a crash by re-telling all rows
-to a FRESH scikit-optimize ``Optimizer`` and excluding their candidate keys: nothing finished is
-lost or repeated. The evaluator is pluggable: any picklable ``evaluator(atoms, source)``
-returning an object with ``status`` ("done"/"failed"), ``key_value_pairs``, ``atoms`` and
-``data`` (the screen pipeline's ``CandidateResult`` or :class:`Evaluation`).
+Every finished evaluation becomes one row of the campaign's database (via :class:`CampaignStore`,
+through :class:`~matdesign.search.database.ResultsDB`) with its design vector, so
+:meth:`Campaign.run` resumes after a crash by re-telling all rows to a FRESH scikit-optimize
+``Optimizer`` and excluding their design-point keys: nothing finished is lost or repeated.
+Worker crashes follow the screen's policy (:mod:`matdesign.search.runner`). The evaluator is
+pluggable: any picklable ``evaluator(atoms, source)`` returning an object with ``status``
+("done"/"failed"), ``key_value_pairs``, ``atoms`` and ``data`` (the screen pipeline's
+``CandidateResult`` or :class:`Evaluation`).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
-from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from matdesign.search.config import CampaignConfig
+from matdesign.search.database import ResultsDB, storable_pairs
 from matdesign.search.evaluation import (
     Evaluation,
-    EvaluationPool,
     Evaluator,
     evaluate_structures,
     pipeline_evaluator,
 )
-from matdesign.search.executor import is_worker_crash
 from matdesign.search.features import featurize
-from matdesign.search.space import Candidate
+from matdesign.search.runner import CrashTolerantRunner, Job, WorkerFailure
+from matdesign.search.space import DesignPoint
 from matdesign.search.surrogate import chebyshev_scalarise, select_batch
 from matdesign.search.symmetry import equivalence_classes
 
+#: a proposal: the design vector and the design point it decodes to
+Proposal = tuple[list[Any], DesignPoint]
 
 @dataclass(frozen=True)
 class CampaignSummary:
@@ -52,13 +55,8 @@ class CampaignSummary:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
 
 
-_RESERVED = {"id", "unique_id", "ctime", "mtime", "user", "calculator", "energy", "forces",
-             "stress", "magmom", "magmoms", "charge", "charges", "natoms", "formula", "age",
-             "pbc", "cell", "numbers", "positions", "key", "x"}
-
-
 @dataclass(frozen=True)
-class Record:
+class CampaignRow:
     """One finished evaluation as stored (``feasible``/``uncertain`` from the campaign rules)."""
 
     row_id: int
@@ -73,7 +71,8 @@ class Record:
 
 
 class CampaignStore:
-    """The campaign's ase.db: one row per finished candidate, written the moment it finishes.
+    """The campaign's database: one row per finished design point, written the moment it
+    finishes.
 
     Row key_value_pairs: the evaluation's properties plus ``candidate_key``, ``kind``,
     ``prototype``, ``family``, ``status``, ``strategy``, ``round``, ``feasible``, ``uncertain``;
@@ -83,20 +82,21 @@ class CampaignStore:
     a database with rows refuses a config that changes them unless ``allow_config_change``.
     """
 
+    #: row keys the store adds to an evaluation's properties
+    OWN_KEYS = ("candidate_key", "kind", "prototype", "family", "status", "strategy", "round",
+                "feasible", "uncertain")
+
     def __init__(self, path: str, config: CampaignConfig, *, potential: str | None = None,
                  allow_config_change: bool = False) -> None:
-        from matdesign.search.database import WRITER_KEY, check_writer, open_database
         from matdesign.search.resume import campaign_metadata, check_resume
 
         self.path = str(path)
         self.config = config
-        self.db = open_database(self.path, "campaign")  # clear errors before any work
-        check_writer(self.db, "design", self.path)  # a screen's rows would break resuming
-        meta = {**campaign_metadata(config, potential), WRITER_KEY: "design"}
+        self.db = ResultsDB(self.path, writer="design")  # clear errors before any work
+        meta = campaign_metadata(config, potential)
         # refuse BEFORE overwriting: a changed objective or fmax must not relabel stored rows
         check_resume(self.path, self.db.metadata, meta, self.db.count(), allow_config_change)
-        if self.db.metadata != meta:
-            self.db.metadata = meta
+        self.db.set_metadata(meta)
 
     def _judge(self, status: str, props: dict[str, Any]) -> tuple[bool, bool]:
         feasible = status == "done" and all(c.satisfied(props)
@@ -105,64 +105,35 @@ class CampaignStore:
         uncertain = std is not None and std > self.config.uncertainty_energy_std_ev_per_atom
         return bool(feasible), bool(uncertain)
 
-    def write(self, c: Candidate, x: list[Any], ev: Any, strategy: str, round_id: int) -> Record:
-        """Persist one evaluation now; returns its :class:`Record`."""
-        props = {k: (v.item() if hasattr(v, "item") else v)
-                 for k, v in (ev.key_value_pairs or {}).items()
-                 if k.isidentifier() and k not in _RESERVED}
-        props = {k: v for k, v in props.items() if isinstance(v, (bool, int, float, str))
-                 and not (isinstance(v, float) and not np.isfinite(v))}
+    def write(self, point: DesignPoint, x: list[Any], ev: Any, strategy: str,
+              round_id: int) -> CampaignRow:
+        """Persist one evaluation now; returns its :class:`CampaignRow`."""
+        props = storable_pairs(ev.key_value_pairs or {})
         feasible, uncertain = self._judge(ev.status, props)
-        kvp = {**props, "candidate_key": c.key, "kind": c.kind, "prototype": c.prototype,
-               "family": c.group, "status": ev.status, "strategy": strategy,
-               "round": int(round_id), "feasible": feasible, "uncertain": uncertain}
-        atoms = ev.atoms if ev.atoms is not None else self.config.space.structures(c)[0]
+        pairs = {**props, "candidate_key": point.key, "kind": point.kind,
+                 "prototype": point.prototype, "family": point.group, "status": ev.status,
+                 "strategy": strategy, "round": int(round_id), "feasible": feasible,
+                 "uncertain": uncertain}
+        atoms = ev.atoms if ev.atoms is not None else self.config.space.structures(point)[0]
         data = {"x": list(x), "error": str(getattr(ev, "error", "") or "")}
         try:
-            row_id = self.db.write(atoms, key_value_pairs=kvp,
-                                   data={**data, **(getattr(ev, "data", None) or {})})
+            row_id = self.db.add(atoms, pairs, {**data, **(getattr(ev, "data", None) or {})})
         except Exception:  # noqa: BLE001 - unserialisable extra data must not lose the result
-            row_id = self.db.write(atoms, key_value_pairs=kvp, data=data)
-        return Record(row_id, c.key, list(x), ev.status, props, feasible, uncertain, strategy,
-                      int(round_id))
+            row_id = self.db.add(atoms, pairs, data)
+        return CampaignRow(row_id, point.key, list(x), ev.status, props, feasible, uncertain,
+                      strategy, int(round_id))
 
     def update_hull(self) -> int:
         """Recompute ``e_above_hull_ev_per_atom`` (and ``feasible``) of every done row over
-        the elemental references and competing phases stored in the rows plus every done
-        candidate so far; returns the number of rows updated.
+        the references stored in the rows plus every done row
+        (:meth:`ResultsDB.update_hull`); returns the number of rows updated."""
+        def feasible(row: Any, e_above_hull: float) -> dict[str, Any]:
+            props = {**row.key_value_pairs, "e_above_hull_ev_per_atom": e_above_hull}
+            return {"feasible": self._judge(row.status, props)[0]}
 
-        Rows with an element that has no stored elemental reference keep their values (e.g. a
-        custom evaluator without ``data["references"]``).
-        """
-        from ase.formula import Formula
+        return self.db.update_hull(also=feasible)
 
-        from matdesign.properties.stability import HullEntry, hull_energies
-
-        rows = [r for r in self.db.select(status="done") if "energy_per_atom_ev" in r]
-        refs: dict[str, HullEntry] = {}
-        for row in rows:
-            stored = (row.data or {}).get("references") or {}
-            for el, e in (stored.get("elements") or {}).items():
-                refs[f"ref:{el}"] = HullEntry(f"ref:{el}", el, float(e))
-            for p in stored.get("competing") or []:
-                refs[f"phase:{p['name']}"] = HullEntry(f"phase:{p['name']}", p["formula"],
-                                                       float(p["energy_per_atom_ev"]))
-        known = {name[4:] for name in refs if name.startswith("ref:")}
-        entries = [e for e in refs.values() if set(Formula(e.formula).count()) <= known]
-        rows = [r for r in rows if set(Formula(r.formula).count()) <= known]
-        if not rows:
-            return 0
-        hull = hull_energies(entries + [HullEntry(f"row:{r.id}", r.formula,
-                                                  float(r.energy_per_atom_ev)) for r in rows])
-        with self.db:
-            for r in rows:
-                props = {**r.key_value_pairs, "e_above_hull_ev_per_atom": hull[f"row:{r.id}"]}
-                feasible, _ = self._judge(r.status, props)
-                self.db.update(r.id, e_above_hull_ev_per_atom=hull[f"row:{r.id}"],
-                               feasible=feasible)
-        return len(rows)
-
-    def records(self) -> list[Record]:
+    def records(self) -> list[CampaignRow]:
         """All finished evaluations in write order.
 
         Raises:
@@ -170,16 +141,14 @@ class CampaignStore:
         """
         groups = set(self.config.space.groups)
         out = []
-        for row in self.db.select(sort="id"):
+        for row in self.db.rows(sort="id"):
             x = list(row.data.get("x", []))
             if not x or x[0] not in groups:
                 raise ValueError(f"{self.path}: row {row.id} ({row.get('candidate_key')}) has "
                                  f"design family {x[:1]} not in this campaign's space {groups}")
-            skip = {"candidate_key", "kind", "prototype", "family", "status", "strategy",
-                    "round", "feasible", "uncertain"}
-            props = {k: v for k, v in row.key_value_pairs.items() if k not in skip}
+            props = {k: v for k, v in row.key_value_pairs.items() if k not in self.OWN_KEYS}
             feasible, uncertain = self._judge(row.status, props)
-            out.append(Record(row.id, row.candidate_key, x, row.status, props, feasible,
+            out.append(CampaignRow(row.id, row.candidate_key, x, row.status, props, feasible,
                               uncertain, row.strategy, int(row.round)))
         return out
 
@@ -229,7 +198,6 @@ class Campaign:
             allow_config_change=allow_config_change)
         self.evaluator = evaluator or pipeline_evaluator(config, potential or config.potential,
                                                          timeout_s=timeout_s)
-        self._crashes: Counter = Counter()  # candidate key -> worker crashes while in flight
         self._classes: dict[str, str] | None = None  # ordered key -> symmetry representative
 
     def canonical(self, key: str) -> str:
@@ -247,7 +215,7 @@ class Campaign:
                    .generate_state(1)[0])
 
     # ---- objective bookkeeping -------------------------------------------------------------
-    def objective_matrix(self, records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
+    def objective_matrix(self, records: list[CampaignRow]) -> tuple[np.ndarray, np.ndarray]:
         """(n, m) minimisation objectives (sign applied) and mask of rows with all values."""
         y = np.full((len(records), len(self.config.objectives)), np.nan)
         for i, r in enumerate(records):
@@ -257,7 +225,7 @@ class Campaign:
                     y[i, j] = o.sign() * float(v)
         return y, ~np.isnan(y).any(1)
 
-    def _optimizer(self, records: list[Record], strategy: str) -> Any:
+    def _optimizer(self, records: list[CampaignRow], strategy: str) -> Any:
         """A fresh skopt Optimizer told every finished evaluation (failures get y = 1, the
         worst value of the [0, 1]-scaled objective)."""
         from skopt import Optimizer
@@ -277,24 +245,24 @@ class Campaign:
         return opt
 
     # ---- proposals -------------------------------------------------------------------------
-    def _random_batch(self, opt: Any, n: int, exclude: set[str]) -> list[tuple[list, Candidate]]:
-        out: list[tuple[list, Candidate]] = []
+    def _random_batch(self, opt: Any, n: int, exclude: set[str]) -> list[Proposal]:
+        out: list[Proposal] = []
         xs = opt.ask(n_points=n) if n > 1 else [opt.ask()]
         rng = np.random.default_rng([self.config.optimizer.seed, len(exclude), 1])
         for _attempt in range(200):
             for x in xs:
                 x = [v.item() if hasattr(v, "item") else v for v in x]
-                c = self.space.decode(x)
-                if self.canonical(c.key) not in exclude and len(out) < n:
-                    out.append((x, c))
-                    exclude.add(self.canonical(c.key))
+                point = self.space.decode(x)
+                if self.canonical(point.key) not in exclude and len(out) < n:
+                    out.append((x, point))
+                    exclude.add(self.canonical(point.key))
             if len(out) >= n:
                 break
             xs = opt.space.rvs(n_samples=4 * n, random_state=int(rng.integers(2**31)))
         return out
 
-    def _bo_batch(self, opt: Any, records: list[Record], n: int,
-                  exclude: set[str]) -> list[tuple[list, Candidate]]:
+    def _bo_batch(self, opt: Any, records: list[CampaignRow], n: int,
+                  exclude: set[str]) -> list[Proposal]:
         y, ok = self.objective_matrix(records)
         if ok.sum() < max(2, self.config.optimizer.n_initial):
             return self._random_batch(opt, n, exclude)
@@ -313,16 +281,16 @@ class Campaign:
         pool, seen = [], set(exclude)
         for x in pool_x:
             x = [v.item() if hasattr(v, "item") else v for v in x]
-            c = self.space.decode(x)
-            if self.canonical(c.key) not in seen:
-                seen.add(self.canonical(c.key))
-                pool.append((x, c))
+            point = self.space.decode(x)
+            if self.canonical(point.key) not in seen:
+                seen.add(self.canonical(point.key))
+                pool.append((x, point))
         if not pool:
             return []
         weights = rng.dirichlet(np.ones(y.shape[1])) if y.shape[1] > 1 else np.ones(1)
         train_y = chebyshev_scalarise(y[ok], weights)
         feats = featurize([self.space.decode(r.x) for r in records], self.space)
-        picks = select_batch(featurize([c for _, c in pool], self.space), feats[ok], train_y,
+        picks = select_batch(featurize([p for _, p in pool], self.space), feats[ok], train_y,
                              feats, np.array([r.feasible for r in records]), n,
                              self.config.optimizer.xi, seed,
                              uncertain=np.array([r.uncertain for r in records], bool)[ok])
@@ -333,7 +301,7 @@ class Campaign:
     # ---- the loop --------------------------------------------------------------------------
     def run(self, budget: int | None = None, strategy: str = "bo", workers: int = 1,
             scheduler: str | None = None,
-            on_result: Callable[[Record], None] | None = None) -> CampaignSummary:
+            on_result: Callable[[CampaignRow], None] | None = None) -> CampaignSummary:
         """Evaluate candidates until ``budget`` evaluations exist in the database.
 
         Args:
@@ -345,6 +313,7 @@ class Campaign:
             on_result: called with every new record (progress output).
         """
         from matdesign.config_utils import typed_int
+        from matdesign.search.executor import get_executor
 
         if strategy not in ("bo", "random"):
             raise ValueError(f"strategy must be 'bo' or 'random', not '{strategy}'")
@@ -352,7 +321,7 @@ class Campaign:
         budget = self.config.budget if budget is None else typed_int(budget, "budget", 1)
         records = self.store.records()
         n_start = len(records)
-        with EvaluationPool(workers, scheduler) as pool:
+        with CrashTolerantRunner(partial(get_executor, workers, scheduler), workers) as runner:
             while len(records) < budget:
                 opt = self._optimizer(records, strategy)
                 exclude = {self.canonical(r.key) for r in records}
@@ -361,68 +330,36 @@ class Campaign:
                          else self._bo_batch(opt, records, n, exclude))
                 if not batch:
                     break  # the whole space has been evaluated
-                for rec in self._evaluate(pool, batch, strategy, len(records)):
-                    records.append(rec)
-                    if on_result:
-                        on_result(rec)
+                runner.run(batch, self._job(strategy, len(records), on_result))
                 # the hull over everything evaluated so far decides feasibility for the
                 # next proposals
                 self.store.update_hull()
                 records = self.store.records()
         return self.summary(records, strategy, len(records) - n_start)
 
-    def _evaluate(self, pool: EvaluationPool, batch: list[tuple[list, Candidate]], strategy: str,
-                  n_done: int) -> Iterator[Record]:
-        """Evaluate a batch, writing each result as it arrives.
+    def _job(self, strategy: str, round_id: int,
+             on_result: Callable[[CampaignRow], None] | None) -> Job[Proposal]:
+        """The runner's callbacks for one batch: evaluate every realisation in a worker, write
+        each result (or the coordinator's failure) as it arrives."""
+        def submit(ex: Executor, proposal: Proposal) -> Future:
+            point = proposal[1]
+            return ex.submit(evaluate_structures, self.evaluator, self.space.structures(point),
+                             point.key)
 
-        A broken process pool (a worker died, e.g. killed for memory) records nothing for the
-        candidates in flight: they run again in a fresh pool, each alone, and one that crashes
-        a worker a second time is recorded as failed ("worker crashed twice").
-        """
-        round_id = n_done
-        if pool.ex is None:
-            for x, c in batch:
-                ev = evaluate_structures(self.evaluator, self.space.structures(c), c.key)
-                yield self.store.write(c, x, ev, strategy, round_id)
-            return
-        queue = list(batch)
-        while queue:
-            suspects = [i for i, (_, c) in enumerate(queue) if self._crashes[c.key]]
-            take = suspects[:1] if suspects else list(range(len(queue)))
-            group = [queue[i] for i in take]
-            queue = [b for i, b in enumerate(queue) if i not in take]
-            futures, broken = {}, False
-            for k, (x, c) in enumerate(group):
-                try:
-                    fut = pool.ex.submit(evaluate_structures, self.evaluator,
-                                         self.space.structures(c), c.key)
-                except BrokenProcessPool:  # a worker already in flight died: not c's fault
-                    queue = group[k:] + queue
-                    broken = True
-                    break
-                futures[fut] = (x, c)
-            crashed = []
-            for fut in cf.as_completed(futures):
-                x, c = futures[fut]
-                exc = fut.exception()
-                if is_worker_crash(exc):  # a dead pool process, or Dask's KilledWorker
-                    crashed.append((x, c, exc))
-                    continue
-                ev = fut.result() if exc is None else Evaluation(
-                    "failed", {}, self.space.structures(c)[0], {}, f"{type(exc).__name__}: {exc}")
-                yield self.store.write(c, x, ev, strategy, round_id)
-            for x, c, exc in crashed:
-                self._crashes[c.key] += 1
-                if self._crashes[c.key] < 2:
-                    queue.insert(0, (x, c))
-                    continue
-                ev = Evaluation("failed", {}, self.space.structures(c)[0], {},
-                                f"worker crashed twice: {type(exc).__name__}: {exc}")
-                yield self.store.write(c, x, ev, strategy, round_id)
-            if crashed or broken:
-                pool.restart()
+        def write(proposal: Proposal, ev: Any) -> None:
+            x, point = proposal
+            record = self.store.write(point, x, ev, strategy, round_id)
+            if on_result:
+                on_result(record)
 
-    def summary(self, records: list[Record], strategy: str, n_new: int) -> CampaignSummary:
+        def fail(proposal: Proposal, failure: WorkerFailure) -> None:
+            structure = self.space.structures(proposal[1])[0]
+            write(proposal, Evaluation("failed", {}, structure, {}, failure.reason))
+
+        return Job(submit=submit, on_result=write, on_failure=fail,
+                   key=lambda proposal: proposal[1].key)
+
+    def summary(self, records: list[CampaignRow], strategy: str, n_new: int) -> CampaignSummary:
         """Counts and the best feasible candidate (first objective, or ParEGO-equal weights)."""
         y, ok = self.objective_matrix(records)
         feas = np.array([r.feasible for r in records], bool) & ok

@@ -5,6 +5,7 @@ See ``examples/refractory_hea.yaml`` for a fully commented file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from matdesign.search.gates import (
     parse_value,
     split_comparison,
 )
+from matdesign.search.pipeline import ScreenSettings
 from matdesign.search.prototypes import load_prototypes
 from matdesign.search.space import DesignSpace, DisorderedSpec, OrderedSpec
 
@@ -84,22 +86,59 @@ class Constraint:
             f"{self.property} {self.op} {self.value}")
 
 
-@dataclass(frozen=True)
-class ScreenConfig:
-    """Settings handed to the screen pipeline for every candidate."""
+#: the keys a campaign's ``screen:`` section may set; the rest of the pipeline's
+#: ``ScreenSettings`` is the campaign's own: its ``potential``, and ``gates`` from its constraints
+CAMPAIGN_SCREEN_KEYS = ("properties", "dtype", "fmax", "max_steps", "phonon_min_length")
+#: a campaign's values where they differ from the ``ScreenSettings`` defaults (those of
+#: ``matdesign screen``), as campaigns have always had them: elastic constants unless told
+#: otherwise, and a looser, shorter relaxation and smaller phonon supercells for the many
+#: generated candidates of a search (fmax eV/Å, phonon_min_length Å)
+CAMPAIGN_SCREEN_DEFAULTS: dict[str, Any] = {
+    "properties": ("elastic",), "fmax": 0.02, "max_steps": 200, "phonon_min_length": 10.0,
+}
 
-    properties: tuple[str, ...] = ("elastic",)
-    dtype: str = "float64"
-    fmax: float = 0.02
-    max_steps: int = 200
-    phonon_min_length: float = 10.0
 
-    def __post_init__(self) -> None:
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"screen.dtype: must be 'float32' or 'float64', not {self.dtype!r}")
-        typed_float(self.fmax, "screen.fmax", 0.0, strict=True)
-        typed_int(self.max_steps, "screen.max_steps", 1)
-        typed_float(self.phonon_min_length, "screen.phonon_min_length", 0.0, strict=True)
+def _names(value: Any, key: str) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{key}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _as_given(value: Any, key: str) -> Any:
+    return value  # ScreenSettings checks it
+
+
+_SCREEN_VALUES: dict[str, Callable[[Any, str], Any]] = {
+    "properties": _names, "dtype": _as_given, "fmax": typed_float,
+    "max_steps": typed_int, "phonon_min_length": typed_float,
+}
+
+
+def parse_screen(section: Any = None, potential: str = "default") -> ScreenSettings:
+    """The pipeline's settings from a campaign's ``screen:`` section.
+
+    Args:
+        section: the section's mapping (None: empty); a key it omits takes
+            :data:`CAMPAIGN_SCREEN_DEFAULTS`, else the ``ScreenSettings`` default.
+        potential: the campaign's potential spec.
+
+    Raises:
+        ValueError: naming the key (``screen.fmax: ...``): unknown, ill-typed or refused by
+            ``ScreenSettings``.
+    """
+    section = section or {}
+    if not isinstance(section, dict):
+        raise ValueError(f"'screen' must be a mapping, got {type(section).__name__}")
+    unknown = sorted(set(section) - set(CAMPAIGN_SCREEN_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key(s) in 'screen': {unknown}; "
+                         f"allowed: {sorted(CAMPAIGN_SCREEN_KEYS)}")
+    try:
+        values = {key: _SCREEN_VALUES[key](value, key)
+                  for key, value in {**CAMPAIGN_SCREEN_DEFAULTS, **section}.items()}
+        return ScreenSettings(potential=potential, **values)
+    except ValueError as exc:  # ScreenSettings names the field; the section names itself
+        raise ValueError(f"screen.{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -130,7 +169,9 @@ class CampaignConfig:
     constraints: tuple[Constraint, ...] = ()
     budget: int = 20
     potential: str = "default"
-    screen: ScreenConfig = field(default_factory=ScreenConfig)
+    # the pipeline's settings from the ``screen:`` section; pipeline_evaluator gives them the
+    # potential it runs and the gates of ``gates()``
+    screen: ScreenSettings = field(default_factory=parse_screen)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     # Calibrated committee σ above which an evaluation is "uncertain"; None: the potential's
     # own calibrated threshold (checkpoint metadata), else FALLBACK_UNCERTAINTY_EV_PER_ATOM.
@@ -165,9 +206,6 @@ class CampaignConfig:
             ValueError: naming the objective/constraint, the key and the allowed names, or the
                 ``screen.properties`` entry a key needs.
         """
-        bad = sorted(set(self.screen.properties) - {"elastic", "phonon"})
-        if bad:
-            raise ValueError(f"screen.properties: unknown {bad}; choose from ['elastic', 'phonon']")
         named = [(f"objectives[{i}].property", o.property) for i, o in enumerate(self.objectives)]
         named += [(f"constraints[{i}]", c.property) for i, c in enumerate(self.constraints)]
         for where, key in named:
@@ -287,12 +325,13 @@ def _optional_positive(value: Any, key: str) -> float | None:
 def calibrated_threshold(potential: str) -> float:
     """The committee threshold (eV/atom) stored in a matdesign checkpoint ("default" or a
     path), else :data:`FALLBACK_UNCERTAINTY_EV_PER_ATOM`."""
-    from matdesign.search.potentials import potential_info, spec_kind
+    from matdesign.potential_spec import parse_potential
 
-    if spec_kind(potential) != "checkpoint":
+    spec = parse_potential(potential)
+    if spec.kind != "checkpoint":
         return FALLBACK_UNCERTAINTY_EV_PER_ATOM
     try:
-        meta = potential_info(potential).metadata
+        meta = spec.info().metadata
     except (OSError, ValueError):
         return FALLBACK_UNCERTAINTY_EV_PER_ATOM  # the potential's own check reports the error
     return float(meta.get("uncertainty_threshold_ev_per_atom", FALLBACK_UNCERTAINTY_EV_PER_ATOM))
@@ -343,15 +382,11 @@ def parse_campaign(d: Any, base: Path = Path("."), *,
         constraints=tuple(Constraint.parse(c, f"constraints[{i}]") for i, c in enumerate(cons)),
         budget=typed_int(d.get("budget", 20), "budget", 1),
         potential=d.get("potential", "default"),
-        screen=typed_config(ScreenConfig, d.get("screen"), "screen"),
+        screen=parse_screen(d.get("screen"), d.get("potential", "default")),
         optimizer=typed_config(OptimizerConfig, d.get("optimizer"), "optimizer"),
         uncertainty_energy_std_ev_per_atom=_optional_positive(
             d.get("uncertainty_energy_std_ev_per_atom"), "uncertainty_energy_std_ev_per_atom"),
     )
-    if config.screen.dtype == "float32" and config.screen.properties:
-        raise ValueError(f"screen.dtype: float32 cannot be used with screen.properties "
-                         f"{list(config.screen.properties)}: elastic and phonon work needs "
-                         "float64 (docs/CONVENTIONS.md)")
     if not custom_evaluator:
         config.check_pipeline_properties()
     return config

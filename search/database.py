@@ -1,238 +1,111 @@
-"""Screening results in an ASE database (SQLite file or any ``ase.db.connect`` URL).
+"""The rows of ``matdesign screen`` and ``matdesign design`` in an ASE database (SQLite file or
+any ``ase.db.connect`` URL; opened and checked by :mod:`matdesign.search.connection`).
 
-One row per candidate: the relaxed structure (with energy, forces, stress), key-value pairs
-(``status``, ``source``, ``content_hash``, ``settings_hash``, ``energy_per_atom_ev``, ...) and
-the full results in ``data``. ase.db computes the ``formula`` column from the structure itself
-(``formula`` is a reserved key there).
+Screen rows: one per candidate: the relaxed structure (with energy, forces, stress),
+key-value pairs (``status``, ``source``, ``content_hash``, ``settings_hash``,
+``energy_per_atom_ev``, ...) and the full results in ``data``. ase.db computes the ``formula``
+column from the structure itself (``formula`` is a reserved key there). Campaign rows: see
+:class:`matdesign.search.campaign.CampaignStore`.
 
-Retry policy: ``done`` rows are never recomputed. ``failed`` rows are skipped too (a
+Retry policy (screen): ``done`` rows are never recomputed. ``failed`` rows are skipped too (a
 deterministic failure would only repeat) unless the run asks to retry them; a retried candidate's
 new row replaces the failed one in the same transaction, so each candidate appears once.
+Processes sharing one database coordinate through claims (:mod:`matdesign.search.claims`), kept
+in a table of the same SQLite file or PostgreSQL database.
 
-Opening checks, before any work: the file is an ase.db database this process can write, and it
-was not written by ``matdesign design`` (the metadata key :data:`WRITER_KEY` records the
-writing command; a campaign cannot resume once a screen has appended rows to it). Processes
-sharing one database coordinate through claims (:mod:`matdesign.search.claims`), kept in a
-table of the same SQLite file or PostgreSQL database.
-
-PostgreSQL (``postgresql://user:password@host:port/dbname``, through ASE's
-``ase-db-backends``): the database must exist (``createdb``); its tables are made on first
-use. :func:`adapt_postgres` fixes two gaps of that backend for many concurrent writers.
+The energy above the hull is recomputed over every done row by :meth:`ResultsDB.update_hull`,
+for both commands.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import sqlite3
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from matdesign.properties.stability import HullEntry, hull_energies
-from matdesign.search.claims import is_postgres_url
-from matdesign.search.pipeline import CandidateResult, plain_value
+from matdesign.search.connection import WRITER_KEY, check_writer, open_database, sqlite_file
+from matdesign.search.record import CandidateResult, plain_value
 
-#: ``pg_advisory_lock`` key serialising ase.db's creation of its tables in a new database
-PG_INIT_LOCK = 0x6D6464  # "mdd"
+if TYPE_CHECKING:
+    from ase import Atoms
 
-#: ase.db metadata key naming the command that writes a database ("screen" or "design")
-WRITER_KEY = "matdesign_writer"
-_WRITER_COMMANDS = {"screen": "`matdesign screen` results",
-                    "design": "a `matdesign design` campaign"}
-
-
-def open_database(url: str, role: str) -> Any:
-    """Connect to an ase.db database this run will write, checking that it can, before any work.
-
-    Args:
-        url: a file path or an ase.db URL.
-        role: what the database is for, named in errors ("results", "campaign").
-
-    Returns:
-        The ase.db connection.
-
-    Raises:
-        ValueError: naming the file: it is not an ase.db database (e.g. a text file), of an
-            unknown type, or cannot be written (read-only file or folder).
-    """
-    import ase.db
-
-    try:
-        if "://" not in url:
-            Path(url).parent.mkdir(parents=True, exist_ok=True)
-        db = ase.db.connect(url)
-    except Exception as exc:
-        raise ValueError(f"cannot open {role} database {url}: {exc}") from exc
-    path = sqlite_file(db)
-    if path is not None:
-        _prepare_sqlite(path, role)
-    try:
-        if is_postgres_url(url):
-            adapt_postgres(db)
-            _initialise_postgres(db, url)
-        else:
-            _wait_until_initialised(db)
-    except Exception as exc:
-        raise ValueError(f"cannot open {role} database {url}: {exc}") from exc
-    return db
+#: keys ase.db reserves for its own columns (refused as key-value pairs)
+_RESERVED = {"id", "unique_id", "ctime", "mtime", "user", "calculator", "energy", "forces",
+             "stress", "magmom", "magmoms", "charge", "charges", "natoms", "formula", "age",
+             "pbc", "cell", "numbers", "positions", "key", "x"}
+#: what each writer's database is called in errors
+_ROLES = {"screen": "results", "design": "campaign"}
 
 
-def adapt_postgres(db: Any) -> None:
-    """Make an ase-db-backends PostgreSQL connection safe for concurrent writers (in place).
-
-    Two gaps of ``ase_db_backends.postgresql`` (0.11): the id of a new row is read as the
-    *global* ``last_value`` of the id sequence, so with two writers a row's key-value index
-    rows (tables ``keys``, ``species``, ``*_key_values``) can be filed under the other
-    writer's row; ``currval`` is the value this session drew. And its connection wrapper has
-    no ``rollback``, so a failed ``with db:`` transaction left the connection open and in use.
-    """
-    import psycopg2
-    from ase_db_backends.postgresql import Connection
-
-    class _Connection(Connection):
-        def rollback(self) -> None:
-            self.con.rollback()
-
-    def connect() -> _Connection:
-        return _Connection(psycopg2.connect(db.filename))
-
-    def get_last_id(cur: Any) -> int:
-        cur.execute("SELECT currval('systems_id_seq')")
-        return int(cur.fetchone()[0])
-
-    db._connect = connect
-    db.get_last_id = get_last_id
+def storable_pairs(pairs: dict[str, Any]) -> dict[str, float | int | str | bool]:
+    """The pairs ase.db can store as key-value pairs: identifier keys that ase.db does not
+    reserve, finite scalars (numpy scalars cast to Python); the rest is left out."""
+    out = {}
+    for key, value in pairs.items():
+        plain = plain_value(value)
+        if plain is not None and key.isidentifier() and key not in _RESERVED:
+            out[key] = plain
+    return out
 
 
-def _initialise_postgres(db: Any, url: str) -> None:
-    """Open a PostgreSQL database now, creating ase.db's tables if missing while holding an
-    advisory lock: ase.db creates them without one, and two processes opening a new database
-    at once would both try."""
-    import psycopg2
-
-    con = psycopg2.connect(url)
-    try:
-        con.autocommit = True
-        with con.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (PG_INIT_LOCK,))
-            try:
-                db.count()
-            finally:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (PG_INIT_LOCK,))
-    finally:
-        con.close()
+def stored_references(rows: list[Any]) -> list[HullEntry]:
+    """The elemental references and competing phases recorded in rows'
+    ``data["references"]`` (``{"elements": {symbol: eV/atom}, "competing": [phase, ...]}``,
+    written by the screen pipeline), one entry per element and per phase name."""
+    refs: dict[str, HullEntry] = {}
+    for row in rows:
+        stored = (row.data or {}).get("references") or {}
+        for element, energy in (stored.get("elements") or {}).items():
+            refs[f"ref:{element}"] = HullEntry(f"ref:{element}", element, float(energy))
+        for phase in stored.get("competing") or []:
+            name = f"phase:{phase['name']}"
+            refs[name] = HullEntry(name, phase["formula"], float(phase["energy_per_atom_ev"]))
+    return list(refs.values())
 
 
-def sqlite_file(db: Any) -> str | None:
-    """The SQLite file behind an ase.db connection; None for other backends (ASE's PostgreSQL
-    backend subclasses the SQLite one, so the class alone does not tell)."""
-    from ase.db.sqlite import SQLite3Database
+def _elements(formula: str) -> set[str]:
+    from ase.formula import Formula
 
-    name = str(getattr(db, "filename", ""))
-    return name if isinstance(db, SQLite3Database) and "://" not in name else None
-
-
-def _prepare_sqlite(path: str, role: str) -> None:
-    """Create ase.db's tables in a new SQLite file in ONE transaction, or check that an
-    existing one can be written (a write transaction, rolled back).
-
-    ase.db creates its tables statement by statement: two processes opening a new file at once
-    can both try (``table systems already exists``). Writing needs the file AND its folder
-    writable (SQLite puts a journal next to the file).
-
-    Raises:
-        ValueError: naming the file: not a database, or SQLite cannot write it.
-    """
-    from ase.db.sqlite import index_statements, init_statements
-
-    con = None
-    try:
-        con = sqlite3.connect(path, timeout=60.0, isolation_level=None)
-        con.execute("BEGIN IMMEDIATE")
-        if con.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='systems'").fetchone()[0]:
-            con.execute("CREATE TABLE matdesign_write_probe (x INTEGER)")
-            con.execute("ROLLBACK")
-        else:
-            for statement in init_statements + index_statements:
-                con.execute(statement)
-            con.execute("COMMIT")
-    except sqlite3.OperationalError as exc:
-        raise ValueError(f"cannot write {role} database {path}: {exc} (check the permissions "
-                         "of the file and of its folder)") from exc
-    except sqlite3.DatabaseError as exc:
-        raise ValueError(f"cannot open {role} database {path}: {exc}") from exc
-    finally:
-        if con is not None:
-            con.close()
-
-
-def _wait_until_initialised(db: Any, limit_s: float = 10.0) -> None:
-    """Open the database now (ase.db connects lazily).
-
-    A new SQLite file made by ase.db itself (not :func:`_prepare_sqlite`) gets its tables and
-    only then its version row, in two transactions; another process opening the file in
-    between reads no version row (``TypeError`` inside ase.db). That lasts milliseconds.
-    """
-    deadline = time.monotonic() + limit_s
-    while True:
-        try:
-            db.count()
-            return
-        except TypeError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-
-
-def _infer_writer(db: Any) -> str | None:
-    """Which command wrote a database without the :data:`WRITER_KEY` mark (older versions):
-    campaign metadata or rows with ``candidate_key`` -> "design"; screen rows -> "screen"."""
-    if "campaign" in db.metadata or db.count("candidate_key"):
-        return "design"
-    if db.count("content_hash"):
-        return "screen"
-    return None
-
-
-def check_writer(db: Any, kind: str, name: str) -> None:
-    """Refuse a database written by the other command (their rows cannot be mixed).
-
-    Args:
-        db: an ase.db connection.
-        kind: the command about to write it, "screen" or "design".
-        name: the database as the user gave it (for the message).
-
-    Raises:
-        ValueError: the database holds the other command's rows.
-    """
-    found = db.metadata.get(WRITER_KEY) or _infer_writer(db)
-    if found is not None and found != kind:
-        raise ValueError(f"{name} holds {_WRITER_COMMANDS.get(found, found)}; `matdesign "
-                         f"{kind}` will not add its rows to it: give it another --db")
+    return set(Formula(formula).count())
 
 
 class ResultsDB:
-    """Thin wrapper over ``ase.db`` for screening results.
+    """Thin wrapper over ``ase.db`` for the rows of ``screen`` or of a ``design`` campaign.
 
     Args:
         url: a file path (SQLite; ``.db`` is added by ASE if missing) or an ase.db URL such as
             ``postgresql://user:pw@host/db`` (needs ``pip install matdesign[postgres]``).
+        writer: the command writing it, ``"screen"`` or ``"design"``; a database written by
+            the other one is refused. A screen database is marked at once; a campaign sets
+            its metadata itself (:meth:`set_metadata`) after comparing it with the stored one.
         existing: only read an existing database (``--status``): a missing file is an error
             and nothing is marked.
     """
 
-    def __init__(self, url: str, *, existing: bool = False) -> None:
+    def __init__(self, url: str, *, writer: str = "screen", existing: bool = False) -> None:
         self.url = str(url)
+        self.writer = writer
         if existing and "://" not in self.url and not any(
                 Path(name).is_file() for name in (self.url, self.url + ".db")):
             raise ValueError(f"no results database {self.url}")
-        self._db = open_database(self.url, "results")
-        check_writer(self._db, "screen", self.url)
-        meta = self._db.metadata
-        if meta.get(WRITER_KEY) != "screen" and not existing:
-            self._db.metadata = {**meta, WRITER_KEY: "screen"}
+        self._db = open_database(self.url, _ROLES[writer])
+        check_writer(self._db, writer, self.url)
+        if writer == "screen" and not existing:
+            self.set_metadata(self.metadata)
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """The database's metadata (ase.db stores it as JSON)."""
+        return dict(self._db.metadata)
+
+    def set_metadata(self, metadata: dict[str, Any]) -> None:
+        """Store ``metadata`` plus the :data:`WRITER_KEY` mark (nothing written when equal)."""
+        full = {**metadata, WRITER_KEY: self.writer}
+        if self._db.metadata != full:
+            self._db.metadata = full
 
     @property
     def sqlite_path(self) -> str | None:
@@ -246,43 +119,51 @@ class ResultsDB:
                                            settings_hash=settings_hash,
                                            columns=["id", "key_value_pairs"])]
 
-    def write(self, result: CandidateResult, extra: dict[str, Any] | None = None) -> int:
-        """Write one candidate now; replaces earlier failed rows of the same candidate.
-
-        Args:
-            result: the candidate's result.
-            extra: more key-value pairs (e.g. design variables); values must be scalars.
+    def write(self, result: CandidateResult) -> int:
+        """Write one screened candidate now; replaces earlier failed rows of the same candidate.
 
         Returns:
             The new row id.
         """
-        kvp: dict[str, Any] = {}
-        for key, value in {**result.key_value_pairs, **(extra or {})}.items():
-            cast = plain_value(value)
-            if cast is not None:
-                kvp[key] = cast
-        kvp.update(status=result.status, source=result.source,
-                   content_hash=result.content_hash, settings_hash=result.settings_hash,
-                   elapsed_s=float(result.elapsed_s))
+        pairs = storable_pairs(result.key_value_pairs)
+        pairs.update(status=result.status, source=result.source,
+                     content_hash=result.content_hash, settings_hash=result.settings_hash,
+                     elapsed_s=float(result.elapsed_s))
         if result.reason is not None:
-            kvp["reason"] = result.reason[:500]
+            pairs["reason"] = result.reason[:500]
         data = {**result.data, "reason": result.reason, "input_formula": result.formula}
         old = [row.id for row in self._db.select(content_hash=result.content_hash,
                                                  settings_hash=result.settings_hash,
                                                  status="failed")]
-        with self._db:  # one transaction: the new row and removal of stale failed rows
-            row_id = self._db.write(result.atoms, key_value_pairs=kvp, data=data)
-            if old:
-                self._db.delete(old)
+        return self.add(result.atoms, pairs, data, replaces=old)
+
+    def add(self, atoms: Atoms, key_value_pairs: dict[str, Any], data: dict[str, Any], *,
+            replaces: list[int] | tuple[int, ...] = ()) -> int:
+        """Insert one row and delete the rows ``replaces`` in one transaction.
+
+        Args:
+            atoms: the structure (with its calculator's results, if any).
+            key_value_pairs: storable pairs (:func:`storable_pairs`).
+            data: anything JSON-serialisable.
+            replaces: ids of rows the new one supersedes.
+
+        Returns:
+            The new row id.
+        """
+        with self._db:
+            row_id = self._db.write(atoms, key_value_pairs=key_value_pairs, data=data)
+            if replaces:
+                self._db.delete(list(replaces))
         return int(row_id)
 
     def done_keys(self, include_failed: bool = True) -> set[tuple[str, str]]:
         """``(content_hash, settings_hash)`` of finished rows (failed ones too by default)."""
         keys = set()
         for row in self._db.select(columns=["key_value_pairs"]):
-            kvp = row.key_value_pairs
-            if kvp.get("status") == "done" or (include_failed and kvp.get("status") == "failed"):
-                keys.add((kvp.get("content_hash"), kvp.get("settings_hash")))
+            pairs = row.key_value_pairs
+            if pairs.get("status") == "done" or (include_failed
+                                                 and pairs.get("status") == "failed"):
+                keys.add((pairs.get("content_hash"), pairs.get("settings_hash")))
         return keys
 
     def rows(self, status: str | None = None, **filters: Any) -> list:
@@ -294,30 +175,41 @@ class ResultsDB:
     def count(self) -> int:
         return int(self._db.count())
 
-    def update_hull(self, references: dict[str, dict[str, Any]],
-                    settings_hash: str | None = None) -> None:
-        """Recompute ``e_above_hull_ev_per_atom`` of done rows over references + all done rows.
+    def update_hull(self, settings_hash: str | None = None,
+                    also: Callable[[Any, float], dict[str, Any]] | None = None) -> int:
+        """Recompute ``e_above_hull_ev_per_atom`` of every done row over the references stored
+        in the rows (:func:`stored_references`) plus every done row.
+
+        Rows with an element that has no stored elemental reference keep their values (e.g.
+        a campaign's custom evaluator without ``data["references"]``).
 
         Args:
-            references: ``{name: {"formula": str, "energy_per_atom_ev": float}}`` — elemental
-                references and competing phases computed with the same potential.
             settings_hash: only rows with this settings hash (energies from different
                 potentials or settings must not share a hull). None: all done rows.
+            also: ``also(row, e_above_hull)``, more key-value pairs to update with it (a
+                campaign's ``feasible``).
+
+        Returns:
+            The number of rows updated.
         """
         filters = {"status": "done"}
         if settings_hash is not None:
             filters["settings_hash"] = settings_hash
-        rows = [r for r in self._db.select(**filters) if "energy_per_atom_ev" in r]
+        rows = list(self._db.select(**filters))
+        references = stored_references(rows)
+        known = {e.formula for e in references if e.name.startswith("ref:")}
+        entries = [e for e in references if _elements(e.formula) <= known]
+        rows = [r for r in rows if "energy_per_atom_ev" in r and _elements(r.formula) <= known]
         if not rows:
-            return
-        entries = [HullEntry(f"ref:{name}", ref["formula"], float(ref["energy_per_atom_ev"]))
-                   for name, ref in references.items()]
-        entries += [HullEntry(f"row:{r.id}", r.formula, float(r.energy_per_atom_ev))
-                    for r in rows]
-        hull = hull_energies(entries)
+            return 0
+        hull = hull_energies(entries + [HullEntry(f"row:{r.id}", r.formula,
+                                                  float(r.energy_per_atom_ev)) for r in rows])
         with self._db:
             for r in rows:
-                self._db.update(r.id, e_above_hull_ev_per_atom=hull[f"row:{r.id}"])
+                e_hull = hull[f"row:{r.id}"]
+                self._db.update(r.id, e_above_hull_ev_per_atom=e_hull,
+                                **(also(r, e_hull) if also else {}))
+        return len(rows)
 
     def count_where(self, **filters: Any) -> int:
         """Number of rows with these key=value pairs (counted by the database)."""

@@ -1,4 +1,4 @@
-"""Physical features of a candidate for the surrogate model.
+"""Physical features of a design point for the surrogate model.
 
 For atom fractions x_i and an elemental property p_i the features are the composition-weighted
 mean p̄ = Σ x_i p_i and the spread sqrt(Σ x_i (p_i - p̄)²), for
@@ -18,7 +18,7 @@ from functools import cache
 
 import numpy as np
 
-from matdesign.search.space import Candidate, DesignSpace
+from matdesign.search.space import DesignPoint, DesignSpace
 from matdesign.search.symmetry import BOND_FEATURES, bond_features
 
 PHYSICAL_FEATURES = (
@@ -70,15 +70,15 @@ def feature_names(space: DesignSpace) -> list[str]:
             + ["is_disordered"] + [f"x_{e}" for e in space.elements])
 
 
-def featurize(candidates: list[Candidate], space: DesignSpace) -> np.ndarray:
-    """Feature matrix (n_candidates, n_features); columns named by :func:`feature_names`."""
+def featurize(points: list[DesignPoint], space: DesignSpace) -> np.ndarray:
+    """Feature matrix (n_points, n_features); columns named by :func:`feature_names`."""
     protos = sorted({s.prototype for s in space.ordered} | {s.lattice for s in space.disordered})
     elements = space.elements
     rows = []
-    for c in candidates:
-        comp = c.composition(space.prototype(c.prototype))
-        onehot = [1.0 if c.prototype == p else 0.0 for p in protos]
+    for point in points:
+        comp = point.composition(space.prototype(point.prototype))
+        onehot = [1.0 if point.prototype == p else 0.0 for p in protos]
         frac = [comp.get(e, 0.0) for e in elements]
-        rows.append(np.concatenate([composition_features(comp), bond_features(c, space), onehot,
-                                    [1.0 if c.kind == "disordered" else 0.0], frac]))
-    return np.asarray(rows, float).reshape(len(candidates), -1)
+        rows.append(np.concatenate([composition_features(comp), bond_features(point, space),
+                                    onehot, [1.0 if point.kind == "disordered" else 0.0], frac]))
+    return np.asarray(rows, float).reshape(len(points), -1)

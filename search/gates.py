@@ -16,20 +16,27 @@ from typing import Any
 
 import numpy as np
 
+from matdesign.properties.base import gate_keys
+from matdesign.properties.elastic import ElasticResult
+from matdesign.properties.phonon import PhononResult
+
 #: the comparison operators, by their text; two-character ones are matched first
 GATE_OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le, ">=": operator.ge, "==": operator.eq, "<": operator.lt, ">": operator.gt,
 }
-#: results of relaxation and the stability step (always present on a done row)
+#: results of relaxation and the stability step (always present on a done row), stored under
+#: these names by ``search/record.py`` (``CandidateRecord.columns``)
 CHEAP_KEYS = ("energy_per_atom_ev", "formation_energy_ev_per_atom", "e_above_hull_ev_per_atom",
               "volume_per_atom_a3", "relax_steps")
 #: present only with a model ensemble (``energy_std`` / ``forces_std`` in the calculator results)
 ENSEMBLE_KEYS = ("energy_std_ev_per_atom", "forces_std_max_ev_per_a")
-ELASTIC_KEYS = ("bulk_modulus_vrh_gpa", "shear_modulus_vrh_gpa", "youngs_modulus_gpa",
-                "poisson_ratio", "pugh_ratio", "cauchy_pressure_gpa", "born_stable")
-PHONON_KEYS = ("dynamically_stable", "min_frequency_thz")
+#: the gateable fields of the elastic and phonon results (declared there with ``gate_field``),
+#: stored under their field names: renaming a field renames its gate key
+ELASTIC_KEYS = gate_keys(ElasticResult)
+PHONON_KEYS = gate_keys(PhononResult)
 #: boolean results; a gate on one compares with 1.0 (True) or 0.0 (False) by ``==``
-BOOLEAN_KEYS = ("born_stable", "dynamically_stable")
+BOOLEAN_KEYS = (gate_keys(ElasticResult, booleans_only=True)
+                + gate_keys(PhononResult, booleans_only=True))
 
 _COMPARISON = re.compile(r"\s*([A-Za-z_]\w*)\s*(?:(<=|>=|==|<|>)\s*(\S+))?\s*")
 
@@ -102,27 +109,6 @@ def gate_stage(key: str) -> str:
     """``"elastic"`` for a result of the elastic step (checked before the phonons), else
     ``"cheap"`` (checked after relax/formation/hull, before elastic and phonon)."""
     return "elastic" if key in ELASTIC_KEYS else "cheap"
-
-
-def check_gates(settings: Any, state: dict[str, Any], stage: str) -> bool:
-    """Evaluate the gates (``settings.gates``) of ``stage`` on ``state["kvp"]``.
-
-    A failure sets ``skipped_expensive=True`` and lists the failed gates in
-    ``data["gates_failed"]``; the caller then skips the remaining steps.
-
-    Returns:
-        False when a gate fails.
-
-    Raises:
-        ValueError: a gate names a result that this stage does not have.
-    """
-    kvp = state["kvp"]
-    failed = [f"{k} {op} {v:g}" for k, op, v in settings.gates
-              if gate_stage(k) == stage and not gate_passes(kvp, k, op, v)]
-    if failed:
-        kvp["skipped_expensive"] = True
-        state["data"].setdefault("gates_failed", []).extend(failed)
-    return not failed
 
 
 def gate_passes(kvp: dict[str, Any], key: str, op: str, value: float) -> bool:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from ase import Atoms
 
+from matdesign.potential_spec import PotentialSpec, parse_potential
+
 
 def content_hash(atoms: Atoms) -> str:
     """Stable 16-hex hash of atomic numbers, positions (1e-5 Å), cell (1e-5 Å) and pbc."""
@@ -38,20 +40,15 @@ def _storable(hex16: str) -> str:
     return "x" + hex16[1:]
 
 
-def potential_id(spec: str) -> str:
-    """Identity of a potential: ``"emt"``, ``"module:callable"`` as given, or
-    ``"sha256:<16 hex>"`` of the checkpoint file's contents (independent of its path)."""
-    if spec == "emt":
-        return "emt"
-    if spec == "default":
-        from matdesign.calculator import DEFAULT_MODEL
-
-        path = Path(DEFAULT_MODEL)
-    else:
-        path = Path(spec)
-        if not path.exists() and ":" in spec:
-            return spec
-    return f"sha256:{file_sha256(str(path))}"
+def potential_id(spec: str | PotentialSpec) -> str:
+    """Identity of a potential (stored per row and per campaign, so never change it): ``"emt"``
+    and ``"module:callable"`` as written, a checkpoint (the shipped default or a path)
+    ``"sha256:<16 hex>"`` of the file's contents (independent of its path; ``"sha256:missing"``
+    when there is no such file). Never raises for a string."""
+    resolved = parse_potential(spec)
+    if resolved.kind == "checkpoint":
+        return f"sha256:{file_sha256(str(resolved.path))}"
+    return resolved.text
 
 
 def file_sha256(path: str) -> str:

@@ -1,28 +1,37 @@
-"""One screening candidate, start to finish: validate, relax, formation energy, hull, properties.
+"""One screening candidate, start to finish, as stages that each add a typed result.
+
+validate → relax → single point → committee spread → stability → gates on cheap results →
+property re-relaxation → elastic → gates on elastic results → phonon. Each stage takes the
+candidate's :class:`~matdesign.search.record.CandidateRecord` and returns a new one with its
+result (``RelaxResult``, ``Uncertainty``, ``Stability``, ``ElasticResult``, ``PhononResult``);
+the record is the database row (:mod:`matdesign.search.record`).
 
 ``evaluate_candidate`` is a top-level, picklable function run in worker processes. It never
-raises: every failure becomes a ``CandidateResult`` with ``status="failed"`` and a reason.
-The potential and the reference energies are loaded once per process (module-level caches).
+raises: a stage that fails ends the record there, every finished stage kept, as a ``failed``
+``CandidateResult`` with the reason. The potential and the reference energies are loaded once
+per process (module-level caches).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
-import math
 import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 
+from matdesign.config_utils import typed_float, typed_int
 from matdesign.errors import CandidateTimeout, NotBulkError, NotConvergedError, failure_label
-from matdesign.plain import to_plain
+from matdesign.properties.relax import RelaxCalculator, RelaxResult
 from matdesign.properties.stability import (
     HullEntry,
     check_known_elements,
@@ -31,18 +40,9 @@ from matdesign.properties.stability import (
     hull_energies,
     user_references,
 )
-from matdesign.search.gates import (
-    ELASTIC_KEYS,
-    PHONON_KEYS,
-    check_gates,
-    validate_gate,
-)
-from matdesign.search.hashing import (
-    content_hash,
-    file_sha256,
-    payload_hash,
-    potential_id,
-)
+from matdesign.search.gates import gate_passes, gate_stage, validate_gate
+from matdesign.search.hashing import content_hash, file_sha256, payload_hash, potential_id
+from matdesign.search.record import CandidateRecord, CandidateResult, Stability, Uncertainty
 from matdesign.structure_io import vacuum_reason
 
 PROPERTIES = ("elastic", "phonon")
@@ -60,6 +60,9 @@ PROPERTY_FMAX = 1e-3
 @dataclass(frozen=True)
 class ScreenSettings:
     """Everything that decides a candidate's results (hashed to skip finished work).
+
+    The one definition of the screening settings: ``matdesign screen`` builds it from its
+    options, a design campaign from its ``screen:`` section (``search.config.parse_screen``).
 
     Attributes:
         potential: ``load_calculator`` spec ("default", "emt", checkpoint path, "module:fn").
@@ -79,6 +82,11 @@ class ScreenSettings:
             given here are converted to those. Gates on phonon results are refused (nothing
             runs after the phonons).
         references: extra reference / competing-phase structure files (absolute paths).
+
+    Raises:
+        ValueError: naming the field (``"fmax: ..."``), for a value out of range, an unknown
+            property, float32 with properties, or a malformed gate.
+        FileNotFoundError: a reference file does not exist.
     """
 
     potential: str = "default"
@@ -96,13 +104,14 @@ class ScreenSettings:
         if bad:
             raise ValueError(f"properties: unknown {bad}; choose from {list(PROPERTIES)}")
         if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', not {self.dtype!r}")
+            raise ValueError(f"dtype: must be 'float32' or 'float64', not {self.dtype!r}")
         if self.dtype == "float32" and self.properties:
-            raise ValueError(f"dtype float32 cannot be used with properties "
+            raise ValueError(f"dtype: float32 cannot be used with properties "
                              f"{list(self.properties)}: elastic and phonon work needs float64 "
                              "(docs/CONVENTIONS.md); use dtype float64")
-        if not (self.fmax > 0 and self.max_steps > 0):
-            raise ValueError("fmax and max_steps must be positive")
+        typed_float(self.fmax, "fmax", 0.0, strict=True)
+        typed_int(self.max_steps, "max_steps", 1)
+        typed_float(self.phonon_min_length, "phonon_min_length", 0.0, strict=True)
         object.__setattr__(self, "gates", tuple(validate_gate(g, self.properties)
                                                 for g in self.gates))
         for ref in self.references:
@@ -110,6 +119,7 @@ class ScreenSettings:
                 raise FileNotFoundError(f"reference structure file not found: {ref}")
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain JSON (tuples become lists)."""
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     def settings_hash(self) -> str:
@@ -121,46 +131,8 @@ class ScreenSettings:
         return payload_hash(payload)
 
 
-@dataclass(frozen=True)
-class CandidateResult:
-    """Outcome of one candidate.
-
-    Attributes:
-        status: "done" or "failed".
-        reason: why it failed (None when done).
-        source: input name (file, ``file@frame``, ``db@id``).
-        formula: chemical formula of the input.
-        content_hash: ``content_hash`` of the INPUT structure (or of the unreadable file).
-        settings_hash: ``ScreenSettings.settings_hash()``.
-        atoms: relaxed structure (the input if it failed before relaxing).
-        key_value_pairs: scalar results for database columns (str/int/float/bool only).
-        data: full results, JSON-able.
-        elapsed_s: wall time, s.
-    """
-
-    status: str
-    reason: str | None
-    source: str
-    formula: str
-    content_hash: str
-    settings_hash: str
-    atoms: Atoms = field(repr=False)
-    key_value_pairs: dict[str, float | int | str | bool]
-    data: dict[str, Any]
-    elapsed_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able summary (without the structure)."""
-        return {
-            "status": self.status, "reason": self.reason, "source": self.source,
-            "formula": self.formula, "content_hash": self.content_hash,
-            "settings_hash": self.settings_hash, "key_value_pairs": dict(self.key_value_pairs),
-            "data": self.data, "elapsed_s": float(self.elapsed_s),
-        }
-
-
 @contextmanager
-def _time_limit(seconds: float | None):  # noqa: ANN202 - context manager
+def _time_limit(seconds: float | None) -> Iterator[None]:
     """Raise ``CandidateTimeout`` after ``seconds`` (SIGALRM; only in a main thread on POSIX).
 
     Elsewhere (Dask worker threads) it does nothing and the coordinator's bookkeeping applies.
@@ -187,43 +159,21 @@ _CALCULATORS: dict[tuple[str, str], Any] = {}
 
 
 def get_calculator(settings: ScreenSettings) -> Any:
-    """The process-wide calculator for ``(potential, dtype)``, loaded on first use."""
+    """The process-wide calculator for ``(potential, dtype)``, loaded on first use (EMT and
+    factories without importing the model stack)."""
+    from matdesign.potential_spec import parse_potential
+
     key = (settings.potential, settings.dtype)
     if key not in _CALCULATORS:
-        if settings.potential == "emt":  # as load_calculator, without importing the model stack
-            from ase.calculators.emt import EMT
-
-            _CALCULATORS[key] = EMT()
-        else:
-            from matdesign.calculator import load_calculator
-
-            _CALCULATORS[key] = load_calculator(settings.potential, dtype=settings.dtype)
+        _CALCULATORS[key] = parse_potential(settings.potential).calculator(dtype=settings.dtype)
     return _CALCULATORS[key]
 
 
-def plain_value(value: Any) -> float | int | str | bool | None:
-    """Cast a scalar to a type ase.db accepts as a key-value pair; None if it cannot be stored."""
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, str):
-        return value
-    return None
-
-
-def failed_result(atoms: Atoms, settings_hash: str, source: str, reason: str, *,
-                  chash: str | None = None, elapsed_s: float = 0.0,
-                  data: dict[str, Any] | None = None) -> CandidateResult:
-    """A ``failed`` result (used by workers and by the coordinator for unreadable files)."""
-    return CandidateResult(
-        status="failed", reason=reason, source=source, formula=atoms.get_chemical_formula(),
-        content_hash=chash or content_hash(atoms), settings_hash=settings_hash, atoms=atoms,
-        key_value_pairs={"status": "failed", "reason": reason[:500]}, data=data or {},
-        elapsed_s=float(elapsed_s),
-    )
+def start_record(atoms: Atoms, settings: ScreenSettings) -> CandidateRecord:
+    """The record before any stage: what produced the row (the potential's identity and the
+    settings) and the input structure, used as given."""
+    return CandidateRecord(potential_id=potential_id(settings.potential),
+                           settings=settings.to_dict(), atoms=atoms)
 
 
 def evaluate_candidate(atoms: Atoms, settings: ScreenSettings, source: str, *,
@@ -243,123 +193,146 @@ def evaluate_candidate(atoms: Atoms, settings: ScreenSettings, source: str, *,
     start = time.perf_counter()
     atoms = atoms.copy()
     atoms.calc = None
-    chash = content_hash(atoms)
-    shash = settings.settings_hash()
-    state: dict[str, Any] = {"atoms": atoms, "kvp": {}, "data": {}}
-    identify(settings, state)
+    row = {"source": source, "content_hash": content_hash(atoms),
+           "settings_hash": settings.settings_hash()}
+    record = start_record(atoms, settings)
     try:
         with _time_limit(timeout_s):
-            _evaluate(atoms, settings, state)
+            calc = validated_calculator(atoms, settings)
+            for stage in screening_stages(settings):
+                record = stage(record, calc, settings)  # a failure keeps the last record
+                if record.skipped_expensive:
+                    break
     except Exception as exc:  # noqa: BLE001 - every failure becomes a failed row, never a crash
         reason = str(exc) if isinstance(exc, CandidateTimeout) else f"{type(exc).__name__}: {exc}"
-        data = dict(state["data"])
-        kvp_partial = {k: v for k, v in state["kvp"].items() if k not in ("status", "reason")}
-        res = failed_result(state["atoms"], shash, source, reason, chash=chash,
-                            elapsed_s=time.perf_counter() - start, data=data)
-        res.key_value_pairs.update(kvp_partial)
-        res.key_value_pairs["failure_class"] = failure_label(exc)
-        return res
-    kvp = {"status": "done", **state["kvp"]}
-    return CandidateResult(
-        status="done", reason=None, source=source, formula=atoms.get_chemical_formula(),
-        content_hash=chash, settings_hash=shash, atoms=state["atoms"], key_value_pairs=kvp,
-        data=state["data"], elapsed_s=time.perf_counter() - start,
-    )
+        return record.failed(reason, failure_label(exc), elapsed_s=time.perf_counter() - start,
+                             **row)
+    return record.done(elapsed_s=time.perf_counter() - start, **row)
 
 
-def identify(settings: ScreenSettings, state: dict[str, Any]) -> None:
-    """Record what produced the row: ``data["settings"]`` and the ``potential_id`` column."""
-    state["data"]["settings"] = settings.to_dict()
-    state["kvp"]["potential_id"] = potential_id(settings.potential)
+Stage = Callable[[CandidateRecord, Any, ScreenSettings], CandidateRecord]
 
 
-def _evaluate(atoms: Atoms, settings: ScreenSettings, state: dict[str, Any]) -> None:
-    """The steps, each adding to ``state`` so a later failure keeps earlier results.
+def screening_stages(settings: ScreenSettings) -> list[Stage]:
+    """The stages after validation, in order; the property stages only when asked for."""
+    stages: list[Stage] = [relax_stage, single_point_stage, uncertainty_stage, stability_stage,
+                           functools.partial(gates_stage, stage="cheap")]
+    if settings.properties:
+        stages.append(property_relax_stage)
+    if "elastic" in settings.properties:
+        stages += [elastic_stage, functools.partial(gates_stage, stage="elastic")]
+    if "phonon" in settings.properties:
+        stages.append(phonon_stage)
+    return stages
 
-    A slab, molecule or isolated atom is refused first: its energy on the bulk convex hull and
-    its "bulk" properties would be meaningless numbers in a ``done`` row.
+
+def validated_calculator(atoms: Atoms, settings: ScreenSettings) -> Any:
+    """Refuse a structure the pipeline cannot screen, and return the calculator.
+
+    A slab, molecule or isolated atom is refused first (before the potential loads): its energy
+    on the bulk convex hull and its "bulk" properties would be meaningless numbers in a
+    ``done`` row. Then an empty structure, elements the potential does not know, and
+    overlapping atoms or a degenerate cell.
     """
+    from matdesign.structure_io import check_geometry
+
     not_bulk = vacuum_reason(atoms)
     if not_bulk is not None:
         raise NotBulkError(f"vacuum / not bulk: {not_bulk}")
     calc = get_calculator(settings)
-    relax_candidate(atoms, calc, settings, state)
-    stability_step(calc, settings, state)
-    if not check_gates(settings, state, "cheap"):
-        return
-    state["kvp"]["skipped_expensive"] = False
-    compute_properties(calc, settings, state)
+    if len(atoms) == 0:
+        raise ValueError("the structure has no atoms")
+    check_known_elements(atoms, calc)
+    check_geometry(atoms, 0.5, min_distance=0.5)
+    return calc
+
+
+def _relax(atoms: Atoms, calc: Any, settings: ScreenSettings,
+           fmax: float | None = None) -> RelaxResult:
+    return RelaxCalculator(calc, fmax=fmax or settings.fmax, max_steps=settings.max_steps,
+                           relax_cell=bool(np.all(atoms.pbc)),
+                           fix_symmetry=settings.fix_symmetry).calc(atoms)
+
+
+def _require_converged(result: RelaxResult, what: str) -> None:
+    if not result.converged:
+        raise NotConvergedError(f"{what} not converged in {result.steps} steps "
+                                f"(fmax {result.fmax_ev_per_a:g} eV/Å)")
+
+
+def relax_stage(record: CandidateRecord, calc: Any, settings: ScreenSettings) -> CandidateRecord:
+    """Relax to ``settings.fmax`` (the cell too when 3D periodic), converged or not."""
+    result = _relax(record.atoms, calc, settings)
+    return dataclasses.replace(record, relax=result, atoms=result.atoms)
+
+
+def single_point_stage(record: CandidateRecord, calc: Any,
+                       settings: ScreenSettings) -> CandidateRecord:
+    """Energy per atom (eV) and volume per atom (Å³) of the relaxed structure, which keeps its
+    energy, forces and stress in a ``SinglePointCalculator``.
+
+    Raises:
+        NotConvergedError: the relaxation did not converge.
+    """
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    _require_converged(record.relax, "relaxation")
+    relaxed = record.atoms.copy()
+    relaxed.calc = calc
+    periodic = bool(np.all(relaxed.pbc))
+    results = {"energy": float(relaxed.get_potential_energy()), "forces": relaxed.get_forces()}
+    if periodic:
+        results["stress"] = relaxed.get_stress(voigt=True)
+    relaxed.calc = SinglePointCalculator(relaxed, **results)
+    n = len(relaxed)
+    return dataclasses.replace(
+        record, atoms=relaxed, energy_per_atom_ev=results["energy"] / n,
+        volume_per_atom_a3=float(relaxed.get_volume() / n) if periodic else None)
+
+
+def uncertainty_stage(record: CandidateRecord, calc: Any,
+                      settings: ScreenSettings) -> CandidateRecord:
+    """The committee spread, once, on the relaxed structure (not at every optimiser step):
+    the calculator's ``uncertainty(atoms)``, else an ``energy_std`` it reported with the
+    single point just before; None for a potential without a committee."""
+    reported = dict(getattr(calc, "results", {}) or {})  # of the single point, the last call
+    spread = calc.uncertainty(record.atoms) if hasattr(calc, "uncertainty") else None
+    n = len(record.atoms)
+    if spread is not None:
+        found = Uncertainty(spread.energy_std_ev / n, float(np.max(spread.forces_std_ev_per_a)))
+    elif "energy_std" in reported:
+        found = Uncertainty(float(reported["energy_std"]) / n)
+    else:
+        found = None
+    return dataclasses.replace(record, uncertainty=found)
 
 
 # settings_hash -> {"elements": {symbol: eV/atom}, "user": (overrides, competing phases)}
 _REFERENCES: dict[str, dict[str, Any]] = {}
 
 
-def _relax(atoms: Atoms, calc: Any, settings: ScreenSettings,
-           fmax: float | None = None) -> tuple[Atoms, Any]:
-    from matdesign.properties.relax import relax
-
-    return relax(atoms, calc, fmax=fmax or settings.fmax, max_steps=settings.max_steps,
-                 relax_cell=bool(np.all(atoms.pbc)), fix_symmetry=settings.fix_symmetry)
-
-
-def relax_candidate(atoms: Atoms, calc: Any, settings: ScreenSettings,
-                    state: dict[str, Any]) -> None:
-    """Validate and relax; fill energies (eV) and the relaxed structure into ``state``."""
-    from ase.calculators.singlepoint import SinglePointCalculator
-
-    from matdesign.structure_io import check_geometry
-
-    if len(atoms) == 0:
-        raise ValueError("the structure has no atoms")
-    check_known_elements(atoms, calc)
-    check_geometry(atoms, 0.5, min_distance=0.5)
-    relaxed, info = _relax(atoms, calc, settings)
-    state["atoms"] = relaxed
-    state["data"]["relax"] = to_plain(info.to_dict())
-    if not info.converged:
-        raise NotConvergedError(f"relaxation not converged in {info.steps} steps "
-                         f"(fmax {settings.fmax:g} eV/Å)")
-    relaxed.calc = calc
-    n = len(relaxed)
-    results = {"energy": float(relaxed.get_potential_energy()), "forces": relaxed.get_forces()}
-    if np.all(relaxed.pbc):
-        results["stress"] = relaxed.get_stress(voigt=True)
-    extra = dict(getattr(calc, "results", {}) or {})
-    relaxed.calc = SinglePointCalculator(relaxed, **results)
-    kvp = state["kvp"]
-    kvp["energy_per_atom_ev"] = results["energy"] / n
-    kvp["relax_steps"] = int(info.steps)
-    if np.all(relaxed.pbc):
-        kvp["volume_per_atom_a3"] = float(relaxed.get_volume() / n)
-    # The committee is evaluated once, on the relaxed structure, not at every optimiser step.
-    spread = calc.uncertainty(relaxed) if hasattr(calc, "uncertainty") else None
-    if spread is not None:
-        kvp["energy_std_ev_per_atom"] = spread.energy_std_ev / n
-        kvp["forces_std_max_ev_per_a"] = float(np.max(spread.forces_std_ev_per_a))
-    elif "energy_std" in extra:
-        kvp["energy_std_ev_per_atom"] = float(extra["energy_std"]) / n
-
-
-def _reference_relax_fn(calc: Any, settings: ScreenSettings):  # noqa: ANN202 - a callable
+def _reference_relax_fn(calc: Any,
+                        settings: ScreenSettings) -> Callable[[Atoms], tuple[Atoms, float]]:
     def fn(ref: Atoms) -> tuple[Atoms, float]:
         check_known_elements(ref, calc)
-        relaxed, info = _relax(ref, calc, settings)
-        if not info.converged:
-            raise NotConvergedError(f"relaxation not converged in {info.steps} steps")
+        result = _relax(ref, calc, settings)
+        if not result.converged:
+            raise NotConvergedError(f"relaxation not converged in {result.steps} steps")
+        relaxed = result.atoms
         relaxed.calc = calc
         return relaxed, float(relaxed.get_potential_energy()) / len(relaxed)
 
     return fn
 
 
-def stability_step(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -> None:
+def stability_stage(record: CandidateRecord, calc: Any,
+                    settings: ScreenSettings) -> CandidateRecord:
     """Formation energy and energy above the hull of references + competing phases (eV/atom).
 
     The hull here spans the references only; ``ResultsDB.update_hull`` later recomputes it
     over everything screened.
     """
-    atoms = state["atoms"]
+    atoms = record.atoms
     symbols = set(atoms.get_chemical_symbols())
     store = _REFERENCES.setdefault(settings.settings_hash(), {"elements": {}})
     relax_fn = _reference_relax_fn(calc, settings)
@@ -368,16 +341,15 @@ def stability_step(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -
     overrides, phases = store["user"]
     mu = elemental_reference_energies(symbols, relax_fn, overrides=overrides,
                                       cache=store["elements"])
-    e_pa = state["kvp"]["energy_per_atom_ev"]
+    e_pa = record.energy_per_atom_ev
     formula = atoms.get_chemical_formula()
     entries = [HullEntry(f"ref:{el}", el, e) for el, e in mu.items()]
     entries += [p for p in phases if _elements(p.formula) <= symbols]
     entries.append(HullEntry("__candidate__", formula, e_pa))
-    state["kvp"]["formation_energy_ev_per_atom"] = formation_energy_per_atom(formula, e_pa, mu)
-    state["kvp"]["e_above_hull_ev_per_atom"] = hull_energies(entries)["__candidate__"]
-    state["data"]["references"] = {
-        "elements": dict(mu), "competing": [dataclasses.asdict(p) for p in phases],
-    }
+    return dataclasses.replace(record, stability=Stability(
+        formation_energy_ev_per_atom=formation_energy_per_atom(formula, e_pa, mu),
+        e_above_hull_ev_per_atom=hull_energies(entries)["__candidate__"],
+        reference_energies_ev_per_atom=dict(mu), competing_phases=tuple(phases)))
 
 
 def _elements(formula: str) -> set[str]:
@@ -386,51 +358,54 @@ def _elements(formula: str) -> set[str]:
     return {str(el) for el in Composition(formula).elements}
 
 
-def compute_properties(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -> None:
-    """Elastic and/or phonon properties of the relaxed structure (see ``ScreenSettings``).
-
-    Gates on elastic results are checked between the two steps; a failed one skips the
-    phonons (``skipped_expensive=True``).
-    """
-    if not settings.properties:
-        return
-    atoms = property_relax(calc, settings, state)
-    if "elastic" in settings.properties:
-        from matdesign.properties.elastic import ElasticCalculator
-
-        result = ElasticCalculator(calc, relax_ions=True).calc(atoms)
-        _store(state, "elastic", result.to_dict(), ELASTIC_KEYS)
-        if not check_gates(settings, state, "elastic"):
-            return
-    if "phonon" in settings.properties:
-        from matdesign.properties.phonon import PhononCalculator
-
-        result = PhononCalculator(calc, min_length=settings.phonon_min_length).calc(atoms)
-        _store(state, "phonon", result.to_dict(), PHONON_KEYS)
-
-
-def property_relax(calc: Any, settings: ScreenSettings, state: dict[str, Any]) -> Atoms:
-    """Re-relax the screened structure to ``min(settings.fmax, PROPERTY_FMAX)`` eV/Å (cell
-    too) before elastic/phonon work; cheap, it starts nearly relaxed. The energies of the row
-    stay those of the screening relaxation; ``data["property_relax"]`` records this one.
+def gates_stage(record: CandidateRecord, calc: Any, settings: ScreenSettings, *,
+                stage: str) -> CandidateRecord:
+    """Check the gates of ``stage`` (``"cheap"``: relax, spread and stability results, before
+    any elastic or phonon work; ``"elastic"``: before the phonons) on the record's columns so
+    far; a failed one sets ``skipped_expensive`` (the later stages are skipped) and is listed.
 
     Raises:
-        ValueError: the relaxation did not converge.
+        ValueError: a gate names a result that this stage does not have.
     """
+    columns = record.columns()
+    failed = tuple(f"{k} {op} {v:g}" for k, op, v in settings.gates
+                   if gate_stage(k) == stage and not gate_passes(columns, k, op, v))
+    return dataclasses.replace(record, skipped_expensive=bool(failed), gates_failed=failed)
+
+
+def property_relax_stage(record: CandidateRecord, calc: Any,
+                         settings: ScreenSettings) -> CandidateRecord:
+    """Re-relax the screened structure to ``min(settings.fmax, PROPERTY_FMAX)`` eV/Å (cell
+    too) before elastic/phonon work; cheap, it starts nearly relaxed. The energies of the row
+    stay those of the screening relaxation; ``data["property_relax"]`` records this one."""
     fmax = min(settings.fmax, PROPERTY_FMAX)
-    relaxed, info = _relax(state["atoms"].copy(), calc, settings, fmax=fmax)
-    state["data"]["property_relax"] = to_plain(info.to_dict())
-    if not info.converged:
-        raise NotConvergedError(f"property relaxation not converged in {info.steps} steps "
-                         f"(fmax {fmax:g} eV/Å)")
-    relaxed.calc = None
-    return relaxed
+    result = _relax(record.atoms, calc, settings, fmax=fmax)
+    return dataclasses.replace(record, property_relax=result)
 
 
-def _store(state: dict[str, Any], name: str, result: dict[str, Any], keys: tuple[str, ...]) -> None:
-    state["data"][name] = to_plain(result)
-    for key in keys:
-        value = plain_value(result.get(key))
-        if value is not None:
-            state["kvp"][key] = value
+def _property_structure(record: CandidateRecord) -> Atoms:
+    """The re-relaxed structure for elastic and phonon work.
 
+    Raises:
+        NotConvergedError: the property relaxation did not converge.
+    """
+    _require_converged(record.property_relax, "property relaxation")
+    return record.property_relax.atoms
+
+
+def elastic_stage(record: CandidateRecord, calc: Any,
+                  settings: ScreenSettings) -> CandidateRecord:
+    """Relaxed-ion elastic constants and moduli of the re-relaxed structure."""
+    from matdesign.properties.elastic import ElasticCalculator
+
+    result = ElasticCalculator(calc, relax_ions=True).calc(_property_structure(record))
+    return dataclasses.replace(record, elastic=result)
+
+
+def phonon_stage(record: CandidateRecord, calc: Any, settings: ScreenSettings) -> CandidateRecord:
+    """Phonons of the re-relaxed structure in a supercell at least
+    ``settings.phonon_min_length`` Å wide."""
+    from matdesign.properties.phonon import PhononCalculator
+
+    phonons = PhononCalculator(calc, min_length=settings.phonon_min_length)
+    return dataclasses.replace(record, phonon=phonons.calc(_property_structure(record)))

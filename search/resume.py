@@ -13,7 +13,7 @@ import dataclasses
 import json
 from typing import Any
 
-from matdesign.search.config import CampaignConfig
+from matdesign.search.config import CAMPAIGN_SCREEN_KEYS, CampaignConfig
 
 #: metadata keys that must not change between runs on one database
 GUARDED_KEYS = ("objectives", "constraints", "uncertainty_energy_std_ev_per_atom", "screen",
@@ -38,7 +38,7 @@ def campaign_metadata(config: CampaignConfig, potential: str | None) -> dict[str
         "objectives": [[o.property, o.goal] for o in config.objectives],
         "constraints": [str(c) for c in config.constraints],
         "uncertainty_energy_std_ev_per_atom": config.uncertainty_energy_std_ev_per_atom,
-        "screen": dataclasses.asdict(config.screen),
+        "screen": {key: getattr(config.screen, key) for key in CAMPAIGN_SCREEN_KEYS},
         "space": {"ordered": [dataclasses.asdict(s) for s in space.ordered],
                   "disordered": [dataclasses.asdict(s) for s in space.disordered]},
     }

@@ -21,7 +21,8 @@ busy until it returns, and its late result is discarded.
 Dask workers that die: the scheduler reruns their tasks on other workers by itself (the future
 just finishes later, once); a task whose workers died too often comes back as ``KilledWorker``
 and is resubmitted like a candidate of a broken process pool (a second crash: a failed row).
-Only this process writes rows, so neither path can write a candidate twice.
+Only this process writes rows, so neither path can write a candidate twice. The crash and
+timeout policy is :mod:`matdesign.search.runner`'s, shared with ``matdesign design``.
 """
 
 from __future__ import annotations
@@ -31,36 +32,36 @@ import hashlib
 import sys
 import time
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from ase import Atoms
 
-from matdesign.errors import CandidateTimeout, StructureFileError
+from matdesign.errors import StructureFileError
 from matdesign.search.claims import Claims, MemoryClaims, open_claims
 from matdesign.search.database import ResultsDB
-from matdesign.search.executor import executor_slots, get_executor, is_worker_crash
+from matdesign.search.executor import get_executor
 from matdesign.search.hashing import content_hash
-from matdesign.search.pipeline import (
-    CandidateResult,
-    ScreenSettings,
-    evaluate_candidate,
-    failed_result,
-    identify,
-)
-from matdesign.search.summary import ScreenSummary, best_rows, collect_references
-
-#: failure classes of what the coordinator itself records (workers' failures carry the label
-#: of their exception type, ``matdesign.errors``)
-WORKER_CRASHED, WORKER_ERROR = "worker crashed", "worker error"
+from matdesign.search.pipeline import ScreenSettings, evaluate_candidate, start_record
+from matdesign.search.record import CandidateResult
+from matdesign.search.runner import WORKER_ERROR, CrashTolerantRunner, Job, WorkerFailure
+from matdesign.search.summary import ScreenSummary, best_rows
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One input structure (or an input that could not be read: ``error`` set)."""
+class InputStructure:
+    """One structure read from the inputs (or an input that could not be read: ``error`` set).
+
+    Attributes:
+        source: where it came from: ``path``, ``path@k`` (frame k) or ``path@id=n`` (ase.db row).
+        atoms: the structure; None when unreadable.
+        content_hash: identity of the structure (``search/hashing.py``); of the file when
+            unreadable.
+        error: why the input could not be read.
+    """
 
     source: str
     atoms: Atoms | None
@@ -75,7 +76,7 @@ def _file_hash(path: Path) -> str:
         return "file:" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
 
 
-def _read_file(path: Path) -> list[Candidate]:
+def _read_file(path: Path) -> list[InputStructure]:
     from matdesign.structure_io import StructureFileError, read_structures
 
     if path.suffix.lower() == ".db":
@@ -84,22 +85,22 @@ def _read_file(path: Path) -> list[Candidate]:
         try:
             rows = list(ase.db.connect(str(path)).select())
         except Exception as exc:  # noqa: BLE001 - any unreadable file becomes a failed row
-            return [Candidate(str(path), None, _file_hash(path), f"cannot read {path}: {exc}")]
-        return [_candidate(f"{path}@id={row.id}", row.toatoms()) for row in rows]
+            return [InputStructure(str(path), None, _file_hash(path), f"cannot read {path}: {exc}")]
+        return [_input_structure(f"{path}@id={row.id}", row.toatoms()) for row in rows]
     try:
         frames = read_structures(path)  # the CLI's reader: POSCAR counts checked, errors named
     except Exception as exc:  # noqa: BLE001 - any unreadable file becomes a failed row
         reason = (str(exc) if isinstance(exc, StructureFileError)
                   else f"cannot read {path}: {type(exc).__name__}: {exc}")
-        return [Candidate(str(path), None, _file_hash(path), reason)]
+        return [InputStructure(str(path), None, _file_hash(path), reason)]
     if len(frames) == 1:
-        return [_candidate(str(path), frames[0])]
-    return [_candidate(f"{path}@{k}", a) for k, a in enumerate(frames)]
+        return [_input_structure(str(path), frames[0])]
+    return [_input_structure(f"{path}@{k}", a) for k, a in enumerate(frames)]
 
 
-def _candidate(source: str, atoms: Atoms) -> Candidate:
+def _input_structure(source: str, atoms: Atoms) -> InputStructure:
     atoms.calc = None
-    return Candidate(source, atoms, content_hash(atoms))
+    return InputStructure(source, atoms, content_hash(atoms))
 
 
 def _is_excluded(path: Path, exclude: list[Path]) -> bool:
@@ -110,7 +111,7 @@ def _is_excluded(path: Path, exclude: list[Path]) -> bool:
                for ex in exclude)
 
 
-def expand_inputs(inputs: list[str], exclude: tuple[str, ...] = ()) -> list[Candidate]:
+def expand_inputs(inputs: list[str], exclude: tuple[str, ...] = ()) -> list[InputStructure]:
     """Files, directories (their files, sorted, not recursive), globs and ase.db files.
 
     Args:
@@ -119,7 +120,7 @@ def expand_inputs(inputs: list[str], exclude: tuple[str, ...] = ()) -> list[Cand
             directory or glob names them.
     """
     skip = [Path(e).resolve() for e in exclude]
-    out: list[Candidate] = []
+    out: list[InputStructure] = []
     for spec in inputs:
         path = Path(spec)
         if path.is_dir():
@@ -129,8 +130,9 @@ def expand_inputs(inputs: list[str], exclude: tuple[str, ...] = ()) -> list[Cand
         else:
             files = [Path(p) for p in sorted(glob.glob(spec)) if Path(p).is_file()]
             if not files:
-                out.append(Candidate(spec, None, _file_hash(path),
-                                     f"cannot read {spec}: no such file, directory or glob match"))
+                out.append(InputStructure(
+                    spec, None, _file_hash(path),
+                    f"cannot read {spec}: no such file, directory or glob match"))
         for f in files:
             if not _is_excluded(f, skip):
                 out.extend(_read_file(f))
@@ -142,70 +144,71 @@ def hard_timeout(timeout_s: float) -> float:
     return 1.5 * timeout_s + 30.0
 
 
-class _Loop:
-    """Bookkeeping of one run: claim, submit within a window, collect, write, count.
+class ScreenRun:
+    """One screen's bookkeeping: claim each input just before it runs, write its row, count.
 
     Args:
         db: the results database.
-        settings: screening settings; ``shash`` their hash.
-        timeout_s: per-candidate wall limit, s (None: none).
+        settings: screening settings.
+        settings_hash: their hash.
+        timeout_s: per-candidate wall limit enforced inside the worker, s (None: none).
         bar: progress bar (``update(n)``).
         claims: this run's claims in ``db`` (default: private to this process).
         retry_failed: failed rows present now do not count as finished.
     """
 
-    def __init__(self, db: ResultsDB, settings: ScreenSettings, shash: str,
+    def __init__(self, db: ResultsDB, settings: ScreenSettings, settings_hash: str,
                  timeout_s: float | None, bar: Any, *, claims: Claims | None = None,
                  retry_failed: bool = False) -> None:
-        self.db, self.settings, self.shash, self.timeout_s, self.bar = (
-            db, settings, shash, timeout_s, bar)
+        self.db, self.settings, self.settings_hash = db, settings, settings_hash
+        self.timeout_s, self.bar = timeout_s, bar
         self.claims = claims if claims is not None else MemoryClaims()
-        self.retry_ids = ({int(r.id) for r in db.rows(status="failed", settings_hash=shash)}
+        self.retry_ids = ({int(r.id) for r in db.rows(status="failed",
+                                                       settings_hash=settings_hash)}
                           if retry_failed else set())
         self.statuses: Counter = Counter()
         self.reasons: Counter = Counter()
-        self.crashes: Counter = Counter()  # source -> worker crashes while it was in flight
-        self.others: list[Candidate] = []  # claimed by another live process
-        self.n_by_others = 0  # candidates of this run that other processes finished
+        self.others: list[InputStructure] = []  # claimed by another live process
+        self.n_by_others = 0  # inputs of this run that other processes finished
 
-    def finished_elsewhere(self, chash: str) -> bool:
-        """True when ``chash`` has a row this run must not redo (done, or failed unless it is
-        a failed row being retried)."""
-        return any(status == "done" or (status == "failed" and rid not in self.retry_ids)
-                   for rid, status in self.db.finished(chash, self.shash))
+    def finished_elsewhere(self, structure_hash: str) -> bool:
+        """True when ``structure_hash`` has a row this run must not redo (done, or failed
+        unless it is a failed row being retried)."""
+        return any(status == "done" or (status == "failed" and row_id not in self.retry_ids)
+                   for row_id, status in self.db.finished(structure_hash, self.settings_hash))
 
-    def take(self, cand: Candidate) -> bool:
-        """Claim ``cand`` just before running it.
+    def take(self, structure: InputStructure) -> bool:
+        """Claim ``structure`` just before running it.
 
         Returns:
             True when this run is to compute it. False when another live process holds it
             (kept in ``others`` to wait for) or another process finished it meanwhile.
         """
-        key = (cand.content_hash, self.shash)
+        key = (structure.content_hash, self.settings_hash)
         if not self.claims.claim(key):
-            self.others.append(cand)
+            self.others.append(structure)
             return False
-        if self.finished_elsewhere(cand.content_hash):
+        if self.finished_elsewhere(structure.content_hash):
             self.claims.release(key)
             self._by_others()
             return False
         return True
 
-    def orphans(self) -> list[Candidate]:
-        """Wait (polling) while other processes hold candidates of this run.
+    def orphans(self) -> list[InputStructure]:
+        """Wait (polling) while other processes hold inputs of this run.
 
         Returns:
-            The candidates this run has now claimed because their owner released them
-            unfinished or died (stale heartbeat); [] once no candidate is held elsewhere.
-            Those finished elsewhere are counted in ``n_by_others``.
+            The inputs this run has now claimed because their owner released them unfinished
+            or died (stale heartbeat); [] once no input is held elsewhere. Those finished
+            elsewhere are counted in ``n_by_others``.
         """
         poll_s = min(2.0, self.claims.timeout_s / 4)
         while self.others:
             time.sleep(poll_s)
-            live = self.claims.holders(self.shash)
-            free = [c for c in self.others if c.content_hash not in live]
-            self.others = [c for c in self.others if c.content_hash in live]
-            mine = [c for c in free if self.take(c)]
+            live = self.claims.holders(self.settings_hash)
+            free = [s for s in self.others if s.content_hash not in live]
+            self.others = [s for s in self.others if s.content_hash in live]
+            mine = [s for s in free if self.take(s)]
             if mine:
                 return mine
         return []
@@ -215,7 +218,8 @@ class _Loop:
         self.bar.update(1)
 
     def record(self, result: CandidateResult) -> None:
-        key = (result.content_hash, self.shash)
+        """Write one input's row (unless another process finished it meanwhile)."""
+        key = (result.content_hash, self.settings_hash)
         if self.finished_elsewhere(result.content_hash):  # our claim had gone stale
             self.claims.release(key)
             self._by_others()
@@ -227,128 +231,47 @@ class _Loop:
             self.reasons[result.key_value_pairs.get("failure_class", WORKER_ERROR)] += 1
         self.bar.update(1)
 
-    def fail(self, cand: Candidate, reason: str, failure_class: str) -> None:
-        atoms = cand.atoms if cand.atoms is not None else Atoms()
-        state: dict[str, Any] = {"kvp": {}, "data": {}}
-        identify(self.settings, state)
-        result = failed_result(atoms, self.shash, cand.source, reason, chash=cand.content_hash,
-                               data=state["data"])
-        result.key_value_pairs.update(state["kvp"], failure_class=failure_class)
-        self.record(result)
+    def fail(self, structure: InputStructure, reason: str, failure_class: str) -> None:
+        """Write a failed row the coordinator decided on (unreadable, crashed, timed out)."""
+        atoms = structure.atoms if structure.atoms is not None else Atoms()
+        self.record(start_record(atoms, self.settings).failed(
+            reason, failure_class, source=structure.source,
+            content_hash=structure.content_hash, settings_hash=self.settings_hash))
 
-    def _submit_window(self, ex: Any, queue: list[Candidate],
-                       pending: dict[Future, tuple[Candidate, float]], window: int) -> bool:
-        """Fill the window from ``queue``; a candidate that has crashed a worker runs alone,
-        so a second crash is its own.
+    def job(self) -> Job[InputStructure]:
+        """The runner's callbacks: claim, evaluate in a worker, write the row or the failure."""
+        def submit(ex: Executor, structure: InputStructure) -> Future:
+            return ex.submit(evaluate_candidate, structure.atoms, self.settings,
+                             structure.source, timeout_s=self.timeout_s)
 
-        Returns:
-            False when the pool broke before a submission (a worker in flight died): that
-            candidate goes back to ``queue`` with no crash counted against it.
-        """
-        while queue and len(pending) < window:
-            if any(self.crashes[c.source] for c, _ in pending.values()):
-                return True
-            if self.crashes[queue[-1].source] and pending:
-                return True
-            cand = queue.pop()
-            if not self.take(cand):
-                continue
-            try:
-                fut = ex.submit(evaluate_candidate, cand.atoms, self.settings, cand.source,
-                                timeout_s=self.timeout_s)
-            except BrokenProcessPool:
-                queue.append(cand)
-                return False
-            pending[fut] = (cand, time.monotonic())
-        return True
+        def on_failure(structure: InputStructure, failure: WorkerFailure) -> None:
+            self.fail(structure, failure.reason, failure.failure_class)
 
-    def _crashed(self, cand: Candidate, exc: BaseException) -> bool:
-        """Count a worker crash against ``cand``; True when it is to run again (first crash),
-        False when it was recorded as failed (second crash)."""
-        self.crashes[cand.source] += 1
-        if self.crashes[cand.source] < 2:
-            return True
-        self.fail(cand, f"worker crashed twice: {type(exc).__name__}: {exc}", WORKER_CRASHED)
-        return False
-
-    def drain(self, ex: Any, todo: list[Candidate], window: int) -> list[Candidate]:
-        """Run ``todo``; return candidates still to run if the pool had to be restarted.
-
-        A broken pool (a worker died, e.g. killed for memory) records nothing for the
-        candidates in flight: they are returned to run again in a fresh pool, and one that
-        crashes a worker a second time (running alone) is recorded as failed.
-        """
-        queue = list(reversed(todo))
-        pending: dict[Future, tuple[Candidate, float]] = {}
-        while queue or pending:
-            if not self._submit_window(ex, queue, pending, window) and not pending:
-                return list(reversed(queue))
-            if not pending:  # the rest is claimed by other processes
-                continue
-            limit = None if self.timeout_s is None else hard_timeout(self.timeout_s)
-            wait_s = None if limit is None else max(
-                0.0, min(t0 + limit for _, t0 in pending.values()) - time.monotonic())
-            finished, _ = wait(list(pending), timeout=wait_s, return_when=FIRST_COMPLETED)
-            crash: BaseException | None = None
-            for fut in finished:
-                cand, _ = pending.pop(fut)
-                exc = fut.exception()
-                if exc is None:
-                    self.record(fut.result())
-                elif is_worker_crash(exc):  # a dead pool process, or Dask's KilledWorker
-                    if isinstance(exc, BrokenProcessPool):
-                        crash = exc
-                    if self._crashed(cand, exc):
-                        queue.append(cand)
-                else:
-                    self.fail(cand, f"worker error: {type(exc).__name__}: {exc}", WORKER_ERROR)
-            if crash is not None:  # every other candidate in flight died with the pool
-                for fut, (cand, _) in list(pending.items()):
-                    del pending[fut]
-                    if self._crashed(cand, crash):
-                        queue.append(cand)
-            expired = [f for f, (_, t0) in pending.items()
-                       if limit is not None and time.monotonic() - t0 > limit]
-            for fut in expired:
-                cand, _ = pending.pop(fut)
-                fut.cancel()
-                self.fail(cand, f"timeout: no result after {limit:g} s (worker abandoned)",
-                          CandidateTimeout.label)
-            if (expired or crash is not None) and isinstance(ex, ProcessPoolExecutor):
-                return [c for c, _ in pending.values()] + list(reversed(queue))
-        return []
+        return Job(submit=submit, on_result=lambda _, result: self.record(result),
+                   on_failure=on_failure, key=lambda structure: structure.source,
+                   admit=self.take)
 
 
-def run_all(loop: _Loop, todo: list[Candidate], workers: int, scheduler: str | None) -> None:
-    """Run ``todo`` through ``loop``, starting a fresh executor whenever a pool broke or a
-    stuck worker had to be torn down."""
+def run_inputs(run: ScreenRun, todo: list[InputStructure], runner: CrashTolerantRunner) -> None:
+    """Run ``todo`` (unreadable inputs are recorded as failed), then wait for the inputs that
+    other processes hold, running those whose owner died."""
     while todo:
-        with get_executor(workers, scheduler) as ex:
-            window = 1 if workers == 1 and not scheduler else executor_slots(ex, workers)
-            todo = loop.drain(ex, todo, window)
+        for structure in [s for s in todo if s.error is not None]:
+            if run.take(structure):
+                run.fail(structure, structure.error, StructureFileError.label)
+        runner.run([s for s in todo if s.error is None], run.job())
+        todo = run.orphans()
 
 
-def run_candidates(loop: _Loop, todo: list[Candidate], workers: int,
-                   scheduler: str | None) -> None:
-    """Run ``todo`` (unreadable inputs are recorded as failed), then wait for the candidates
-    that other processes hold, running those whose owner died."""
-    while todo:
-        for cand in [c for c in todo if c.error is not None]:
-            if loop.take(cand):
-                loop.fail(cand, cand.error, StructureFileError.label)
-        run_all(loop, [c for c in todo if c.error is None], workers, scheduler)
-        todo = loop.orphans()
-
-
-def _unfinished(candidates: list[Candidate], finished: set[tuple[str, str]],
-                shash: str) -> list[Candidate]:
-    """The first candidate of each key not in ``finished``."""
+def _unfinished(structures: list[InputStructure], finished: set[tuple[str, str]],
+                settings_hash: str) -> list[InputStructure]:
+    """The first input of each key not in ``finished``."""
     todo, seen = [], set(finished)
-    for cand in candidates:
-        key = (cand.content_hash, shash)
+    for structure in structures:
+        key = (structure.content_hash, settings_hash)
         if key not in seen:
             seen.add(key)
-            todo.append(cand)
+            todo.append(structure)
     return todo
 
 
@@ -375,22 +298,25 @@ def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, work
     start = time.perf_counter()
     settings = replace(settings, references=tuple(str(Path(r).resolve())
                                                   for r in settings.references))
-    shash = settings.settings_hash()
+    settings_hash = settings.settings_hash()
     db = ResultsDB(db_url)
     claims = open_claims(db.sqlite_path, claim_timeout_s, url=db.url)
     finished = db.done_keys(include_failed=not retry_failed)
     own = () if "://" in db_url else (db_url, db_url + ".db")
-    candidates = expand_inputs(inputs, exclude=own)
-    todo = _unfinished(candidates, finished, shash)
+    structures = expand_inputs(inputs, exclude=own)
+    todo = _unfinished(structures, finished, settings_hash)
+    runner = CrashTolerantRunner(
+        partial(get_executor, workers, scheduler), workers,
+        hard_limit_s=None if timeout_s is None else hard_timeout(timeout_s))
     with (tqdm(total=len(todo), disable=not progress, file=sys.stderr, desc="screen") as bar,
-          claims.keep_alive()):
-        loop = _Loop(db, settings, shash, timeout_s, bar, claims=claims,
-                     retry_failed=retry_failed)
-        run_candidates(loop, todo, workers, scheduler)
-    db.update_hull(collect_references(db, shash), settings_hash=shash)
+          claims.keep_alive(), runner):
+        run = ScreenRun(db, settings, settings_hash, timeout_s, bar, claims=claims,
+                        retry_failed=retry_failed)
+        run_inputs(run, todo, runner)
+    db.update_hull(settings_hash=settings_hash)
     return ScreenSummary(
-        n_candidates=len(candidates), n_skipped=len(candidates) - len(todo),
-        n_done=loop.statuses["done"], n_failed=loop.statuses["failed"],
-        elapsed_s=time.perf_counter() - start, best=best_rows(db, shash),
-        failures_by_reason=dict(loop.reasons), n_by_others=loop.n_by_others,
+        n_candidates=len(structures), n_skipped=len(structures) - len(todo),
+        n_done=run.statuses["done"], n_failed=run.statuses["failed"],
+        elapsed_s=time.perf_counter() - start, best=best_rows(db, settings_hash),
+        failures_by_reason=dict(run.reasons), n_by_others=run.n_by_others,
     )

@@ -12,8 +12,8 @@ Design variables (the vector ``x`` that scikit-optimize asks and is told) are
   supercell by :func:`round_to_counts` (sum exact, bounds kept).
 
 Unused variables are ignored by :meth:`DesignSpace.decode`, which is many-to-one; a candidate's
-identity is :attr:`Candidate.key` (integer counts, not fractions), so two ``x`` that round to the
-same supercell composition are the same candidate and are never evaluated twice.
+identity is :attr:`DesignPoint.key` (integer counts, not fractions), so two ``x`` that round to
+the same supercell composition are the same candidate and are never evaluated twice.
 """
 
 from __future__ import annotations
@@ -62,15 +62,15 @@ class DisorderedSpec:
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One material to evaluate.
+class DesignPoint:
+    """One point of the design space: a material to evaluate.
 
     Attributes:
         kind: ``"ordered"`` or ``"disordered"``.
         prototype: prototype (ordered) or lattice (disordered) name.
         elements: ordered: element per sublattice; disordered: the components.
         counts: disordered: integer atoms per component in the supercell; ordered: ``()``.
-        group: the design-variable group label this candidate came from.
+        group: the design-variable group label this point came from.
     """
 
     kind: str
@@ -178,7 +178,7 @@ def round_to_counts(x: np.ndarray, n: int, lower: np.ndarray, upper: np.ndarray)
 
 @dataclass(frozen=True)
 class DesignSpace:
-    """Candidate families and the mapping between design vectors and candidates."""
+    """Candidate families and the mapping between design vectors and design points."""
 
     ordered: tuple[OrderedSpec, ...] = ()
     disordered: tuple[DisorderedSpec, ...] = ()
@@ -236,8 +236,8 @@ class DesignSpace:
         dims += [Real(0.0, 1.0, name=f"u{i}") for i in range(self.n_unit)]
         return dims
 
-    def decode(self, x: list[Any]) -> Candidate:
-        """Design vector -> candidate (unused variables ignored)."""
+    def decode(self, x: list[Any]) -> DesignPoint:
+        """Design vector -> design point (unused variables ignored)."""
         group = str(x[0])
         slots = [float(v) for v in x[1:1 + self.n_slots]]
         unit = np.array([float(v) for v in x[1 + self.n_slots:]])
@@ -245,14 +245,14 @@ class DesignSpace:
             spec = self.ordered[[f"ordered:{s.prototype}" for s in self.ordered].index(group)]
             els = tuple(allowed[min(int(s * len(allowed)), len(allowed) - 1)]
                         for s, allowed in zip(slots, spec.sublattice_elements, strict=False))
-            return Candidate("ordered", spec.prototype, els, group=group)
+            return DesignPoint("ordered", spec.prototype, els, group=group)
         spec = self.disordered[int(group.split("#")[1])]
         lo, hi = np.array(spec.lower), np.array(spec.upper)
         frac = simplex_from_unit(unit[:len(spec.elements) - 1], lo, hi)
         n = self.prototype(spec.lattice).n_atoms * int(np.prod(spec.supercell))
         counts = round_to_counts(frac, n, lo, hi)
-        return Candidate("disordered", spec.lattice, tuple(spec.elements),
-                         tuple(int(c) for c in counts), group=group)
+        return DesignPoint("disordered", spec.lattice, tuple(spec.elements),
+                           tuple(int(c) for c in counts), group=group)
 
     def enumerate_ordered(self) -> list[list[Any]]:
         """One design vector per ordered decoration (slot values at bin centres)."""
@@ -295,17 +295,17 @@ class DesignSpace:
                 done.add(f"disordered:{spec.lattice}#{i}")
         return out, done
 
-    def structures(self, candidate: Candidate) -> list[Atoms]:
-        """Unrelaxed structures of a candidate, Vegard-scaled (one per disorder realisation)."""
-        proto = self.prototype(candidate.prototype)
-        if candidate.kind == "ordered":
-            return [vegard_scale(proto.decorate(candidate.elements))]
-        spec = self.disordered[int(candidate.group.split("#")[1])]
-        base = proto.decorate((candidate.elements[0],)).repeat(spec.supercell)
-        symbols = np.repeat(candidate.elements, candidate.counts)
+    def structures(self, point: DesignPoint) -> list[Atoms]:
+        """Unrelaxed structures of a design point, Vegard-scaled (one per disorder realisation)."""
+        proto = self.prototype(point.prototype)
+        if point.kind == "ordered":
+            return [vegard_scale(proto.decorate(point.elements))]
+        spec = self.disordered[int(point.group.split("#")[1])]
+        base = proto.decorate((point.elements[0],)).repeat(spec.supercell)
+        symbols = np.repeat(point.elements, point.counts)
         out = []
         for r in range(spec.realisations):
-            rng = np.random.default_rng([spec.seed, r, *candidate.counts])
+            rng = np.random.default_rng([spec.seed, r, *point.counts])
             atoms = base.copy()
             atoms.set_chemical_symbols(_arrange(base, symbols, spec.method, rng))
             out.append(vegard_scale(atoms))

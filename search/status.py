@@ -77,21 +77,22 @@ def screen_status(db_url: str, inputs: list[str] | None = None,
     now = time.time() if now is None else now
     db = ResultsDB(db_url, existing=True)
     claims = open_claims(db.sqlite_path, claim_timeout_s, url=db.url)
-    shash = None
+    settings_hash = None
     if inputs:
         if settings is None:
             raise ValueError("counting pending candidates needs the screen's settings")
         settings = replace(settings, references=tuple(str(Path(r).resolve())
                                                       for r in settings.references))
-        shash = settings.settings_hash()
-    where = {} if shash is None else {"settings_hash": shash}
-    live, stale = claims.counts(shash)
+        settings_hash = settings.settings_hash()
+    where = {} if settings_hash is None else {"settings_hash": settings_hash}
+    live, stale = claims.counts(settings_hash)
     n_pending = n_inputs = None
     if inputs:
         own = () if "://" in db_url else (db_url, db_url + ".db")
-        keys = {c.content_hash for c in expand_inputs(inputs, exclude=own)}
-        finished = {c for c, s in db.done_keys() if s == shash}
-        held = set(claims.holders(str(shash)))
+        keys = {s.content_hash for s in expand_inputs(inputs, exclude=own)}
+        finished = {structure_hash for structure_hash, row_settings_hash in db.done_keys()
+                    if row_settings_hash == settings_hash}
+        held = set(claims.holders(str(settings_hash)))
         n_inputs, n_pending = len(keys), len(keys - finished - held)
     recent = db.recent(RATE_WINDOW, **where)
     rate = _rate([t for t, _ in recent])
@@ -103,7 +104,7 @@ def screen_status(db_url: str, inputs: list[str] | None = None,
         n_claimed=live, n_stale_claims=stale, n_pending=n_pending, n_inputs=n_inputs,
         rows_per_hour=rate, mean_elapsed_s=sum(elapsed) / len(elapsed) if elapsed else None,
         eta_s=None if todo is None or rate is None else 3600.0 * todo / rate,
-        last_row_age_s=now - recent[0][0] if recent else None, settings_hash=shash,
+        last_row_age_s=now - recent[0][0] if recent else None, settings_hash=settings_hash,
     )
 
 

@@ -32,19 +32,6 @@ class ScreenSummary:
                 "best": list(self.best), "failures_by_reason": dict(self.failures_by_reason)}
 
 
-def collect_references(db: ResultsDB, settings_hash: str) -> dict[str, dict[str, Any]]:
-    """Elemental references and competing phases recorded in the rows of one settings hash."""
-    refs: dict[str, dict[str, Any]] = {}
-    for row in db.rows(status="done", settings_hash=settings_hash):
-        stored = (row.data or {}).get("references") or {}
-        for el, e in (stored.get("elements") or {}).items():
-            refs[el] = {"formula": el, "energy_per_atom_ev": float(e)}
-        for phase in stored.get("competing") or []:
-            refs[phase["name"]] = {"formula": phase["formula"],
-                                   "energy_per_atom_ev": float(phase["energy_per_atom_ev"])}
-    return refs
-
-
 def best_rows(db: ResultsDB, settings_hash: str, n: int = 10) -> list[dict[str, Any]]:
     """The ``n`` done rows with the lowest energy above the hull."""
     rows = [r for r in db.rows(status="done", settings_hash=settings_hash)

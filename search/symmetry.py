@@ -21,7 +21,7 @@ from functools import cache
 import numpy as np
 
 from matdesign.search.prototypes import Prototype
-from matdesign.search.space import Candidate, DesignSpace
+from matdesign.search.space import DesignPoint, DesignSpace
 
 BOND_SHELL = 1.25  # bonds up to this multiple of the shortest interatomic distance
 BOND_FEATURES = ("unlike_bond_fraction", "bond_electronegativity_contrast",
@@ -78,7 +78,7 @@ def _ordered_bonds(prototype: Prototype, elements: tuple[str, ...]) -> tuple[tup
     return tuple((sym[a], sym[b]) for a, b in zip(i, j, strict=True))
 
 
-def bond_features(candidate: Candidate, space: DesignSpace) -> np.ndarray:
+def bond_features(candidate: DesignPoint, space: DesignSpace) -> np.ndarray:
     """The :data:`BOND_FEATURES` of one candidate (dimensionless except radius², Å²)."""
     from matdesign.search.features import element_properties
 

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 from ase.calculators.emt import EMT
-from conftest import make_calc, make_model, sheared_cell
 
 from matdesign.calculator import MatdesignCalculator, load_calculator
+from matdesign.potential_spec import parse_potential
+from tests.helpers import make_calc, make_model, sheared_cell
 
 
 def test_load_calculator_specs(tmp_path):
@@ -20,7 +21,13 @@ def test_load_calculator_specs(tmp_path):
         load_calculator("builtins:dict")
     with pytest.raises(FileNotFoundError, match="nowhere.pt"):
         load_calculator(tmp_path / "nowhere.pt")
+    with pytest.raises(ValueError, match="float16"):
+        load_calculator("emt", dtype="float16")  # the dtype is checked for every kind
     mine = make_model(dtype=torch.float32)
+    mine.save(tmp_path / "mine.pt")
+    spec = parse_potential(tmp_path / "mine.pt")
+    from_spec = load_calculator(spec, dtype="float32")
+    assert isinstance(from_spec, MatdesignCalculator) and from_spec.model.dtype == torch.float32
     calc = load_calculator(mine, dtype="float64")
     assert isinstance(calc, MatdesignCalculator) and calc.model.dtype == torch.float64
     assert mine.dtype == torch.float32  # the caller's model is not converted in place

@@ -7,11 +7,11 @@ import os
 import numpy as np
 import pytest
 import torch
-from conftest import make_model, sheared_cell
 
 from matdesign.calculator import MatdesignCalculator, load_calculator
 from matdesign.checkpoint import FORMAT, PotentialEnsemble, load_potential, save_potential
 from matdesign.model import Potential
+from tests.helpers import make_model, sheared_cell
 
 
 def test_round_trip_identical_outputs(tmp_path):

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from ase.calculators.emt import EMT
 from ase.io import write
-from conftest import make_calc, make_model, sheared_cell
 
 from matdesign.cli import main
+from tests.helpers import make_calc, make_model, sheared_cell
 
 KEYS = {"n_atoms", "energy_ev", "forces_ev_per_a", "stress_ev_per_a3"}
 

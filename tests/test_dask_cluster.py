@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 from ase.db import connect
-from test_postgres import write_cells
 
 from matdesign.search.executor import SerialExecutor
+from tests.test_postgres import write_cells
 
 pytest.importorskip("distributed", reason="pip install 'matdesign[dask]'")
 

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 from ase.build import bulk
 
-from matdesign.calculator import DEFAULT_MODEL, load_calculator
+from matdesign.calculator import load_calculator
 from matdesign.checkpoint import load_potential
+from matdesign.potential_spec import DEFAULT_MODEL
 from matdesign.properties.relax import relax
 
 

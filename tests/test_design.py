@@ -280,9 +280,8 @@ def test_uncertain_evaluation_enters_the_surrogate_as_noisy():
 
 
 def test_uncertainty_threshold_comes_from_the_checkpoint(tmp_path):
-    from conftest import make_model
-
     from matdesign.search.config import FALLBACK_UNCERTAINTY_EV_PER_ATOM, calibrated_threshold
+    from tests.helpers import make_model
 
     path = tmp_path / "m.pt"
     make_model().save(path, metadata={"uncertainty_threshold_ev_per_atom": 0.042})
@@ -292,3 +291,21 @@ def test_uncertainty_threshold_comes_from_the_checkpoint(tmp_path):
     assert calibrated_threshold("emt") == FALLBACK_UNCERTAINTY_EV_PER_ATOM
     with pytest.raises(ValueError, match="uncertainty_energy_std_ev_per_atom"):
         parse_campaign(_campaign_dict(uncertainty_energy_std_ev_per_atom="x"))
+
+
+def test_campaign_rows_keep_their_schema(tmp_path) -> None:
+    """Existing campaign databases resume only if rows and metadata keep their keys."""
+    from ase.db import connect
+
+    from matdesign.search.connection import WRITER_KEY
+
+    camp = Campaign(parse_campaign(_campaign_dict(budget=2)), str(tmp_path / "c.db"), synthetic)
+    camp.run(strategy="random")
+    db = connect(str(tmp_path / "c.db"))
+    for row in db.select():
+        assert set(row.key_value_pairs) == {
+            "score", "ok", "n_realisations", "candidate_key", "kind", "prototype", "family",
+            "status", "strategy", "round", "feasible", "uncertain"}
+        assert set(row.data) == {"x", "error"} and row.data["x"][0].startswith("ordered:")
+    assert db.metadata[WRITER_KEY] == "design" and {"campaign", "objectives", "constraints",
+                                                    "space"} <= set(db.metadata)

@@ -57,7 +57,7 @@ def test_candidate_crashing_twice_is_failed(tmp_path: Path) -> None:
     assert len(records) == 4 == len({r.key for r in records})
     for r in records:
         assert r.status == ("failed" if "L1_2" in r.key else "done"), r.key
-    rows = {row.candidate_key: row for row in camp.store.db.select()}
+    rows = {row.candidate_key: row for row in camp.store.db.rows()}
     failed = [row for key, row in rows.items() if "L1_2" in key]
     assert failed and all(row.data["error"].startswith("worker crashed twice")
                           for row in failed)

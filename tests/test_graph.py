@@ -8,7 +8,6 @@ import torch
 from ase import Atoms
 from ase.build import bulk, fcc111
 from ase.neighborlist import neighbor_list as ase_neighbor_list
-from conftest import make_calc, molecule, sheared_cell
 
 from matdesign.graph import (
     atoms_to_graph,
@@ -17,6 +16,7 @@ from matdesign.graph import (
     neighbour_list,
 )
 from matdesign.structure_io import check_geometry
+from tests.helpers import make_calc, molecule, sheared_cell
 
 SPECIES_INDEX = {29: 0, 79: 1}  # Cu, Au
 

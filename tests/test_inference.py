@@ -10,12 +10,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import make_model, sheared_cell
-from test_potential_derivatives import fd_forces, stress_fd_mismatch
 
 from matdesign.calculator import MatdesignCalculator
 from matdesign.inference import RadialTable, lean_potential
 from matdesign.model import Potential, PotentialConfig
+from tests.helpers import make_model, sheared_cell
+from tests.test_potential_derivatives import fd_forces, stress_fd_mismatch
 
 
 def _two_body(lmax: int, physics: bool) -> Potential:

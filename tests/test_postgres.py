@@ -47,7 +47,7 @@ def pg():
     """A PostgreSQL server for this module; every test makes its own database on it."""
     pytest.importorskip("psycopg2", reason="pip install 'matdesign[postgres]'")
     pytest.importorskip("ase_db_backends", reason="pip install 'matdesign[postgres]'")
-    from pg_server import NoServer, start_server
+    from tests.pg_server import NoServer, start_server
 
     try:
         server = start_server()
@@ -125,7 +125,7 @@ def test_concurrent_writers_index_their_own_rows(pg) -> None:
     """ase-db-backends read a new row's id as the sequence's global last value: with two
     writers, key-value index rows could be filed under the other writer's row."""
     from matdesign.search.database import ResultsDB
-    from matdesign.search.pipeline import CandidateResult
+    from matdesign.search.record import CandidateResult
 
     url = pg.create_database("writers")
     ResultsDB(url)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 from ase.build import bulk
-from conftest import make_calc, make_model, molecule, sheared_cell
 
 from matdesign.forces import energy_forces_stress
 from matdesign.graph import atoms_to_graph, batch_graphs
+from tests.helpers import make_calc, make_model, molecule, sheared_cell
 
 
 def _periodic_set():

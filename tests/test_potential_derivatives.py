@@ -16,7 +16,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.fd import calculate_numerical_forces
 from ase.filters import FrechetCellFilter
 from ase.stress import full_3x3_to_voigt_6_stress
-from conftest import ARCHS, make_calc, molecule, sheared_cell
+
+from tests.helpers import ARCHS, make_calc, molecule, sheared_cell
 
 
 def fd_forces(atoms, h: float = 1e-4) -> np.ndarray:

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 from ase import Atoms
-from conftest import make_calc, make_model, sheared_cell
 
 from matdesign.calculator import MatdesignCalculator
 from matdesign.repulsion import COULOMB_EV_A, ZBLRepulsion, cohesive_energies, zbl_pair_energy
+from tests.helpers import make_calc, make_model, sheared_cell
 
 
 def test_zbl_coulomb_limit_and_screening_value():
@@ -126,10 +126,10 @@ def _frames_and_model():
     import dataclasses
 
     from ase.calculators.singlepoint import SinglePointCalculator
-    from conftest import tiny_config
 
     from matdesign.model import Potential
     from matdesign.training.data import to_frame
+    from tests.helpers import tiny_config
 
     config = dataclasses.replace(tiny_config("two_body"), isolated_reference=True, zbl=True)
     torch.manual_seed(3)

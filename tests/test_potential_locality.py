@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from ase import Atoms
-from conftest import make_calc
+
+from tests.helpers import make_calc
 
 
 def _chain() -> Atoms:

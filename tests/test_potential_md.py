@@ -17,7 +17,8 @@ from ase.calculators.emt import EMT
 from ase.calculators.mixing import SumCalculator
 from ase.md.velocitydistribution import Stationary
 from ase.md.verlet import VelocityVerlet
-from conftest import make_calc
+
+from tests.helpers import make_calc
 
 DRIFT_BOUND_EV = 1e-3  # 32 atoms, 200 fs: ~3e-5 eV/atom
 

@@ -13,9 +13,9 @@ import torch
 from ase import Atoms
 from ase.build import bulk, fcc111
 from ase.calculators.calculator import PropertyNotImplementedError
-from conftest import make_calc
 
 from matdesign.graph import atoms_to_graph
+from tests.helpers import make_calc
 
 
 def _small_cell() -> Atoms:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 from ase.stress import voigt_6_to_full_3x3_stress
-from conftest import ARCHS, make_calc, molecule, sheared_cell
+
+from tests.helpers import ARCHS, make_calc, molecule, sheared_cell
 
 # (relative energy tol, absolute force tol eV/Å, absolute stress tol eV/Å³) per dtype
 TOL = {torch.float64: (1e-11, 1e-10, 1e-11), torch.float32: (2e-6, 2e-5, 2e-6)}

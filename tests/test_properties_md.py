@@ -7,7 +7,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import read
 
-from matdesign.properties.md import run_md
+from matdesign.properties.md import MDCalculator
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,8 @@ def cu32():
 def test_nve_conserves_energy_and_equipartitions(cu32, tmp_path):
     traj = tmp_path / "nve.traj"
     before = cu32.positions.copy()
-    r = run_md(cu32, EMT(), ensemble="nve", temperature_k=600, steps=300, timestep_fs=2.0,
-               trajectory=traj)
+    md = MDCalculator(EMT(), ensemble="nve", temperature_k=600, steps=300, timestep_fs=2.0)
+    r = md.calc(cu32, trajectory=traj)
     assert abs(r.energy_drift_ev_per_atom_per_ps) < 1e-3
     assert r.max_energy_deviation_ev_per_atom < 5e-4
     # harmonic solid from a perfect lattice: kinetic energy halves on average (virial theorem)
@@ -30,20 +30,22 @@ def test_nve_conserves_energy_and_equipartitions(cu32, tmp_path):
 
 def test_too_long_timestep_breaks_conservation(cu32):
     """Negative control: the drift measure must notice a bad integration."""
-    good = run_md(cu32, EMT(), temperature_k=600, steps=100, timestep_fs=1.0)
-    bad = run_md(cu32, EMT(), temperature_k=600, steps=100, timestep_fs=12.0)
+    good = MDCalculator(EMT(), temperature_k=600, steps=100, timestep_fs=1.0).calc(cu32)
+    bad = MDCalculator(EMT(), temperature_k=600, steps=100, timestep_fs=12.0).calc(cu32)
     assert bad.max_energy_deviation_ev_per_atom > 20 * good.max_energy_deviation_ev_per_atom
 
 
 def test_nvt_langevin_reaches_target_temperature(cu32):
-    r = run_md(cu32, EMT(), ensemble="nvt", temperature_k=300, steps=600, timestep_fs=2.0,
-               friction=0.02, seed=1)
+    r = MDCalculator(EMT(), ensemble="nvt", temperature_k=300, steps=600, timestep_fs=2.0,
+                     friction=0.02, seed=1).calc(cu32)
     assert r.energy_drift_ev_per_atom_per_ps is None
     assert r.mean_temperature_k == pytest.approx(300, rel=0.15)
 
 
 def test_bad_arguments(cu32):
     with pytest.raises(ValueError, match="ensemble"):
-        run_md(cu32, EMT(), ensemble="npt")
+        MDCalculator(EMT(), ensemble="npt")
     with pytest.raises(ValueError):
-        run_md(cu32, EMT(), steps=0)
+        MDCalculator(EMT(), steps=0)
+    with pytest.raises(ValueError, match="at least 2 atoms"):
+        MDCalculator(EMT(), steps=1).calc(cu32[:1])

@@ -128,10 +128,9 @@ def test_evaluate_many_plain_calculator_and_nonperiodic():
 def test_lockstep_ionic_relaxation_follows_the_one_by_one_path():
     """Relaxing strained cells together (one batched call per step) must give what ASE's FIRE
     gives one cell at a time: same converged energies and stresses."""
-    from conftest import make_calc, sheared_cell
-
     from matdesign.properties.elastic import strained
     from matdesign.properties.relax import relax_ions_together
+    from tests.helpers import make_calc, sheared_cell
 
     calc = make_calc(arch="two_body")
     base = sheared_cell(rattle=0.03)

@@ -18,10 +18,10 @@ from ase.io import write
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
-from matdesign.search.database import ResultsDB
+from matdesign.search.database import ResultsDB, stored_references
 from matdesign.search.hashing import content_hash
 from matdesign.search.pipeline import ScreenSettings, evaluate_candidate
-from matdesign.search.screen import collect_references, run_screen
+from matdesign.search.screen import run_screen
 
 SETTINGS = ScreenSettings(potential="emt", fmax=1e-3, max_steps=300)
 
@@ -111,10 +111,10 @@ def test_energies_against_emt_eos(screened: tuple[Path, Path]) -> None:
 def test_hull_matches_hand_built_phase_diagram(screened: tuple[Path, Path]) -> None:
     db = ResultsDB(str(screened[1]))
     done = db.rows(status="done")
-    refs = collect_references(db, done[0].settings_hash)
-    assert set(refs) == {"Cu", "Au", "Ni", "Al"}
-    entries = [PDEntry(Composition(r["formula"]), r["energy_per_atom_ev"], name=f"ref{k}")
-               for k, r in refs.items()]
+    refs = stored_references(done)
+    assert sorted(e.formula for e in refs) == ["Al", "Au", "Cu", "Ni"]
+    entries = [PDEntry(Composition(e.formula), e.energy_per_atom_ev, name=e.name)
+               for e in refs]
     row_entries = {}
     for r in done:
         comp = Composition(r.formula)
@@ -286,9 +286,8 @@ def test_gated_candidate_is_infeasible_in_campaign_and_report(staged: dict,
 def test_committee_spread_is_stored_from_the_relaxed_structure(tmp_path: Path) -> None:
     """A committee checkpoint: the row's σ is the calculator's uncertainty() of the relaxed
     cell (one evaluation, not the last optimiser step's)."""
-    from conftest import make_model
-
     from matdesign.calculator import MatdesignCalculator
+    from tests.helpers import make_model
 
     path = tmp_path / "committee.pt"
     make_model(scale=2.0).save(path)

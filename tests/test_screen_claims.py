@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from ase.db.core import T2000, YEAR
 from ase.io import read
-from test_screen_parallel import write_alloys
 
 from matdesign.search.database import ResultsDB
 from matdesign.search.hashing import content_hash
 from matdesign.search.pipeline import ScreenSettings
 from matdesign.search.screen import run_screen
+from tests.test_screen_parallel import write_alloys
 
 CLI = [sys.executable, "-c", "import sys; from matdesign.cli import main; sys.exit(main())"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -9,9 +9,11 @@ from pathlib import Path
 from ase.build import bulk
 
 from matdesign.search.database import ResultsDB
+from matdesign.search.executor import get_executor
 from matdesign.search.hashing import content_hash
 from matdesign.search.pipeline import ScreenSettings
-from matdesign.search.screen import Candidate, _Loop, run_all
+from matdesign.search.runner import CrashTolerantRunner
+from matdesign.search.screen import InputStructure, ScreenRun, run_inputs
 
 SETTINGS = ScreenSettings(potential="emt", fmax=1e-2, max_steps=300)
 
@@ -41,7 +43,7 @@ class _Bar:
         pass
 
 
-def candidates(tmp_path: Path, killers: dict[int, str]) -> list[Candidate]:
+def input_structures(tmp_path: Path, killers: dict[int, str]) -> list[InputStructure]:
     out = []
     for k in range(4):
         atoms = bulk("Cu", a=3.6 + 0.02 * k, cubic=True)
@@ -49,14 +51,15 @@ def candidates(tmp_path: Path, killers: dict[int, str]) -> list[Candidate]:
         atoms.rattle(0.03, seed=k)
         if k in killers:
             atoms.info["killer"] = Killer(str(tmp_path / killers[k]))
-        out.append(Candidate(f"c{k}", atoms, content_hash(atoms)))
+        out.append(InputStructure(f"c{k}", atoms, content_hash(atoms)))
     return out
 
 
 def run(tmp_path: Path, killers: dict[int, str]) -> dict[str, object]:
     db = ResultsDB(str(tmp_path / "r.db"))
-    loop = _Loop(db, SETTINGS, SETTINGS.settings_hash(), None, _Bar())
-    run_all(loop, candidates(tmp_path, killers), workers=2, scheduler=None)
+    run = ScreenRun(db, SETTINGS, SETTINGS.settings_hash(), None, _Bar())
+    with CrashTolerantRunner(lambda: get_executor(2), 2) as runner:
+        run_inputs(run, input_structures(tmp_path, killers), runner)
     rows = db.rows()
     assert len(rows) == 4 and len({r.source for r in rows}) == 4  # each candidate once
     return {r.source: r for r in rows}
@@ -91,31 +94,3 @@ def test_results_db_inside_the_input_folder_is_not_an_input(tmp_path: Path) -> N
         assert summary.n_candidates == 2 and summary.n_failed == 0
     rows = ResultsDB(str(db)).rows()
     assert sorted(Path(r.source).name for r in rows) == ["cu0.xyz", "cu1.xyz"]
-
-
-class _PoolBrokenAtSecondSubmit:
-    """A pool whose first worker died: its future fails, and the next ``submit`` raises."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def submit(self, fn, *args, **kwargs):
-        from concurrent.futures import Future
-        from concurrent.futures.process import BrokenProcessPool
-
-        self.calls += 1
-        if self.calls > 1:
-            raise BrokenProcessPool("a child process terminated abruptly")
-        fut: Future = Future()
-        fut.set_exception(BrokenProcessPool("a child process terminated abruptly"))
-        return fut
-
-
-def test_pool_that_breaks_between_submissions_hands_back_the_unsubmitted(tmp_path: Path) -> None:
-    db = ResultsDB(str(tmp_path / "r.db"))
-    loop = _Loop(db, SETTINGS, SETTINGS.settings_hash(), None, _Bar())
-    todo = candidates(tmp_path, {})
-    left = loop.drain(_PoolBrokenAtSecondSubmit(), todo, window=2)
-    assert sorted(c.source for c in left) == ["c0", "c1", "c2", "c3"]  # nothing lost
-    assert loop.crashes["c0"] == 1 and loop.crashes["c1"] == 0  # only the one in flight
-    assert db.count() == 0

@@ -9,9 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from test_screen_parallel import CLI, write_alloys
-
 from matdesign.search.database import ResultsDB
+from tests.test_screen_parallel import CLI, write_alloys
 
 
 def children(pid: int) -> list[int]:

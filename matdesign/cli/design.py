@@ -49,12 +49,13 @@ def run(args: argparse.Namespace) -> int:
     campaign = Campaign(config, args.db, potential=args.potential, timeout_s=args.timeout,
                         allow_config_change=args.allow_config_change)
 
-    def progress(rec) -> None:  # noqa: ANN001 - a Record
-        flags = ("feasible" if rec.feasible else "infeasible") + (
-            ", UNCERTAIN" if rec.uncertain else "")
-        objs = ", ".join(f"{o.property}={rec.properties.get(o.property)}"
-                         for o in config.objectives)
-        print(f"[{rec.row_id}] {rec.key}: {rec.status} ({flags}) {objs}", file=sys.stderr)
+    def progress(record) -> None:  # noqa: ANN001 - a CampaignRow
+        flags = ("feasible" if record.feasible else "infeasible") + (
+            ", UNCERTAIN" if record.uncertain else "")
+        objectives = ", ".join(f"{o.property}={record.properties.get(o.property)}"
+                               for o in config.objectives)
+        print(f"[{record.row_id}] {record.key}: {record.status} ({flags}) {objectives}",
+              file=sys.stderr)
 
     summary = campaign.run(budget=args.budget, strategy=args.strategy, workers=args.workers,
                            scheduler=args.scheduler, on_result=progress)

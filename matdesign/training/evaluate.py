@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,13 +13,18 @@ from matdesign.training.metrics import error_metrics
 def evaluate_file(
     potential: str, data: str, *, dtype: str = "float64", plot: str | None = None
 ) -> dict[str, Any]:
-    """Metrics of ``potential`` ('default' or a checkpoint path) on every frame of ``data``."""
+    """Metrics of ``potential`` ('default' or a checkpoint path) on every frame of ``data``.
+
+    Raises:
+        ValueError: ``potential`` names EMT or a factory, not a matdesign checkpoint.
+        FileNotFoundError: a missing checkpoint file.
+    """
     import torch
 
-    from matdesign.calculator import DEFAULT_MODEL
     from matdesign.checkpoint import load_potential
+    from matdesign.potential_spec import parse_potential
 
-    path = DEFAULT_MODEL if potential == "default" else Path(potential)
+    path = parse_potential(potential).checkpoint_file()
     model = load_potential(path, dtype=getattr(torch, dtype))
     frames = load_frames(data, model.config.cutoff, model.species_index)
     metrics, preds = error_metrics(model, frames)
