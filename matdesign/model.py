@@ -13,6 +13,7 @@ from e3nn import o3
 
 from matdesign.graph import Graph
 from matdesign.layers import Interaction, hidden_irreps
+from matdesign.mixing import ChemicalPairTerm
 from matdesign.product import ProductInteraction
 from matdesign.radial import BesselBasis, radial_features
 from matdesign.repulsion import ZBLRepulsion
@@ -43,6 +44,8 @@ class PotentialConfig:
         species_descriptors: species enter as physical descriptors [1, period, group] instead
             of one-hot vectors (see :func:`species_attributes`).
         zbl: add the switched ZBL core repulsion (:mod:`matdesign.repulsion`).
+        chemical_pairs: add the descriptor-space pair term of :mod:`matdesign.mixing` (unlike
+            pairs interact through a quadratic form of their (period, group) difference).
         isolated_reference: an atom without neighbours has exactly its isolated-atom energy
             (crystal reference + tabulated cohesive energy) instead of a fitted constant.
         avg_num_neighbours: normalisation of the neighbour sum (set from data when training).
@@ -64,6 +67,7 @@ class PotentialConfig:
     committee: int = 0
     species_descriptors: bool = False
     zbl: bool = True
+    chemical_pairs: bool = False
     isolated_reference: bool = True
     avg_num_neighbours: float = 20.0
     avg_density: float = 10.0
@@ -150,6 +154,10 @@ class Potential(torch.nn.Module):
         if config.isolated_reference:
             self.isolated_energy = torch.nn.Parameter(torch.zeros(n), requires_grad=False)  # eV
         self.zbl = ZBLRepulsion(self.species) if config.zbl else None
+        self.chemical_pairs = None
+        if config.chemical_pairs:
+            table = species_attributes(self.species, descriptors=True)[:, 1:]
+            self.chemical_pairs = ChemicalPairTerm(table, config.num_basis)
         if config.committee:
             # Offsets of the first head's last-layer weights, one row per member (eV⁻¹-free:
             # the layer's own units); set by matdesign.training.committee, never trained.
@@ -267,6 +275,8 @@ class Potential(torch.nn.Module):
             energy = energy - (self.committee_deltas @ self.committee_center)[:, None]
         if self.zbl is not None:
             energy = energy + self.zbl(s, graph.edge_index, r)
+        if self.chemical_pairs is not None:
+            energy = energy + self.chemical_pairs(s, graph.edge_index, radial)
         return energy
 
     def atomic_energies(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
