@@ -16,6 +16,8 @@ from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
 from matdesign.checkpoint import PotentialEnsemble, load_potential
+from matdesign.domain import METADATA_KEY as DOMAIN_KEY
+from matdesign.domain import ChemicalDomain, DomainCheck
 from matdesign.errors import NonFiniteError, UnknownElementError
 from matdesign.forces import energy_forces_stress, head_forces
 from matdesign.graph import (
@@ -55,6 +57,8 @@ class MatdesignCalculator(Calculator):
             (getattr(model, "metadata", None) or {}).get("uncertainty_scale", 1.0))
         # single-structure calls (relaxation, MD steps) reuse one neighbour list
         self.neighbours = NeighbourCache(self.cutoff, skin=NEIGHBOUR_SKIN)
+        stored = (getattr(model, "metadata", None) or {}).get(DOMAIN_KEY)
+        self.chemical_domain = ChemicalDomain.from_dict(stored) if stored else None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, dtype: str | torch.dtype = "float64",
@@ -70,6 +74,11 @@ class MatdesignCalculator(Calculator):
         """
         model = load_potential(path, dtype=_resolve_dtype(dtype), device=device)
         return cls(_maybe_lean(model, lean))
+
+    def domain(self, atoms: Atoms) -> DomainCheck | None:
+        """``atoms`` against the training data's chemistry (:mod:`matdesign.domain`); None for a
+        checkpoint that does not record it."""
+        return None if self.chemical_domain is None else self.chemical_domain.check(atoms)
 
     @property
     def species(self) -> list[str]:

@@ -30,6 +30,7 @@ from matdesign.search.evaluation import (
     pipeline_evaluator,
 )
 from matdesign.search.features import featurize
+from matdesign.search.record import OUTSIDE_DOMAIN_KEY
 from matdesign.search.runner import CrashTolerantRunner, Job, WorkerFailure
 from matdesign.search.space import DesignPoint
 from matdesign.search.surrogate import chebyshev_scalarise, select_batch
@@ -50,6 +51,7 @@ class CampaignSummary:
     n_uncertain: int
     best_key: str | None
     best_objectives: dict[str, float]
+    n_outside_domain: int = 0  # structures outside the training data's chemistry
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
@@ -372,4 +374,5 @@ class Campaign:
             best = {o.property: float(r.properties[o.property]) for o in self.config.objectives}
         return CampaignSummary(strategy, len(records), n_new, int(feas.sum()),
                                sum(r.status != "done" for r in records),
-                               sum(r.uncertain for r in records), best_key, best)
+                               sum(r.uncertain for r in records), best_key, best,
+                               sum(bool(r.properties.get(OUTSIDE_DOMAIN_KEY)) for r in records))

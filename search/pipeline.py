@@ -294,7 +294,8 @@ def uncertainty_stage(record: CandidateRecord, calc: Any,
                       settings: ScreenSettings) -> CandidateRecord:
     """The committee spread, once, on the relaxed structure (not at every optimiser step):
     the calculator's ``uncertainty(atoms)``, else an ``energy_std`` it reported with the
-    single point just before; None for a potential without a committee."""
+    single point just before; None for a potential without a committee. Also the structure
+    against the training data's chemistry, where the calculator knows it (``domain``)."""
     reported = dict(getattr(calc, "results", {}) or {})  # of the single point, the last call
     spread = calc.uncertainty(record.atoms) if hasattr(calc, "uncertainty") else None
     n = len(record.atoms)
@@ -304,7 +305,8 @@ def uncertainty_stage(record: CandidateRecord, calc: Any,
         found = Uncertainty(float(reported["energy_std"]) / n)
     else:
         found = None
-    return dataclasses.replace(record, uncertainty=found)
+    domain = calc.domain(record.atoms) if hasattr(calc, "domain") else None
+    return dataclasses.replace(record, uncertainty=found, domain=domain)
 
 
 # settings_hash -> {"elements": {symbol: eV/atom}, "user": (overrides, competing phases)}

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ase import Atoms
 
+from matdesign.domain import DomainCheck
 from matdesign.plain import to_plain
 from matdesign.search.gates import ELASTIC_KEYS, PHONON_KEYS
 
@@ -26,6 +27,10 @@ if TYPE_CHECKING:
     from matdesign.properties.phonon import PhononResult
     from matdesign.properties.relax import RelaxResult
     from matdesign.properties.stability import HullEntry
+
+
+#: row column holding why a structure lies outside the training data's chemistry (absent inside)
+OUTSIDE_DOMAIN_KEY = "outside_domain"
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class CandidateRecord:
         energy_per_atom_ev: single point on the converged relaxed structure, eV/atom.
         volume_per_atom_a3: of the relaxed structure, Å³/atom; None unless 3D periodic.
         uncertainty: committee spread; None for a potential without a committee.
+        domain: the structure against the training data's chemistry (element pairs, species
+            per neighbourhood; :mod:`matdesign.domain`); None when the potential records none.
         stability: formation energy and energy above the references' hull.
         skipped_expensive: a gate failed and the later steps were skipped; None before the
             gates on cheap results were checked.
@@ -90,6 +97,7 @@ class CandidateRecord:
     energy_per_atom_ev: float | None = None
     volume_per_atom_a3: float | None = None
     uncertainty: Uncertainty | None = None
+    domain: DomainCheck | None = None
     stability: Stability | None = None
     skipped_expensive: bool | None = None
     gates_failed: tuple[str, ...] = ()
@@ -109,6 +117,8 @@ class CandidateRecord:
             out["energy_std_ev_per_atom"] = self.uncertainty.energy_std_ev_per_atom
             if self.uncertainty.forces_std_max_ev_per_a is not None:
                 out["forces_std_max_ev_per_a"] = self.uncertainty.forces_std_max_ev_per_a
+        if self.domain is not None and self.domain.outside:
+            out[OUTSIDE_DOMAIN_KEY] = self.domain.reason
         if self.stability is not None:
             out["formation_energy_ev_per_atom"] = self.stability.formation_energy_ev_per_atom
             out["e_above_hull_ev_per_atom"] = self.stability.e_above_hull_ev_per_atom

@@ -68,6 +68,13 @@ def test_training_reduces_error_and_resumes(data_file, tmp_path):
     assert len(log) == 16
     assert log[-1]["train_mse_forces"] < 0.2 * log[0]["train_mse_forces"]
     assert s.valid["force_mae_ev_per_a"] is not None
+    # the checkpoint records the training chemistry (matdesign.domain)
+    from matdesign.checkpoint import load_potential
+
+    domain = load_potential(out).metadata["chemical_domain"]
+    expected = {p for f in frames[:12] for p in ("Cu-Cu", "Cu-Ni", "Ni-Ni")
+                if set(p.split("-")) <= set(f.symbols)}
+    assert set(domain["pairs"]) == expected and domain["cutoff_a"] == TINY.cutoff
     # resume continues the epoch count from the saved state
     cfg2 = TrainConfig(**{**cfg.__dict__, "max_epochs": 18})
     s2 = train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY, cfg2, out, progress=False,

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 from matdesign.checkpoint import _is_derived, save_potential
+from matdesign.domain import METADATA_KEY as DOMAIN_KEY
+from matdesign.domain import ChemicalDomain, environment
 from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame, batch_to, fit_reference_energies, iterate_batches
@@ -269,6 +271,13 @@ def _write_log(log: TextIO | None, record: dict[str, Any], metrics: dict[str, An
         log.flush()
 
 
+def training_domain(frames: Sequence[Frame], cutoff: float) -> ChemicalDomain:
+    """Element pairs and species per neighbourhood of the training frames (their graphs'
+    edges, built with the model's cutoff, Å): :mod:`matdesign.domain`."""
+    envs = (environment(np.array(f.symbols), *f.graph.edge_index.cpu().numpy()) for f in frames)
+    return ChemicalDomain.from_environments(envs, cutoff)
+
+
 def train_potential(
     train: Sequence[Frame],
     valid: Sequence[Frame],
@@ -307,7 +316,9 @@ def train_potential(
     steps = math.ceil(len(train) / cfg.batch_size)
     budget = _Budget(steps, steps * cfg.max_epochs, time.time() - fit.state.elapsed_s)
     meta = {"species": list(species), "train_config": dataclasses.asdict(cfg),
-            "n_train": len(train), "n_valid": len(valid), **(metadata or {})}
+            "n_train": len(train), "n_valid": len(valid),
+            DOMAIN_KEY: training_domain(train, model.config.cutoff).to_dict(),
+            **(metadata or {})}
     if isinstance(init, (str, Path)):
         meta["init_from"] = str(init)
     stopped = "max_epochs"
