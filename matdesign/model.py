@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -285,12 +284,6 @@ class Potential(torch.nn.Module):
 
     def forward(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
         return self.atomic_energies(graph, edge_vectors)
-
-    def save(self, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
-        """Write a checkpoint (see :mod:`matdesign.checkpoint`)."""
-        from matdesign.checkpoint import save_potential
-
-        save_potential(self, path, metadata=metadata)
 
 
 def species_attributes(species: list[str], descriptors: bool) -> torch.Tensor:

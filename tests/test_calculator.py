@@ -8,6 +8,7 @@ import torch
 from ase.calculators.emt import EMT
 
 from matdesign.calculator import MatdesignCalculator, load_calculator
+from matdesign.checkpoint import save_potential
 from matdesign.potential_spec import parse_potential
 from tests.helpers import make_calc, make_model, sheared_cell
 
@@ -24,7 +25,7 @@ def test_load_calculator_specs(tmp_path):
     with pytest.raises(ValueError, match="float16"):
         load_calculator("emt", dtype="float16")  # the dtype is checked for every kind
     mine = make_model(dtype=torch.float32)
-    mine.save(tmp_path / "mine.pt")
+    save_potential(mine, tmp_path / "mine.pt")
     spec = parse_potential(tmp_path / "mine.pt")
     from_spec = load_calculator(spec, dtype="float32")
     assert isinstance(from_spec, MatdesignCalculator) and from_spec.model.dtype == torch.float32

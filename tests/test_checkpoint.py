@@ -17,7 +17,8 @@ from tests.helpers import make_model, sheared_cell
 def test_round_trip_identical_outputs(tmp_path):
     model = make_model(lmax=2)
     path = tmp_path / "m.pt"
-    model.save(path, metadata={"note": "tiny", "rmse": np.float64(0.25), "steps": np.int64(3)})
+    save_potential(model, path,
+                   metadata={"note": "tiny", "rmse": np.float64(0.25), "steps": np.int64(3)})
     loaded = load_potential(path, dtype="float64")
     assert isinstance(loaded, Potential) and loaded.config == model.config
     assert loaded.species == model.species and loaded.dtype == torch.float64
@@ -93,14 +94,14 @@ def test_foreign_and_future_files(tmp_path):
         load_potential(wrong)
     future = tmp_path / "future.pt"
     model = make_model()
-    model.save(future)
+    save_potential(model, future)
     payload = torch.load(future, weights_only=True)
     payload["format_version"] = 99
     torch.save(payload, future)
     with pytest.raises(ValueError, match="version 99"):
         load_potential(future)
     truncated = tmp_path / "truncated.pt"
-    model.save(truncated)
+    save_potential(model, truncated)
     truncated.write_bytes(truncated.read_bytes()[:200])
     with pytest.raises(ValueError, match="truncated.pt"):
         load_potential(truncated)

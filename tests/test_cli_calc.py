@@ -11,6 +11,7 @@ import pytest
 from ase.calculators.emt import EMT
 from ase.io import write
 
+from matdesign.checkpoint import save_potential
 from matdesign.cli import main
 from tests.helpers import make_calc, make_model, sheared_cell
 
@@ -32,7 +33,7 @@ def _run_json(args, tmp_path) -> dict:
 
 def test_calc_with_checkpoint(cif, tmp_path):
     ckpt = tmp_path / "tiny.pt"
-    make_model().save(ckpt)
+    save_potential(make_model(), ckpt)
     data = _run_json(["calc", str(cif), "--potential", str(ckpt)], tmp_path)
     assert KEYS <= set(data) and data["n_atoms"] == 4
     from ase.io import read

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from matdesign.checkpoint import save_potential
 from matdesign.search.campaign import Campaign
 from matdesign.search.config import Constraint
 from matdesign.search.config import parse_campaign as _parse
@@ -284,9 +285,9 @@ def test_uncertainty_threshold_comes_from_the_checkpoint(tmp_path):
     from tests.helpers import make_model
 
     path = tmp_path / "m.pt"
-    make_model().save(path, metadata={"uncertainty_threshold_ev_per_atom": 0.042})
+    save_potential(make_model(), path, metadata={"uncertainty_threshold_ev_per_atom": 0.042})
     assert calibrated_threshold(str(path)) == 0.042
-    make_model().save(path)  # no calibration stored
+    save_potential(make_model(), path)  # no calibration stored
     assert calibrated_threshold(str(path)) == FALLBACK_UNCERTAINTY_EV_PER_ATOM
     assert calibrated_threshold("emt") == FALLBACK_UNCERTAINTY_EV_PER_ATOM
     with pytest.raises(ValueError, match="uncertainty_energy_std_ev_per_atom"):

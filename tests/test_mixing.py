@@ -91,10 +91,10 @@ def test_forces_and_stress_match_finite_differences():
 
 
 def test_checkpoint_keeps_the_term(tmp_path):
-    from matdesign.checkpoint import load_potential
+    from matdesign.checkpoint import load_potential, save_potential
 
     model = _binary_model()
-    model.save(tmp_path / "m.pt")
+    save_potential(model, tmp_path / "m.pt")
     loaded = load_potential(tmp_path / "m.pt", dtype="float64")
     assert loaded.config.chemical_pairs
     atoms = _binary_cell()

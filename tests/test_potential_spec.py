@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from matdesign.checkpoint import save_potential
 from matdesign.potential_spec import DEFAULT_MODEL, PotentialSpec, parse_potential
 from matdesign.search.hashing import potential_id
 
@@ -52,7 +53,7 @@ def test_info_elements_and_metadata(tmp_path: Path) -> None:
     assert {"Cu", "Au", "Ni"} <= parse_potential("emt").info().elements
     assert parse_potential("ase.calculators.emt:EMT").info().elements is None
     model = make_model()
-    model.save(tmp_path / "tiny.pt", metadata={"note": "pinned"})
+    save_potential(model, tmp_path / "tiny.pt", metadata={"note": "pinned"})
     info = parse_potential(str(tmp_path / "tiny.pt")).info()
     assert info.kind == "checkpoint" and info.elements == frozenset(SPECIES)
     assert info.metadata["note"] == "pinned"

@@ -17,6 +17,7 @@ import pytest
 from ase.build import bulk, fcc111
 from ase.calculators.emt import EMT
 
+from matdesign.checkpoint import save_potential
 from matdesign.errors import NotBulkError
 from matdesign.properties import (
     ElasticCalculator,
@@ -160,7 +161,7 @@ def test_ensemble_gate_keys_are_stored_with_a_committee(tmp_path: Path) -> None:
     from tests.helpers import make_model
 
     path = tmp_path / "committee.pt"
-    make_model(scale=2.0).save(path)
+    save_potential(make_model(scale=2.0), path)
     settings = ScreenSettings(potential=str(path), fmax=0.02, max_steps=400)
     res = evaluate_candidate(bulk("Cu", "fcc", a=3.9), settings, "cu")
     assert res.status == "done", res.reason

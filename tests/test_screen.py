@@ -18,6 +18,7 @@ from ase.io import write
 from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
 from pymatgen.core import Composition
 
+from matdesign.checkpoint import save_potential
 from matdesign.search.database import ResultsDB, stored_references
 from matdesign.search.hashing import content_hash
 from matdesign.search.pipeline import ScreenSettings, evaluate_candidate
@@ -290,7 +291,7 @@ def test_committee_spread_is_stored_from_the_relaxed_structure(tmp_path: Path) -
     from tests.helpers import make_model
 
     path = tmp_path / "committee.pt"
-    make_model(scale=2.0).save(path)
+    save_potential(make_model(scale=2.0), path)
     settings = ScreenSettings(potential=str(path), fmax=5e-3, max_steps=400, dtype="float64")
     cuau = bulk("Cu", "fcc", a=3.9, cubic=True)
     cuau.symbols[[1, 2]] = "Au"
