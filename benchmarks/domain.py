@@ -19,19 +19,14 @@ import argparse
 import numpy as np
 from ase.io import read
 
-from matdesign.domain import METADATA_KEY, ChemicalDomain, environment
+from matdesign.domain import METADATA_KEY, ChemicalDomain, structure_environment
 from matdesign.training.data import split
 
 
 def domain_of(frames: list, cutoff: float) -> ChemicalDomain:
     """The chemical domain of ASE frames (neighbours within ``cutoff``, Å)."""
-    from ase.neighborlist import neighbor_list
-
-    envs = []
-    for atoms in frames:
-        i, j = neighbor_list("ij", atoms, cutoff)
-        envs.append(environment(np.array(atoms.get_chemical_symbols()), i, j))
-    return ChemicalDomain.from_environments(envs, cutoff)
+    return ChemicalDomain.from_environments(
+        (structure_environment(atoms, cutoff) for atoms in frames), cutoff)
 
 
 def main() -> None:

@@ -53,11 +53,11 @@ class MatdesignCalculator(Calculator):
         self.model = model.eval()
         self.members = list(model.members) if isinstance(model, PotentialEnsemble) else [model]
         self.cutoff = float(model.config.cutoff)
-        self.uncertainty_scale = float(
-            (getattr(model, "metadata", None) or {}).get("uncertainty_scale", 1.0))
+        metadata = getattr(model, "metadata", None) or {}
+        self.uncertainty_scale = float(metadata.get("uncertainty_scale", 1.0))
         # single-structure calls (relaxation, MD steps) reuse one neighbour list
         self.neighbours = NeighbourCache(self.cutoff, skin=NEIGHBOUR_SKIN)
-        stored = (getattr(model, "metadata", None) or {}).get(DOMAIN_KEY)
+        stored = metadata.get(DOMAIN_KEY)
         self.chemical_domain = ChemicalDomain.from_dict(stored) if stored else None
 
     @classmethod

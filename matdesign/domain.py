@@ -54,6 +54,12 @@ def environment(symbols: np.ndarray, receivers: np.ndarray, senders: np.ndarray
     return pairs, int(seen.sum(1).max())
 
 
+def structure_environment(atoms: Atoms, cutoff: float) -> tuple[set[str], int]:
+    """:func:`environment` of a structure, neighbours within ``cutoff`` (Å)."""
+    i, j = neighbor_list("ij", atoms, cutoff)
+    return environment(np.array(atoms.get_chemical_symbols()), i, j)
+
+
 @dataclass(frozen=True)
 class DomainCheck:
     """Where a structure sits against the training data's chemistry.
@@ -110,8 +116,7 @@ class ChemicalDomain:
 
     def check(self, atoms: Atoms) -> DomainCheck:
         """Compare ``atoms`` with the training chemistry (neighbours within ``cutoff_a``)."""
-        i, j = neighbor_list("ij", atoms, self.cutoff_a)
-        pairs, count = environment(np.array(atoms.get_chemical_symbols()), i, j)
+        pairs, count = structure_environment(atoms, self.cutoff_a)
         unseen = tuple(sorted(pairs - set(self.pairs)))
         reasons = []
         if unseen:

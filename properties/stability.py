@@ -150,6 +150,11 @@ def formation_energy_per_atom(
     return float(energy_per_atom_ev - sum(x * references[el] for el, x in fractions.items()))
 
 
+def formula_elements(formula: str) -> set[str]:
+    """The element symbols of a chemical formula, e.g. ``"Nb2MoW"`` -> ``{"Nb", "Mo", "W"}``."""
+    return set(_atom_fractions(formula))
+
+
 def _atom_fractions(formula_or_atoms: str | Atoms) -> dict[str, float]:
     from pymatgen.core import Composition
 

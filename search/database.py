@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from matdesign.properties.stability import HullEntry, hull_energies
+from matdesign.properties.stability import HullEntry, formula_elements, hull_energies
 from matdesign.search.connection import WRITER_KEY, check_writer, open_database, sqlite_file
 from matdesign.search.record import CandidateResult, plain_value
 
@@ -64,12 +64,6 @@ def stored_references(rows: list[Any]) -> list[HullEntry]:
             name = f"phase:{phase['name']}"
             refs[name] = HullEntry(name, phase["formula"], float(phase["energy_per_atom_ev"]))
     return list(refs.values())
-
-
-def _elements(formula: str) -> set[str]:
-    from ase.formula import Formula
-
-    return set(Formula(formula).count())
 
 
 class ResultsDB:
@@ -198,8 +192,9 @@ class ResultsDB:
         rows = list(self._db.select(**filters))
         references = stored_references(rows)
         known = {e.formula for e in references if e.name.startswith("ref:")}
-        entries = [e for e in references if _elements(e.formula) <= known]
-        rows = [r for r in rows if "energy_per_atom_ev" in r and _elements(r.formula) <= known]
+        entries = [e for e in references if formula_elements(e.formula) <= known]
+        rows = [r for r in rows
+                if "energy_per_atom_ev" in r and formula_elements(r.formula) <= known]
         if not rows:
             return 0
         hull = hull_energies(entries + [HullEntry(f"row:{r.id}", r.formula,

@@ -37,6 +37,7 @@ from matdesign.properties.stability import (
     check_known_elements,
     elemental_reference_energies,
     formation_energy_per_atom,
+    formula_elements,
     hull_energies,
     user_references,
 )
@@ -346,18 +347,12 @@ def stability_stage(record: CandidateRecord, calc: Any,
     e_pa = record.energy_per_atom_ev
     formula = atoms.get_chemical_formula()
     entries = [HullEntry(f"ref:{el}", el, e) for el, e in mu.items()]
-    entries += [p for p in phases if _elements(p.formula) <= symbols]
+    entries += [p for p in phases if formula_elements(p.formula) <= symbols]
     entries.append(HullEntry("__candidate__", formula, e_pa))
     return dataclasses.replace(record, stability=Stability(
         formation_energy_ev_per_atom=formation_energy_per_atom(formula, e_pa, mu),
         e_above_hull_ev_per_atom=hull_energies(entries)["__candidate__"],
         reference_energies_ev_per_atom=dict(mu), competing_phases=tuple(phases)))
-
-
-def _elements(formula: str) -> set[str]:
-    from pymatgen.core import Composition
-
-    return {str(el) for el in Composition(formula).elements}
 
 
 def gates_stage(record: CandidateRecord, calc: Any, settings: ScreenSettings, *,
