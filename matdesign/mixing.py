@@ -55,3 +55,39 @@ class ChemicalPairTerm(torch.nn.Module):
         pair = (phi * q).sum(1)
         out = torch.zeros(species.shape[0], dtype=radial.dtype, device=radial.device)
         return out.index_add(0, receiver, 0.5 * pair)
+
+
+class ElementPairTerm(torch.nn.Module):
+    """Per-atom energies (eV) of a pair term fitted per element, unlike pairs by mixing rule.
+
+    Each species s has a radial function φ_s(r) = Σ_b w_sb B_b(r) u(r) (the model's Bessel basis
+    and envelope); an unlike pair interacts through the arithmetic mean (the Lorentz-Berthelot
+    / Johnson alloy rule of classical pair and EAM potentials):
+
+        E_i = ½ Σ_j ½ (φ_{s_i}(r_ij) + φ_{s_j}(r_ij)).
+
+    Why: the NbMoTaW data show hot, strongly displaced cells only for the pure elements (their
+    AIMD) and the binaries only near their relaxed sites, so how the energy rises when unlike
+    atoms are pushed together is never seen. A term whose unlike-pair repulsion is the mean of
+    the elements' carries the elements' hot-cell stiffness into every alloy by construction.
+    Symmetric in i ↔ j, rotation invariant, linear in its n_species × num_basis weights.
+
+    Args:
+        num_species: species of the model.
+        num_basis: radial functions per species (the model's Bessel basis).
+    """
+
+    def __init__(self, num_species: int, num_basis: int) -> None:
+        super().__init__()
+        # eV per unit of the enveloped basis; zero at start so an untrained term adds nothing.
+        self.weights = torch.nn.Parameter(torch.zeros(num_species, num_basis))
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
+                radial: torch.Tensor) -> torch.Tensor:
+        """species (n,) indices, edge_index (2, m), radial (m, num_basis) basis × envelope
+        -> (n,) eV."""
+        receiver, sender = edge_index
+        w = self.weights.to(radial.dtype)
+        phi = (radial * (w[species[receiver]] + w[species[sender]])).sum(1)  # 2 φ_ij, eV
+        out = torch.zeros(species.shape[0], dtype=radial.dtype, device=radial.device)
+        return out.index_add(0, receiver, 0.25 * phi)

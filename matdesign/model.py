@@ -12,7 +12,7 @@ from e3nn import o3
 
 from matdesign.graph import Graph
 from matdesign.layers import Interaction, hidden_irreps
-from matdesign.mixing import ChemicalPairTerm
+from matdesign.mixing import ChemicalPairTerm, ElementPairTerm
 from matdesign.product import ProductInteraction
 from matdesign.radial import BesselBasis, radial_features
 from matdesign.repulsion import ZBLRepulsion
@@ -45,6 +45,9 @@ class PotentialConfig:
         zbl: add the switched ZBL core repulsion (:mod:`matdesign.repulsion`).
         chemical_pairs: add the descriptor-space pair term of :mod:`matdesign.mixing` (unlike
             pairs interact through a quadratic form of their (period, group) difference).
+        element_pairs: add the per-element pair term of :mod:`matdesign.mixing` (unlike pairs by
+            the arithmetic-mean mixing rule, carrying the elements' hot-cell stiffness into
+            alloys).
         isolated_reference: an atom without neighbours has exactly its isolated-atom energy
             (crystal reference + tabulated cohesive energy) instead of a fitted constant.
         avg_num_neighbours: normalisation of the neighbour sum (set from data when training).
@@ -67,6 +70,7 @@ class PotentialConfig:
     species_descriptors: bool = False
     zbl: bool = True
     chemical_pairs: bool = False
+    element_pairs: bool = False
     isolated_reference: bool = True
     avg_num_neighbours: float = 20.0
     avg_density: float = 10.0
@@ -157,6 +161,8 @@ class Potential(torch.nn.Module):
         if config.chemical_pairs:
             table = species_attributes(self.species, descriptors=True)[:, 1:]
             self.chemical_pairs = ChemicalPairTerm(table, config.num_basis)
+        self.element_pairs = (ElementPairTerm(n, config.num_basis) if config.element_pairs
+                              else None)
         if config.committee:
             # Offsets of the first head's last-layer weights, one row per member (eV⁻¹-free:
             # the layer's own units); set by matdesign.training.committee, never trained.
@@ -166,6 +172,9 @@ class Potential(torch.nn.Module):
             # marginalised), so every member's offset is (f_i - centre)·δ_k.
             self.committee_center = torch.nn.Parameter(
                 torch.zeros(config.readout_hidden), requires_grad=False)
+        # 0 switches the network's share of E_i off (the pair-first training stage, see
+        # TrainConfig.pair_first_fraction); never saved, 1 whenever a model is built or loaded.
+        self.register_buffer("network_gate", torch.ones(()), persistent=False)
         self.energy_shift = torch.nn.Parameter(torch.zeros(n), requires_grad=False)  # eV/atom
         self.energy_scale = torch.nn.Parameter(torch.ones(n))  # eV
         self.metadata: dict[str, Any] = {}
@@ -260,7 +269,7 @@ class Potential(torch.nn.Module):
         eps = self._network(attrs[graph.species], graph.edge_index, sh, radial, r)
         s = graph.species
         if not cfg.isolated_reference:
-            energy = eps * self.energy_scale[s] + self.energy_shift[s]
+            energy = self.network_gate * eps * self.energy_scale[s] + self.energy_shift[s]
         else:
             # ε of a lone atom of each species (no edges): subtracted so it has E_iso exactly.
             no_edges = graph.edge_index.new_zeros((2, 0))
@@ -269,13 +278,15 @@ class Potential(torch.nn.Module):
             coordination = 1.0 - (1.0 - (rho / cfg.avg_density).clamp(max=1.0)) ** 2
             base = (self.isolated_energy[s]
                     + (self.energy_shift[s] - self.isolated_energy[s]) * coordination)
-            energy = base + self.energy_scale[s] * (eps - eps_lone[:, s])
+            energy = base + self.network_gate * self.energy_scale[s] * (eps - eps_lone[:, s])
         if cfg.committee:
             energy = energy - (self.committee_deltas @ self.committee_center)[:, None]
         if self.zbl is not None:
             energy = energy + self.zbl(s, graph.edge_index, r)
         if self.chemical_pairs is not None:
             energy = energy + self.chemical_pairs(s, graph.edge_index, radial)
+        if self.element_pairs is not None:
+            energy = energy + self.element_pairs(s, graph.edge_index, radial)
         return energy
 
     def atomic_energies(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:

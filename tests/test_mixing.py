@@ -1,4 +1,4 @@
-"""The descriptor-space chemical pair term (matdesign/mixing.py).
+"""The descriptor-space chemical pair term and the per-element pair term (matdesign/mixing.py).
 
 Checked against independent facts: the algebra of a quadratic form (two unseen-pair dimers
 from two seen ones), zero between like atoms, the cutoff, finite-difference forces and stress
@@ -14,7 +14,7 @@ from ase import Atoms
 from ase.build import bulk
 
 from matdesign.calculator import MatdesignCalculator
-from matdesign.mixing import ChemicalPairTerm
+from matdesign.mixing import ChemicalPairTerm, ElementPairTerm
 from matdesign.model import Potential, PotentialConfig, species_attributes
 from matdesign.radial import BesselBasis, radial_features
 from tests.test_potential_derivatives import fd_forces, fd_stress
@@ -30,7 +30,7 @@ def _term(seed: int = 0) -> ChemicalPairTerm:
     return term.double()
 
 
-def _dimer_energy(term: ChemicalPairTerm, a: str, b: str, r: float) -> float:
+def _dimer_energy(term: torch.nn.Module, a: str, b: str, r: float) -> float:
     """Total energy (eV) of an a-b pair at distance r, both edge directions."""
     basis = BesselBasis(CUTOFF, 6).double()
     _, radial = radial_features(basis, torch.tensor([r, r], dtype=torch.float64), 6)
@@ -61,13 +61,28 @@ def test_like_atoms_and_the_cutoff_give_zero():
     assert abs(_dimer_energy(term, "Nb", "W", 2.7)) > 1e-3
 
 
-def _binary_model() -> Potential:
+@pytest.mark.parametrize("r", [2.4, 2.9, 3.5])
+def test_element_pairs_mix_by_the_arithmetic_mean(r):
+    term = ElementPairTerm(len(SPECIES), 6).double()
+    with torch.no_grad():
+        term.weights.copy_(torch.randn(4, 6, generator=torch.Generator().manual_seed(1)))
+    nb, w, nbw = (_dimer_energy(term, a, b, r) for a, b in (("Nb", "Nb"), ("W", "W"), ("Nb", "W")))
+    assert abs(nb - w) > 1e-3  # the two elements differ
+    assert nbw == pytest.approx(0.5 * (nb + w), rel=1e-10)
+    assert _dimer_energy(term, "W", "Nb", r) == pytest.approx(nbw, rel=1e-12)
+    assert abs(_dimer_energy(term, "Nb", "W", CUTOFF - 1e-4)) < 1e-8
+
+
+def _binary_model(element_pairs: bool = False) -> Potential:
     cfg = PotentialConfig(cutoff=CUTOFF, channels=4, num_basis=6, radial_hidden=8,
-                          readout_hidden=8, avg_num_neighbours=12.0, chemical_pairs=True)
+                          readout_hidden=8, avg_num_neighbours=12.0, chemical_pairs=True,
+                          element_pairs=element_pairs)
     torch.manual_seed(3)
     model = Potential(cfg, SPECIES)
     with torch.no_grad():
         model.chemical_pairs.weights.normal_(std=0.05)
+        if element_pairs:
+            model.element_pairs.weights.normal_(std=0.05)
     return model.double()
 
 
@@ -81,9 +96,10 @@ def _binary_cell() -> Atoms:
     return atoms
 
 
-def test_forces_and_stress_match_finite_differences():
+@pytest.mark.parametrize("element_pairs", [False, True])
+def test_forces_and_stress_match_finite_differences(element_pairs):
     atoms = _binary_cell()
-    atoms.calc = MatdesignCalculator(_binary_model())
+    atoms.calc = MatdesignCalculator(_binary_model(element_pairs))
     forces, stress = atoms.get_forces(), atoms.get_stress()
     assert np.abs(forces).max() > 1e-3
     np.testing.assert_allclose(forces, fd_forces(atoms), atol=1e-6)

@@ -222,3 +222,46 @@ def test_single_head_training_attaches_a_committee(data_file, tmp_path):
     train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY,
                     TrainConfig(**{**cfg.__dict__, "committee": False}), no, progress=False)
     assert load_potential(no).config.committee == 0
+
+
+def test_pair_first_stage_trains_the_pair_term_and_never_saves_a_gated_model(data_file,
+                                                                             tmp_path):
+    import dataclasses
+
+    import torch
+
+    from matdesign.checkpoint import load_potential
+    from matdesign.forces import edge_vectors
+    from matdesign.model import Potential
+    from matdesign.training.metrics import error_metrics
+
+    config = dataclasses.replace(TINY, element_pairs=True)
+    frames = load_frames(data_file, config.cutoff, {29: 0, 28: 1})
+    # With the gate off the energy does not depend on the network's weights at all.
+    model = Potential(config, ["Cu", "Ni"]).double()
+    graph = frames[0].graph.to("cpu", torch.float64)
+    vectors = edge_vectors(graph, graph.positions, graph.cell)
+    with torch.no_grad():
+        model.element_pairs.weights.normal_(std=0.1)
+        energies = []
+        for gate in (0.0, 0.0, 1.0):
+            model.network_gate.fill_(gate)
+            energies.append(float(model(graph, vectors).sum()))
+            model.heads[0][2].weight.add_(0.5)  # change the network between evaluations
+    assert energies[1] == pytest.approx(energies[0], abs=1e-12)
+    assert abs(energies[2] - energies[0]) > 1e-3
+
+    cfg = TrainConfig(max_epochs=4, batch_size=4, threads=1, patience=100, lr=5e-3,
+                      pair_first_fraction=0.5, max_time_min=None, committee=False)
+    out = tmp_path / "pf.pt"
+    train_potential(frames[:12], frames[12:], ["Cu", "Ni"], config, cfg, out, progress=False)
+    saved = load_potential(out, dtype="float64")
+    assert saved.metadata["epoch"] >= 3  # epochs 1-2 ran with the network off
+    assert float(saved.network_gate) == 1.0
+    assert saved.element_pairs.weights.abs().max() > 1e-4  # the pair term was fitted
+    # The stored validation errors are those of the model as it loads (network on).
+    metrics, _ = error_metrics(saved, frames[12:])
+    assert metrics["energy_mae_mev_per_atom"] == pytest.approx(
+        saved.metadata["valid"]["energy_mae_mev_per_atom"], rel=1e-3)
+    with pytest.raises(ValueError, match="pair_first_fraction"):
+        TrainConfig(pair_first_fraction=1.0).validate()

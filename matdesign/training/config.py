@@ -23,6 +23,9 @@ class TrainConfig:
     stress_config_type_weights: dict[str, float] = field(default_factory=dict)  # {type: w}
     head_weight: float = 1.0  # committee heads' own bootstrapped energy loss, × energy_weight
     late_fraction: float = 0.2  # last part of the budget trains with a higher energy weight
+    # first part of the budget fits only the model's pair terms (element_pairs,
+    # chemical_pairs) with the network switched off; the network then learns the residual
+    pair_first_fraction: float = 0.0
     late_energy_factor: float = 4.0  # energy_weight × this in that late stage (MACE-like)
     batch_size: int = 4
     lr: float = 5e-3
@@ -57,6 +60,7 @@ class TrainConfig:
             "stress_weight": self.stress_weight >= 0, "head_weight": self.head_weight >= 0,
             "late_fraction": 0 <= self.late_fraction < 1,
             "late_energy_factor": self.late_energy_factor > 0,
+            "pair_first_fraction": 0 <= self.pair_first_fraction < 1,
             "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
             "lr_min_fraction": 0 <= self.lr_min_fraction <= 1,
             "plateau_patience": self.plateau_patience >= 1,

@@ -178,6 +178,14 @@ class _Budget:
         return budget_fraction(step, self.total_steps, cfg, time.time() - self.t0)
 
 
+def set_network_gate(fit: Fit, on: bool) -> None:
+    """Switch the network's share of the energy on or off (pair-first stage) in the trained and
+    the averaged model alike."""
+    for model in (fit.model, fit.ema.model):
+        if hasattr(model, "network_gate"):
+            model.network_gate.fill_(1.0 if on else 0.0)
+
+
 def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: _Budget,
                     rng: np.random.Generator, device: str | torch.device,
                     progress: bool) -> tuple[dict[str, float], float]:
@@ -200,6 +208,7 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
     lr = cfg.lr
     for k, batch in enumerate(batches):
         fraction = budget.fraction(fit.state.epoch * budget.steps_per_epoch + k, cfg)
+        set_network_gate(fit, on=fraction >= cfg.pair_first_fraction)
         lr = learning_rate(cfg, fraction, fit.state.plateau.factor)
         for group in fit.optimizer.param_groups:
             group["lr"] = lr
@@ -243,7 +252,8 @@ def validate_and_checkpoint(fit: Fit, valid: Sequence[Frame], cfg: TrainConfig, 
     st = fit.state
     st.elapsed_s = time.time() - budget.t0
     score = validation_score(metrics, cfg)
-    improved = score < st.best_score
+    # A model validated with its network off (pair-first stage) is not the model that loads.
+    improved = score < st.best_score and bool(getattr(fit.ema.model, "network_gate", 1.0))
     if improved:
         st.best_score, st.best_epoch = score, st.epoch
     st.plateau.update(improved, cfg)
