@@ -19,14 +19,20 @@ import argparse
 import numpy as np
 from ase.io import read
 
-from matdesign.domain import METADATA_KEY, ChemicalDomain, structure_environment
+from matdesign.domain import (
+    METADATA_KEY,
+    ChemicalDomain,
+    structure_contacts,
+    structure_environment,
+)
 from matdesign.training.data import split
 
 
 def domain_of(frames: list, cutoff: float) -> ChemicalDomain:
     """The chemical domain of ASE frames (neighbours within ``cutoff``, Å)."""
     return ChemicalDomain.from_environments(
-        (structure_environment(atoms, cutoff) for atoms in frames), cutoff)
+        (structure_environment(atoms, cutoff) for atoms in frames), cutoff,
+        (structure_contacts(atoms, cutoff) for atoms in frames))
 
 
 def main() -> None:

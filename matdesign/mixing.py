@@ -91,3 +91,41 @@ class ElementPairTerm(torch.nn.Module):
         phi = (radial * (w[species[receiver]] + w[species[sender]])).sum(1)  # 2 φ_ij, eV
         out = torch.zeros(species.shape[0], dtype=radial.dtype, device=radial.device)
         return out.index_add(0, receiver, 0.25 * phi)
+
+
+class EmbeddedAtomTerm(torch.nn.Module):
+    """Per-atom energies (eV) of a Finnis-Sinclair-like embedding term with per-element density.
+
+    Each species s contributes a density f_s(r) = (Σ_b c_sb B_b(r) u(r))² ≥ 0 to its neighbours,
+    and an atom of species t embeds the sum ρ_i = Σ_j f_{s_j}(r_ij) as
+
+        E_i = a_t (sqrt(1 + ρ_i) − 1) + b_t ρ_i,
+
+    zero for a lone atom. Chemistry enters the many-body part only through one scalar per
+    neighbour, the classical alloy model (EAM): an atom among three or four elements sees a
+    density in the range that its binaries already showed, so this part of the energy
+    interpolates where a network fed one-hot neighbour species extrapolates.
+
+    Args:
+        num_species: species of the model.
+        num_basis: radial functions per species density (the model's Bessel basis).
+    """
+
+    def __init__(self, num_species: int, num_basis: int) -> None:
+        super().__init__()
+        # Start from a small positive density and no embedding energy (adds nothing at first).
+        self.density = torch.nn.Parameter(torch.full((num_species, num_basis), 0.1))
+        self.sqrt_weight = torch.nn.Parameter(torch.zeros(num_species))  # eV
+        self.linear_weight = torch.nn.Parameter(torch.zeros(num_species))  # eV
+
+    def forward(self, species: torch.Tensor, edge_index: torch.Tensor,
+                radial: torch.Tensor) -> torch.Tensor:
+        """species (n,), edge_index (2, m), radial (m, num_basis) basis × envelope -> (n,) eV."""
+        receiver, sender = edge_index
+        c = self.density.to(radial.dtype)
+        f = (radial * c[species[sender]]).sum(1) ** 2
+        rho = torch.zeros(species.shape[0], dtype=radial.dtype, device=radial.device)
+        rho = rho.index_add(0, receiver, f)
+        a = self.sqrt_weight.to(radial.dtype)[species]
+        b = self.linear_weight.to(radial.dtype)[species]
+        return a * (torch.sqrt(1.0 + rho) - 1.0) + b * rho

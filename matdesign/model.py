@@ -12,7 +12,7 @@ from e3nn import o3
 
 from matdesign.graph import Graph
 from matdesign.layers import Interaction, hidden_irreps
-from matdesign.mixing import ChemicalPairTerm, ElementPairTerm
+from matdesign.mixing import ChemicalPairTerm, ElementPairTerm, EmbeddedAtomTerm
 from matdesign.product import ProductInteraction
 from matdesign.radial import BesselBasis, radial_features
 from matdesign.repulsion import ZBLRepulsion
@@ -48,6 +48,8 @@ class PotentialConfig:
         element_pairs: add the per-element pair term of :mod:`matdesign.mixing` (unlike pairs by
             the arithmetic-mean mixing rule, carrying the elements' hot-cell stiffness into
             alloys).
+        embedded_atom: add the Finnis-Sinclair-like embedding term of :mod:`matdesign.mixing`
+            (neighbour chemistry through one scalar density per element).
         isolated_reference: an atom without neighbours has exactly its isolated-atom energy
             (crystal reference + tabulated cohesive energy) instead of a fitted constant.
         avg_num_neighbours: normalisation of the neighbour sum (set from data when training).
@@ -71,6 +73,7 @@ class PotentialConfig:
     zbl: bool = True
     chemical_pairs: bool = False
     element_pairs: bool = False
+    embedded_atom: bool = False
     isolated_reference: bool = True
     avg_num_neighbours: float = 20.0
     avg_density: float = 10.0
@@ -162,6 +165,8 @@ class Potential(torch.nn.Module):
             table = species_attributes(self.species, descriptors=True)[:, 1:]
             self.chemical_pairs = ChemicalPairTerm(table, config.num_basis)
         self.element_pairs = (ElementPairTerm(n, config.num_basis) if config.element_pairs
+                              else None)
+        self.embedded_atom = (EmbeddedAtomTerm(n, config.num_basis) if config.embedded_atom
                               else None)
         if config.committee:
             # Offsets of the first head's last-layer weights, one row per member (eV⁻¹-free:
@@ -287,6 +292,8 @@ class Potential(torch.nn.Module):
             energy = energy + self.chemical_pairs(s, graph.edge_index, radial)
         if self.element_pairs is not None:
             energy = energy + self.element_pairs(s, graph.edge_index, radial)
+        if self.embedded_atom is not None:
+            energy = energy + self.embedded_atom(s, graph.edge_index, radial)
         return energy
 
     def atomic_energies(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:

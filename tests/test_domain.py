@@ -66,3 +66,52 @@ def test_supercell_does_not_change_the_verdict(reps):
     atoms = _bcc(["Nb", "Mo", "Ta", "Nb"] * 4) * (reps, 1, 1)
     check = BINARIES.check(atoms)
     assert check.unseen_pairs == ("Mo-Ta",) and check.species_per_environment == 3
+
+
+def test_contacts_closer_than_the_data_are_flagged():
+    from matdesign.domain import structure_contacts
+
+    cold = [_bcc(["Nb", "Mo"] * 8) for _ in range(3)]
+    for k, atoms in enumerate(cold):
+        atoms.rattle(0.01, seed=k)
+    domain = ChemicalDomain.from_environments(
+        [({"Mo-Mo", "Mo-Nb", "Nb-Nb"}, 2)] * 3, 5.0, [structure_contacts(a, 5.0) for a in cold])
+    nn = 3.25 * np.sqrt(3) / 2  # bcc nearest-neighbour distance, Å
+    assert dict(domain.shortest_a)["Mo-Nb"] == pytest.approx(nn, abs=0.05)
+    assert not domain.check(_bcc(["Nb", "Mo"] * 8)).outside
+    hot = _bcc(["Nb", "Mo"] * 8)
+    hot.positions[1] = hot.positions[0] + [1.3, 1.3, 0.9]  # a Mo atom pushed to 2.05 Å of Nb
+    check = domain.check(hot)
+    assert check.outside and not check.unseen_pairs
+    assert "closer than the training data" in check.reason and "Mo-Nb 2.05 Å" in check.reason
+    # metadata round trip keeps the contacts; a record without them never judges distances
+    assert ChemicalDomain.from_dict(domain.to_dict()) == domain
+    old = ChemicalDomain.from_dict({k: v for k, v in domain.to_dict().items()
+                                    if k != "shortest_a"})
+    assert not old.check(hot).outside
+
+
+def test_training_domain_contacts_match_an_ase_neighbour_list(tmp_path):
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    from matdesign.domain import structure_contacts
+    from matdesign.training.data import load_frames
+    from matdesign.training.trainer import training_domain
+
+    frames = []
+    for k in range(3):
+        atoms = _bcc(["Nb", "Mo", "Ta", "Nb"] * 4, a=3.2 + 0.05 * k)
+        atoms.rattle(0.1, seed=k)
+        atoms.calc = SinglePointCalculator(atoms, energy=0.0, forces=np.zeros((16, 3)))
+        frames.append(atoms)
+    write(tmp_path / "d.extxyz", frames)
+    loaded = load_frames(tmp_path / "d.extxyz", 4.0, {41: 0, 42: 1, 73: 2})
+    expected = {}
+    for atoms in frames:
+        for key, d in structure_contacts(atoms, 4.0).items():
+            expected[key] = min(d, expected.get(key, np.inf))
+    got = dict(training_domain(loaded, 4.0).shortest_a)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        assert got[key] == pytest.approx(expected[key], abs=1e-4)

@@ -14,7 +14,7 @@ from ase import Atoms
 from ase.build import bulk
 
 from matdesign.calculator import MatdesignCalculator
-from matdesign.mixing import ChemicalPairTerm, ElementPairTerm
+from matdesign.mixing import ChemicalPairTerm, ElementPairTerm, EmbeddedAtomTerm
 from matdesign.model import Potential, PotentialConfig, species_attributes
 from matdesign.radial import BesselBasis, radial_features
 from tests.test_potential_derivatives import fd_forces, fd_stress
@@ -73,16 +73,37 @@ def test_element_pairs_mix_by_the_arithmetic_mean(r):
     assert abs(_dimer_energy(term, "Nb", "W", CUTOFF - 1e-4)) < 1e-8
 
 
-def _binary_model(element_pairs: bool = False) -> Potential:
+def test_embedded_atom_dimer_matches_the_formula():
+    term = EmbeddedAtomTerm(len(SPECIES), 6).double()
+    with torch.no_grad():
+        for p in term.parameters():
+            p.copy_(torch.rand(p.shape, generator=torch.Generator().manual_seed(2), dtype=p.dtype))
+    r = 2.8
+    basis = BesselBasis(CUTOFF, 6).double()
+    _, radial = radial_features(basis, torch.tensor([r], dtype=torch.float64), 6)
+    i, j = SPECIES.index("Nb"), SPECIES.index("W")
+    density = {k: float((radial[0] * term.density[k].detach()).sum() ** 2) for k in (i, j)}
+    a, b = term.sqrt_weight.detach(), term.linear_weight.detach()
+    expected = sum(float(a[t] * (np.sqrt(1 + density[s]) - 1) + b[t] * density[s])
+                   for t, s in ((i, j), (j, i)))
+    assert _dimer_energy(term, "Nb", "W", r) == pytest.approx(expected, rel=1e-10)
+    assert abs(expected) > 1e-3
+    lone = term(torch.tensor([i]), torch.zeros((2, 0), dtype=torch.long), radial[:0])
+    assert float(lone[0]) == 0.0  # an atom without neighbours embeds nothing
+
+
+def _binary_model(extra_terms: bool = False) -> Potential:
     cfg = PotentialConfig(cutoff=CUTOFF, channels=4, num_basis=6, radial_hidden=8,
                           readout_hidden=8, avg_num_neighbours=12.0, chemical_pairs=True,
-                          element_pairs=element_pairs)
+                          element_pairs=extra_terms, embedded_atom=extra_terms)
     torch.manual_seed(3)
     model = Potential(cfg, SPECIES)
     with torch.no_grad():
         model.chemical_pairs.weights.normal_(std=0.05)
-        if element_pairs:
+        if extra_terms:
             model.element_pairs.weights.normal_(std=0.05)
+            model.embedded_atom.sqrt_weight.normal_(std=0.5)
+            model.embedded_atom.linear_weight.normal_(std=0.05)
     return model.double()
 
 
@@ -96,10 +117,10 @@ def _binary_cell() -> Atoms:
     return atoms
 
 
-@pytest.mark.parametrize("element_pairs", [False, True])
-def test_forces_and_stress_match_finite_differences(element_pairs):
+@pytest.mark.parametrize("extra_terms", [False, True])
+def test_forces_and_stress_match_finite_differences(extra_terms):
     atoms = _binary_cell()
-    atoms.calc = MatdesignCalculator(_binary_model(element_pairs))
+    atoms.calc = MatdesignCalculator(_binary_model(extra_terms))
     forces, stress = atoms.get_forces(), atoms.get_stress()
     assert np.abs(forces).max() > 1e-3
     np.testing.assert_allclose(forces, fd_forces(atoms), atol=1e-6)

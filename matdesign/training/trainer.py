@@ -24,7 +24,8 @@ import torch
 
 from matdesign.checkpoint import _is_derived, save_potential
 from matdesign.domain import METADATA_KEY as DOMAIN_KEY
-from matdesign.domain import ChemicalDomain, environment
+from matdesign.domain import ChemicalDomain, environment, shortest_contacts
+from matdesign.forces import edge_vectors
 from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame, batch_to, fit_reference_energies, iterate_batches
@@ -285,7 +286,15 @@ def training_domain(frames: Sequence[Frame], cutoff: float) -> ChemicalDomain:
     """Element pairs and species per neighbourhood of the training frames (their graphs'
     edges, built with the model's cutoff, Å): :mod:`matdesign.domain`."""
     envs = (environment(np.array(f.symbols), *f.graph.edge_index.cpu().numpy()) for f in frames)
-    return ChemicalDomain.from_environments(envs, cutoff)
+    return ChemicalDomain.from_environments(envs, cutoff, (_contacts(f) for f in frames))
+
+
+def _contacts(frame: Frame) -> dict[str, float]:
+    """Shortest distance (Å) per element pair over a frame's graph edges."""
+    g = frame.graph
+    vectors = edge_vectors(g, g.positions, g.cell).detach().cpu().numpy()
+    return shortest_contacts(np.array(frame.symbols), *g.edge_index.cpu().numpy(),
+                             np.linalg.norm(vectors, axis=1))
 
 
 def train_potential(
