@@ -65,8 +65,9 @@ def run(args: argparse.Namespace) -> int:
               "check them with DFT before trusting their ranking", file=sys.stderr)
     if summary.n_outside_domain:
         print(f"{summary.n_outside_domain} of {summary.n_evaluations} evaluations lie outside the "
-              "training data's chemistry (an element pair, or more elements in one "
-              "neighbourhood, than any training structure had; column outside_domain)",
+              "training data's chemistry (an element pair, more elements in one "
+              "neighbourhood, or two atoms closer, than any training structure had; column "
+              "outside_domain)",
               file=sys.stderr)
     write_json(summary.to_dict(), args.json)
     return 0
