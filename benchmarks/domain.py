@@ -19,20 +19,15 @@ import argparse
 import numpy as np
 from ase.io import read
 
-from matdesign.domain import (
-    METADATA_KEY,
-    ChemicalDomain,
-    structure_contacts,
-    structure_environment,
-)
+from matdesign.domain import METADATA_KEY, ChemicalDomain, structure_environment
 from matdesign.training.data import split
 
 
 def domain_of(frames: list, cutoff: float) -> ChemicalDomain:
     """The chemical domain of ASE frames (neighbours within ``cutoff``, Å)."""
-    return ChemicalDomain.from_environments(
-        (structure_environment(atoms, cutoff) for atoms in frames), cutoff,
-        (structure_contacts(atoms, cutoff) for atoms in frames))
+    facts = [structure_environment(atoms, cutoff) for atoms in frames]
+    return ChemicalDomain.from_environments(((pairs, count) for pairs, count, _ in facts),
+                                            cutoff, (contacts for *_, contacts in facts))
 
 
 def main() -> None:

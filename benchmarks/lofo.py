@@ -34,9 +34,11 @@ def judge(model, frames) -> dict:
     from matdesign.training.metrics import error_metrics
 
     metrics, preds = error_metrics(model, frames)
-    err = np.array([abs(p["energy"] - f.energy) / len(f.symbols) for p, f in zip(preds, frames)])
+    signed = np.array([(p["energy"] - f.energy) / len(f.symbols) for p, f in zip(preds, frames)])
+    err = np.abs(signed)
     row = {k: metrics[k] for k in ("energy_mae_mev_per_atom", "energy_rmse_mev_per_atom",
                                    "force_mae_ev_per_a", "stress_mae_gpa")}
+    row["signed_mean_mev_per_atom"] = float(signed.mean() * 1000)  # prediction - reference
     row["n_frames"] = len(frames)
     if preds and preds[0].get("energy_std") is not None:
         std = np.array([p["energy_std"] / len(f.symbols) for p, f in zip(preds, frames)])

@@ -45,6 +45,19 @@ def pair_name(a: str, b: str) -> str:
     return "-".join(sorted((a, b)))
 
 
+def _pair_codes(symbols: np.ndarray, receivers: np.ndarray, senders: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct symbols, each atom's index into them, and one integer per edge naming its
+    unordered element pair (``lo * n_names + hi``)."""
+    names, codes = np.unique(np.asarray(symbols), return_inverse=True)
+    a, b = codes[receivers], codes[senders]
+    return names, codes, np.minimum(a, b) * len(names) + np.maximum(a, b)
+
+
+def _pair_label(names: np.ndarray, code: int) -> str:
+    return pair_name(names[code // len(names)], names[code % len(names)])
+
+
 def environment(symbols: np.ndarray, receivers: np.ndarray, senders: np.ndarray
                 ) -> tuple[set[str], int]:
     """Element pairs on the edges and the most species in one atom's neighbourhood.
@@ -53,14 +66,12 @@ def environment(symbols: np.ndarray, receivers: np.ndarray, senders: np.ndarray
         symbols: (n,) chemical symbols.
         receivers, senders: (m,) atom indices of each edge within the cutoff.
     """
-    symbols = np.asarray(symbols)
-    pairs = {pair_name(a, b) for a, b in set(zip(symbols[receivers], symbols[senders],
-                                                 strict=True))}
     if len(symbols) == 0:
-        return pairs, 0
-    _, codes = np.unique(symbols, return_inverse=True)
-    seen = np.zeros((len(symbols), codes.max() + 1), dtype=bool)
-    seen[np.arange(len(symbols)), codes] = True
+        return set(), 0
+    names, codes, pair = _pair_codes(symbols, receivers, senders)
+    pairs = {_pair_label(names, int(k)) for k in np.unique(pair)}
+    seen = np.zeros((len(codes), len(names)), dtype=bool)
+    seen[np.arange(len(codes)), codes] = True
     seen[receivers, codes[senders]] = True
     return pairs, int(seen.sum(1).max())
 
@@ -68,28 +79,23 @@ def environment(symbols: np.ndarray, receivers: np.ndarray, senders: np.ndarray
 def shortest_contacts(symbols: np.ndarray, receivers: np.ndarray, senders: np.ndarray,
                       distances: np.ndarray) -> dict[str, float]:
     """Shortest distance (Å) of each element pair over the edges ``receivers``-``senders``."""
-    symbols = np.asarray(symbols)
     if len(receivers) == 0:
         return {}
-    names, codes = np.unique(symbols, return_inverse=True)
-    a, b = codes[receivers], codes[senders]
-    pair = np.minimum(a, b) * len(names) + np.maximum(a, b)
+    names, _, pair = _pair_codes(symbols, receivers, senders)
     shortest = np.full(len(names) ** 2, np.inf)
     np.minimum.at(shortest, pair, np.asarray(distances, dtype=float))
-    return {pair_name(names[k // len(names)], names[k % len(names)]): float(shortest[k])
+    return {_pair_label(names, int(k)): float(shortest[k])
             for k in np.flatnonzero(np.isfinite(shortest))}
 
 
-def structure_environment(atoms: Atoms, cutoff: float) -> tuple[set[str], int]:
-    """:func:`environment` of a structure, neighbours within ``cutoff`` (Å)."""
-    i, j = neighbor_list("ij", atoms, cutoff)
-    return environment(np.array(atoms.get_chemical_symbols()), i, j)
-
-
-def structure_contacts(atoms: Atoms, cutoff: float) -> dict[str, float]:
-    """:func:`shortest_contacts` of a structure, neighbours within ``cutoff`` (Å)."""
+def structure_environment(atoms: Atoms, cutoff: float
+                          ) -> tuple[set[str], int, dict[str, float]]:
+    """:func:`environment` and :func:`shortest_contacts` of a structure from one neighbour list
+    within ``cutoff`` (Å): (element pairs, most species per neighbourhood, shortest contact
+    per pair in Å)."""
     i, j, d = neighbor_list("ijd", atoms, cutoff)
-    return shortest_contacts(np.array(atoms.get_chemical_symbols()), i, j, d)
+    symbols = np.array(atoms.get_chemical_symbols())
+    return (*environment(symbols, i, j), shortest_contacts(symbols, i, j, d))
 
 
 @dataclass(frozen=True)
@@ -161,7 +167,7 @@ class ChemicalDomain:
 
     def check(self, atoms: Atoms) -> DomainCheck:
         """Compare ``atoms`` with the training chemistry (neighbours within ``cutoff_a``)."""
-        pairs, count = structure_environment(atoms, self.cutoff_a)
+        pairs, count, contacts = structure_environment(atoms, self.cutoff_a)
         unseen = tuple(sorted(pairs - set(self.pairs)))
         reasons = []
         if unseen:
@@ -169,17 +175,17 @@ class ChemicalDomain:
         if count > self.max_species_per_environment:
             reasons.append(f"{count} elements in one neighbourhood; the training data had at "
                            f"most {self.max_species_per_environment}")
-        close = self._closer_than_data(atoms)
+        close = self._closer_than_data(contacts)
         if close:
             reasons.append("atoms closer than the training data: " + ", ".join(close))
         return DomainCheck(unseen, count, "; ".join(reasons))
 
-    def _closer_than_data(self, atoms: Atoms) -> list[str]:
-        """``"Mo-Ta 2.41 Å (data ≥ 2.71)"`` for each pair beyond :data:`CONTACT_TOLERANCE`."""
+    def _closer_than_data(self, found: dict[str, float]) -> list[str]:
+        """``"Mo-Ta 2.41 Å (data ≥ 2.71)"`` for each pair of ``found`` (shortest contacts, Å)
+        beyond :data:`CONTACT_TOLERANCE`."""
         if not self.shortest_a:
             return []
         limits = dict(self.shortest_a)
-        found = structure_contacts(atoms, self.cutoff_a)
         return [f"{key} {d:.2f} Å (data ≥ {limits[key]:.2f})"
                 for key, d in sorted(found.items())
                 if key in limits and d < (1 - CONTACT_TOLERANCE) * limits[key]]

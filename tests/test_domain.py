@@ -69,13 +69,14 @@ def test_supercell_does_not_change_the_verdict(reps):
 
 
 def test_contacts_closer_than_the_data_are_flagged():
-    from matdesign.domain import structure_contacts
+    from matdesign.domain import structure_environment
 
     cold = [_bcc(["Nb", "Mo"] * 8) for _ in range(3)]
     for k, atoms in enumerate(cold):
         atoms.rattle(0.01, seed=k)
     domain = ChemicalDomain.from_environments(
-        [({"Mo-Mo", "Mo-Nb", "Nb-Nb"}, 2)] * 3, 5.0, [structure_contacts(a, 5.0) for a in cold])
+        [({"Mo-Mo", "Mo-Nb", "Nb-Nb"}, 2)] * 3, 5.0,
+        [structure_environment(a, 5.0)[2] for a in cold])
     nn = 3.25 * np.sqrt(3) / 2  # bcc nearest-neighbour distance, Å
     assert dict(domain.shortest_a)["Mo-Nb"] == pytest.approx(nn, abs=0.05)
     assert not domain.check(_bcc(["Nb", "Mo"] * 8)).outside
@@ -95,7 +96,7 @@ def test_training_domain_contacts_match_an_ase_neighbour_list(tmp_path):
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
 
-    from matdesign.domain import structure_contacts
+    from matdesign.domain import structure_environment
     from matdesign.training.data import load_frames
     from matdesign.training.trainer import training_domain
 
@@ -109,7 +110,7 @@ def test_training_domain_contacts_match_an_ase_neighbour_list(tmp_path):
     loaded = load_frames(tmp_path / "d.extxyz", 4.0, {41: 0, 42: 1, 73: 2})
     expected = {}
     for atoms in frames:
-        for key, d in structure_contacts(atoms, 4.0).items():
+        for key, d in structure_environment(atoms, 4.0)[2].items():
             expected[key] = min(d, expected.get(key, np.inf))
     got = dict(training_domain(loaded, 4.0).shortest_a)
     assert got.keys() == expected.keys()
