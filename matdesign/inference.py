@@ -27,7 +27,7 @@ import copy
 import torch
 from e3nn import o3
 
-from matdesign.layers import Interaction
+from matdesign.layers import Interaction, aggregate_messages
 from matdesign.radial import radial_features
 
 #: grid spacing of the radial tables, Å (error ~ h^4: 1e-3 Å gives < 1e-9 relative)
@@ -151,11 +151,12 @@ class LeanInteraction(torch.nn.Module):
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor, edge_length: torch.Tensor
                 ) -> torch.Tensor:
         """As :meth:`Interaction.forward`; ``edge_radial`` is unused (the table takes r)."""
-        receiver, sender = edge_index
-        x = (h @ self.w_in)[sender]
-        weights = self.radial(edge_length)
-        messages = torch.cat([path(x, edge_sh, weights) for path in self.paths], dim=1)
-        agg = messages.new_zeros(h.shape[0], self.dim_mid).index_add_(0, receiver, messages)
+        def messages(x: torch.Tensor, sh: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+            weights = self.radial(r)
+            return torch.cat([path(x, sh, weights) for path in self.paths], dim=1)
+
+        agg = aggregate_messages(messages, edge_index, h.shape[0], self.dim_mid, h @ self.w_in,
+                                 edge_sh, edge_length, chunked=not self.training)
         own = (h @ self.w_self).view(h.shape[0], -1, self.dgate)
         own = torch.einsum("na,nad->nd", attrs, own)
         out = self.gate((agg * self.norm) @ self.w_out + own)
