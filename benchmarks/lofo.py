@@ -29,8 +29,11 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.corrcoef(rx, ry)[0, 1])
 
 
-def judge(model, frames) -> dict:
-    """Errors on ``frames`` and how well the committee spread ranks them."""
+def judge(model, frames, domain=None) -> dict:
+    """Errors on ``frames`` and how well the committee spread ranks them; with the training
+    data's ``domain`` (:class:`matdesign.domain.ChemicalDomain`), also each frame's fraction of
+    edges joining an unseen element pair and the domain's unseen-pair prior (eV/atom), which
+    ``benchmarks/calibrate.py`` combines with the spread."""
     from matdesign.training.metrics import error_metrics
 
     metrics, preds = error_metrics(model, frames)
@@ -46,6 +49,11 @@ def judge(model, frames) -> dict:
         row["spread_median_mev_per_atom"] = float(np.median(std) * 1000)
         row["errors_mev_per_atom"] = (err * 1000).round(3).tolist()
         row["spread_mev_per_atom"] = (std * 1000).round(4).tolist()
+    if domain is not None:
+        row["pair_prior_mev_per_atom"] = domain.pair_prior_ev_per_atom * 1000
+        row["unseen_edge_fraction"] = [
+            round(float(domain.unseen_edges(np.array(f.symbols), *f.graph.edge_index.numpy())
+                        .mean()), 5) if f.graph.edge_index.shape[1] else 0.0 for f in frames]
     return row
 
 
@@ -57,6 +65,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True, help="folder for the model, log and result JSON")
+    ap.add_argument("--rejudge", action="store_true",
+                    help="no training: judge OUT/model.pt again and rewrite OUT/result.json")
     args = ap.parse_args()
 
     from ase.data import atomic_numbers
@@ -64,7 +74,7 @@ def main() -> None:
     from matdesign.checkpoint import load_potential
     from matdesign.training.config import load_config
     from matdesign.training.data import load_frames, split
-    from matdesign.training.trainer import train_potential
+    from matdesign.training.trainer import train_potential, training_domain
 
     model_cfg, train_cfg = load_config(args.config)
     train_cfg = dataclasses.replace(train_cfg, max_time_min=args.minutes, threads=args.threads)
@@ -87,15 +97,20 @@ def main() -> None:
     if not left:
         raise SystemExit(f"no frame's config_type starts with {prefixes}")
     tr, va = split(len(kept), train_cfg.valid_fraction, train_cfg.seed)
-    t0 = time.time()
-    summary = train_potential([kept[i] for i in tr], [kept[i] for i in va], species, model_cfg,
-                              train_cfg, out / "model.pt", log_path=out / "log.jsonl",
-                              progress=True)
+    train = [kept[i] for i in tr]
+    if args.rejudge:
+        result = json.loads((out / "result.json").read_text())
+    else:
+        t0 = time.time()
+        summary = train_potential(train, [kept[i] for i in va], species, model_cfg, train_cfg,
+                                  out / "model.pt", log_path=out / "log.jsonl", progress=True)
+        result = {"leave_out": list(prefixes), "config": args.config, "minutes": args.minutes,
+                  "threads": args.threads, "epochs": summary.epochs,
+                  "wall_min": (time.time() - t0) / 60}
     model = load_potential(out / "model.pt", dtype="float64")
-    result = {"leave_out": list(prefixes), "config": args.config, "minutes": args.minutes,
-              "threads": args.threads, "epochs": summary.epochs,
-              "wall_min": (time.time() - t0) / 60,
-              "valid": judge(model, [kept[i] for i in va]), "left_out": judge(model, left)}
+    domain = training_domain(train, model_cfg.cutoff)  # as the trainer records it
+    result["valid"] = judge(model, [kept[i] for i in va], domain)
+    result["left_out"] = judge(model, left, domain)
     (out / "result.json").write_text(json.dumps(result, indent=1))
     for key in ("valid", "left_out"):
         r = result[key]

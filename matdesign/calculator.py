@@ -17,7 +17,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from matdesign.checkpoint import PotentialEnsemble, load_potential
 from matdesign.domain import METADATA_KEY as DOMAIN_KEY
-from matdesign.domain import ChemicalDomain, DomainCheck
+from matdesign.domain import ChemicalDomain, DomainCheck, energy_spread
 from matdesign.errors import NonFiniteError, UnknownElementError
 from matdesign.forces import energy_forces_stress, head_forces
 from matdesign.graph import (
@@ -41,7 +41,10 @@ class MatdesignCalculator(Calculator):
     With a committee (a model with several readout heads, or an ensemble checkpoint),
     ``results`` also holds ``energy_std`` (eV, per structure): the committee's standard
     deviation times the model's calibration factor ``metadata["uncertainty_scale"]`` (1 if
-    absent). An ensemble also gives ``forces_std`` (eV/Å, per atom and component) on every call;
+    absent), combined in quadrature with the unseen-pair prior of the training data's chemical
+    domain (:func:`matdesign.domain.energy_spread`: σ_pair per atom times the fraction of edges
+    joining an element pair the data lack; 0 in domain). An ensemble also gives
+    ``forces_std`` (eV/Å, per atom and component) on every call;
     for a multi-head model, :meth:`uncertainty` computes it on demand (one backward pass per
     head), e.g. for a relaxed candidate rather than every optimiser step.
     """
@@ -126,6 +129,8 @@ class MatdesignCalculator(Calculator):
         stress = None
         if outs[0].stress is not None:
             stress = torch.stack([o.stress for o in outs]).detach().cpu().double().numpy()
+        committee = len(self.members) > 1 or heads is not None
+        unseen = self._unseen_edge_fraction(graph) if committee else None
         results, start = [], 0
         for b, atoms in enumerate(structures):
             sl = slice(start, start + len(atoms))
@@ -139,10 +144,12 @@ class MatdesignCalculator(Calculator):
             if stress is not None and atoms.pbc.all():
                 r["stress"] = full_3x3_to_voigt_6_stress(stress[:, b].mean(0))
             if len(self.members) > 1:
-                r["energy_std"] = self.uncertainty_scale * float(energy[:, b].std())
+                r["energy_std"] = self._energy_std(float(energy[:, b].std()), len(atoms),
+                                                   unseen[b])
                 r["forces_std"] = self.uncertainty_scale * forces[:, sl].std(0)
             elif heads is not None:
-                r["energy_std"] = self.uncertainty_scale * float(heads[:, b].std())
+                r["energy_std"] = self._energy_std(float(heads[:, b].std()), len(atoms),
+                                                   unseen[b])
             bad = [k for k, v in r.items() if not np.all(np.isfinite(v))]
             if bad:
                 raise NonFiniteError(
@@ -160,11 +167,33 @@ class MatdesignCalculator(Calculator):
         model = self.members[0]
         if getattr(model, "num_heads", 1) < 2:
             return None
-        energy, forces = head_forces(model, self._checked_graph([atoms]))
+        graph = self._checked_graph([atoms])
+        energy, forces = head_forces(model, graph)
         energy_std = float(energy[:, 0].double().std(correction=0))
         forces_std = forces.double().std(0, correction=0).cpu().numpy()
-        return Uncertainty(self.uncertainty_scale * energy_std,
+        return Uncertainty(self._energy_std(energy_std, len(atoms),
+                                            self._unseen_edge_fraction(graph)[0]),
                            self.uncertainty_scale * forces_std)
+
+    def _unseen_edge_fraction(self, graph: Graph) -> np.ndarray:
+        """(b,) fraction of each structure's edges whose element pair the training data lack
+        (zeros without a recorded domain or prior)."""
+        b = graph.num_structures
+        domain = self.chemical_domain
+        if domain is None or not domain.pair_prior_ev_per_atom:
+            return np.zeros(b)
+        receivers, senders = graph.edge_index.cpu().numpy()
+        symbols = np.array(self.members[0].species)[graph.species.cpu().numpy()]
+        unseen = domain.unseen_edges(symbols, receivers, senders)
+        owner = graph.batch.cpu().numpy()[receivers]
+        edges = np.bincount(owner, minlength=b)
+        return np.bincount(owner, weights=unseen, minlength=b) / np.maximum(edges, 1)
+
+    def _energy_std(self, committee_ev: float, n_atoms: int, unseen: float) -> float:
+        """Calibrated energy spread of a structure (eV) from its raw committee spread (eV)."""
+        prior = self.chemical_domain.pair_prior_ev_per_atom if self.chemical_domain else 0.0
+        return n_atoms * float(energy_spread(committee_ev / n_atoms, unseen,
+                                             self.uncertainty_scale, prior))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,12 @@ them, numpy only:
   unlike atoms closer than any data did; on the EMT proxy of benchmarks/synthetic_alloys.py
   that is where the error of a hot quaternary triples over a cold one.
 
+* **a prior for unseen pairs**: the energy of a never-seen pair's bonds is unknown; its size
+  is that of the seen pairs' mixing coefficients (:func:`pair_prior`). The calculator adds
+  σ_pair · (fraction of edges joining an unseen pair) to the committee's spread
+  (:func:`energy_spread`), so a structure with an unseen pair is uncertain by the typical
+  mixing energy, not as confident as in domain.
+
 A structure outside any of them is flagged with a reason naming the pair, the count or the
 distance; it still gets its numbers. The domain is stored in the checkpoint metadata
 (``chemical_domain``); a record without shortest contacts (written before they existed)
@@ -98,6 +104,58 @@ def structure_environment(atoms: Atoms, cutoff: float
     return (*environment(symbols, i, j), shortest_contacts(symbols, i, j, d))
 
 
+def pair_prior(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, float]]) -> float:
+    """σ_pair (eV/atom): the RMS mixing coefficient of the unlike pairs the data contain.
+
+    Least squares over the structures with at least two elements:
+    E/N ≈ Σ_s x_s e_s + Σ_AB ε_AB u_AB, with x_s the fraction of atoms of element s and u_AB
+    the fraction of edges joining A and B. ε_AB is the energy per atom, beyond the elements'
+    references, of a structure whose every edge were an A-B bond: the scale of what an unseen
+    pair could contribute. 0 when no structure has two elements.
+
+    Args:
+        samples: per structure (symbols (n,), receivers (m,), senders (m,), energy in eV).
+    """
+    rows = []  # (composition {element: x}, unlike-edge fractions {pair: u}, E/N)
+    for symbols, receivers, senders, energy in samples:
+        symbols = np.asarray(symbols)
+        names, codes, pair = _pair_codes(symbols, receivers, senders)
+        if len(names) < 2 or len(pair) == 0:
+            continue
+        counts = np.bincount(codes, minlength=len(names)) / len(symbols)
+        found, n = np.unique(pair, return_counts=True)
+        fractions = {_pair_label(names, int(k)): c / len(pair)
+                     for k, c in zip(found, n, strict=True) if k // len(names) != k % len(names)}
+        rows.append((dict(zip(names.tolist(), counts, strict=True)), fractions,
+                     energy / len(symbols)))
+    if not rows:
+        return 0.0
+    columns = sorted({e for x, _, _ in rows for e in x})
+    n_elements = len(columns)
+    columns += sorted({p for _, u, _ in rows for p in u})
+    where = {name: k for k, name in enumerate(columns)}
+    design = np.zeros((len(rows), len(columns)))
+    for k, (x, u, _) in enumerate(rows):
+        for name, value in (*x.items(), *u.items()):
+            design[k, where[name]] = value
+    coef, *_ = np.linalg.lstsq(design, np.array([e for *_, e in rows]), rcond=None)
+    return float(np.sqrt(np.mean(coef[n_elements:] ** 2)))
+
+
+def energy_spread(committee: np.ndarray | float, unseen_edge_fraction: np.ndarray | float,
+                  scale: float, prior: float) -> np.ndarray | float:
+    """Calibrated energy uncertainty (eV/atom): √((α·committee)² + (σ_pair·u)²).
+
+    Args:
+        committee: the committee's raw standard deviation of E/N, eV/atom.
+        unseen_edge_fraction: u, the fraction of the structure's edges joining an element pair
+            absent from the training data.
+        scale: α, the committee's calibration factor (``metadata["uncertainty_scale"]``).
+        prior: σ_pair of :func:`pair_prior`, eV/atom.
+    """
+    return np.sqrt((scale * committee) ** 2 + (prior * unseen_edge_fraction) ** 2)
+
+
 @dataclass(frozen=True)
 class DomainCheck:
     """Where a structure sits against the training data's chemistry.
@@ -127,18 +185,23 @@ class ChemicalDomain:
         cutoff_a: the neighbour cutoff, Å.
         shortest_a: (pair, shortest distance in Å) of every pair; empty in records written
             before it existed (then distances are not checked).
+        pair_prior_ev_per_atom: σ_pair of :func:`pair_prior`; 0 in records written before it
+            existed (then an unseen pair adds nothing to the spread).
     """
 
     pairs: tuple[str, ...]
     max_species_per_environment: int
     cutoff_a: float
     shortest_a: tuple[tuple[str, float], ...] = ()
+    pair_prior_ev_per_atom: float = 0.0
 
     @classmethod
     def from_environments(cls, environments: Iterable[tuple[set[str], int]],
                           cutoff_a: float,
-                          contacts: Iterable[dict[str, float]] = ()) -> ChemicalDomain:
-        """Union of per-structure :func:`environment` and :func:`shortest_contacts` results."""
+                          contacts: Iterable[dict[str, float]] = (),
+                          prior: float = 0.0) -> ChemicalDomain:
+        """Union of per-structure :func:`environment` and :func:`shortest_contacts` results;
+        ``prior`` is :func:`pair_prior` of the same structures (eV/atom)."""
         pairs: set[str] = set()
         most = 0
         for found, count in environments:
@@ -149,13 +212,14 @@ class ChemicalDomain:
             for key, d in found.items():
                 shortest[key] = min(d, shortest.get(key, np.inf))
         return cls(tuple(sorted(pairs)), most, float(cutoff_a),
-                   tuple(sorted((k, round(v, 4)) for k, v in shortest.items())))
+                   tuple(sorted((k, round(v, 4)) for k, v in shortest.items())), float(prior))
 
     @classmethod
     def from_dict(cls, data: dict) -> ChemicalDomain:
         shortest = tuple(sorted((k, float(v)) for k, v in data.get("shortest_a", {}).items()))
         return cls(tuple(data["pairs"]), int(data["max_species_per_environment"]),
-                   float(data["cutoff_a"]), shortest)
+                   float(data["cutoff_a"]), shortest,
+                   float(data.get("pair_prior_ev_per_atom", 0.0)))
 
     def to_dict(self) -> dict:
         out = {"pairs": list(self.pairs),
@@ -163,7 +227,20 @@ class ChemicalDomain:
                "cutoff_a": self.cutoff_a}
         if self.shortest_a:
             out["shortest_a"] = dict(self.shortest_a)
+        if self.pair_prior_ev_per_atom:
+            out["pair_prior_ev_per_atom"] = self.pair_prior_ev_per_atom
         return out
+
+    def unseen_edges(self, symbols: np.ndarray, receivers: np.ndarray, senders: np.ndarray
+                     ) -> np.ndarray:
+        """(m,) bool: the edges ``receivers``-``senders`` whose element pair the data lack."""
+        if len(receivers) == 0:
+            return np.zeros(0, dtype=bool)
+        names, _, pair = _pair_codes(symbols, receivers, senders)
+        known = set(self.pairs)
+        codes = np.unique(pair)
+        missing = [k for k in codes if _pair_label(names, int(k)) not in known]
+        return np.isin(pair, missing)
 
     def check(self, atoms: Atoms) -> DomainCheck:
         """Compare ``atoms`` with the training chemistry (neighbours within ``cutoff_a``)."""

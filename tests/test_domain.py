@@ -116,3 +116,62 @@ def test_training_domain_contacts_match_an_ase_neighbour_list(tmp_path):
     assert got.keys() == expected.keys()
     for key in expected:
         assert got[key] == pytest.approx(expected[key], abs=1e-4)
+
+
+def _edge_pairs(atoms, cutoff: float) -> list[str]:
+    """Element pair of every directed edge within ``cutoff`` (ASE's neighbour list)."""
+    from ase.neighborlist import neighbor_list
+
+    from matdesign.domain import pair_name
+
+    i, j = neighbor_list("ij", atoms, cutoff)
+    s = atoms.get_chemical_symbols()
+    return [pair_name(s[a], s[b]) for a, b in zip(i, j, strict=True)]
+
+
+def test_pair_prior_recovers_known_mixing_coefficients():
+    """Energies built as Σ x_s e_s + Σ ε_AB u_AB (per atom) give back RMS(ε) exactly."""
+    from ase.neighborlist import neighbor_list
+
+    from matdesign.domain import pair_prior
+
+    element = {"Nb": -10.1, "Mo": -10.9, "Ta": -11.8}  # eV/atom
+    mixing = {"Mo-Nb": -0.09, "Nb-Ta": 0.02, "Mo-Ta": -0.15}  # eV/atom at u = 1
+    rng = np.random.default_rng(0)
+    samples = []
+    for k in range(12):
+        atoms = _bcc(list(rng.choice(["Nb", "Mo", "Ta"], 16)), a=3.2 + 0.01 * k)
+        atoms.rattle(0.05, seed=k)
+        pairs = _edge_pairs(atoms, 4.0)
+        per_atom = (np.mean([element[s] for s in atoms.get_chemical_symbols()])
+                    + sum(mixing.get(p, 0.0) for p in pairs) / len(pairs))
+        i, j = neighbor_list("ij", atoms, 4.0)
+        samples.append((np.array(atoms.get_chemical_symbols()), i, j, per_atom * len(atoms)))
+    rms = np.sqrt(np.mean(np.square(list(mixing.values()))))
+    assert pair_prior(samples) == pytest.approx(rms, rel=1e-6)
+    # elements alone say nothing about mixing
+    nb = [(np.array(["Nb"] * 2), np.array([0, 1]), np.array([1, 0]), -20.2)]
+    assert pair_prior(nb) == 0.0
+
+
+def test_unseen_pairs_add_the_prior_to_the_calculators_spread():
+    """σ = √(committee² + (σ_pair·u·N)²) with u counted on ASE's neighbour list."""
+    calc = make_calc(arch="product")  # a 3-head committee (Cu, Au), cutoff 3.8 Å
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 1, 1)
+    atoms.symbols[[1, 2, 5]] = "Au"
+    atoms.rattle(0.05, seed=1)
+    calc.chemical_domain = ChemicalDomain(("Au-Au", "Au-Cu", "Cu-Cu"), 2, 3.8,
+                                          pair_prior_ev_per_atom=0.07)
+    inside = calc.calculate_batch([atoms])[0]["energy_std"]
+    calc.chemical_domain = ChemicalDomain(("Au-Au", "Cu-Cu"), 2, 3.8, pair_prior_ev_per_atom=0.07)
+    pairs = _edge_pairs(atoms, 3.8)
+    u = pairs.count("Au-Cu") / len(pairs)
+    assert 0.2 < u < 0.9
+    expected = np.hypot(inside, 0.07 * u * len(atoms))
+    assert calc.calculate_batch([atoms])[0]["energy_std"] == pytest.approx(expected, rel=1e-9)
+    assert calc.uncertainty(atoms).energy_std_ev == pytest.approx(expected, rel=1e-6)
+    # a record without the prior (older checkpoints) leaves the committee alone
+    calc.chemical_domain = ChemicalDomain(("Au-Au", "Cu-Cu"), 2, 3.8)
+    assert calc.calculate_batch([atoms])[0]["energy_std"] == pytest.approx(inside, rel=1e-12)
+    prior = ChemicalDomain(("Au-Au",), 1, 3.8, pair_prior_ev_per_atom=0.07)
+    assert ChemicalDomain.from_dict(prior.to_dict()) == prior

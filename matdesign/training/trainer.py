@@ -24,7 +24,7 @@ import torch
 
 from matdesign.checkpoint import _is_derived, save_potential
 from matdesign.domain import METADATA_KEY as DOMAIN_KEY
-from matdesign.domain import ChemicalDomain, environment, shortest_contacts
+from matdesign.domain import ChemicalDomain, environment, pair_prior, shortest_contacts
 from matdesign.forces import edge_vectors
 from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
@@ -283,10 +283,13 @@ def _write_log(log: TextIO | None, record: dict[str, Any], metrics: dict[str, An
 
 
 def training_domain(frames: Sequence[Frame], cutoff: float) -> ChemicalDomain:
-    """Element pairs and species per neighbourhood of the training frames (their graphs'
-    edges, built with the model's cutoff, Å): :mod:`matdesign.domain`."""
-    envs = (environment(np.array(f.symbols), *f.graph.edge_index.cpu().numpy()) for f in frames)
-    return ChemicalDomain.from_environments(envs, cutoff, (_contacts(f) for f in frames))
+    """Element pairs, species per neighbourhood, shortest contacts and the unseen-pair prior
+    of the training frames (their graphs' edges, built with the model's cutoff, Å):
+    :mod:`matdesign.domain`."""
+    edges = [(np.array(f.symbols), *f.graph.edge_index.cpu().numpy()) for f in frames]
+    prior = pair_prior((*e, f.energy) for e, f in zip(edges, frames, strict=True))
+    return ChemicalDomain.from_environments((environment(*e) for e in edges), cutoff,
+                                            (_contacts(f) for f in frames), prior)
 
 
 def _contacts(frame: Frame) -> dict[str, float]:
