@@ -57,6 +57,8 @@ def calibrate(err: np.ndarray, spread: np.ndarray, unseen: np.ndarray, prior: np
 
 def _load(path: str, key: str, use_prior: bool) -> np.ndarray:
     """(4, n) per frame: |error|, raw spread, unseen-edge fraction, prior; eV/atom."""
+    if not Path(path).is_file():
+        raise SystemExit(f"{path}: no such result file of benchmarks/lofo.py")
     part = json.loads(Path(path).read_text())[key]
     if "spread_mev_per_atom" not in part:
         raise SystemExit(f"{path}: no committee spread (a single-head model)")

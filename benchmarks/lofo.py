@@ -99,6 +99,8 @@ def main() -> None:
     tr, va = split(len(kept), train_cfg.valid_fraction, train_cfg.seed)
     train = [kept[i] for i in tr]
     if args.rejudge:
+        if not (out / "result.json").is_file() or not (out / "model.pt").is_file():
+            raise SystemExit(f"--rejudge: {out} holds no model.pt and result.json of a run")
         result = json.loads((out / "result.json").read_text())
     else:
         t0 = time.time()
