@@ -2,6 +2,7 @@
 atoms. Each size runs in a fresh process, so ``ru_maxrss`` is that size's own peak.
 
     python benchmarks/scaling.py --threads 2 --json benchmarks/results/scaling.json
+    python benchmarks/scaling.py --threads 2 --edge-chunk 1000000000   # no chunking
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from pathlib import Path
 REPEATS = (4, 8, 12, 17)  # bcc cubic cells: 2 n^3 atoms = 128, 1024, 3456, 9826
 
 
-def worker(n: int, threads: int, dtype: str, repeats: int) -> dict:
+def worker(n: int, threads: int, dtype: str, repeats: int, edge_chunk: int | None) -> dict:
     import torch
     from ase.build import bulk
 
+    import matdesign.layers
     from matdesign.calculator import load_calculator
 
     torch.set_num_threads(threads)
+    if edge_chunk:
+        matdesign.layers.EDGE_CHUNK = edge_chunk
     atoms = bulk("W", "bcc", a=3.165, cubic=True).repeat(n)
     atoms.rattle(0.02, seed=0)
     calc = load_calculator("default", dtype=dtype)
@@ -45,15 +49,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--json")
+    p.add_argument("--edge-chunk", type=int,
+                   help="edges per checkpointed message chunk (default: the library's)")
     p.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.threads, args.dtype, args.repeats)))
+        print(json.dumps(worker(args.worker, args.threads, args.dtype, args.repeats,
+                                args.edge_chunk)))
         return 0
     rows = []
     for n in REPEATS:
         cmd = [sys.executable, __file__, "--worker", str(n), "--threads", str(args.threads),
                "--dtype", args.dtype, "--repeats", str(args.repeats)]
+        if args.edge_chunk:
+            cmd += ["--edge-chunk", str(args.edge_chunk)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
