@@ -20,25 +20,16 @@ import numpy as np
 from ase.io import read
 from ase.neighborlist import neighbor_list
 
-from matdesign.domain import (
-    METADATA_KEY,
-    ChemicalDomain,
-    environment,
-    pair_prior,
-    shortest_contacts,
-)
+from matdesign.domain import METADATA_KEY, ChemicalDomain
 from matdesign.training.data import split
 
 
 def domain_of(frames: list, cutoff: float) -> ChemicalDomain:
     """The chemical domain of ASE frames (neighbours within ``cutoff``, Å), with the
     unseen-pair prior of their DFT energies."""
-    edges = [(np.array(atoms.get_chemical_symbols()), *neighbor_list("ijd", atoms, cutoff))
-             for atoms in frames]
-    prior = pair_prior((s, i, j, atoms.get_potential_energy())
-                       for (s, i, j, _), atoms in zip(edges, frames, strict=True))
-    return ChemicalDomain.from_environments((environment(s, i, j) for s, i, j, _ in edges),
-                                            cutoff, (shortest_contacts(*e) for e in edges), prior)
+    return ChemicalDomain.from_edges(
+        ((np.array(atoms.get_chemical_symbols()), *neighbor_list("ijd", atoms, cutoff),
+          atoms.get_potential_energy()) for atoms in frames), cutoff)
 
 
 def main() -> None:

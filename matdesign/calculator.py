@@ -183,8 +183,9 @@ class MatdesignCalculator(Calculator):
         if domain is None or not domain.pair_prior_ev_per_atom:
             return np.zeros(b)
         receivers, senders = graph.edge_index.cpu().numpy()
-        symbols = np.array(self.members[0].species)[graph.species.cpu().numpy()]
-        unseen = domain.unseen_edges(symbols, receivers, senders)
+        species = graph.species.cpu().numpy()  # indices into the model's species
+        unseen = domain.unseen_pair_matrix(self.members[0].species)[species[receivers],
+                                                                     species[senders]]
         owner = graph.batch.cpu().numpy()[receivers]
         edges = np.bincount(owner, minlength=b)
         return np.bincount(owner, weights=unseen, minlength=b) / np.maximum(edges, 1)

@@ -33,7 +33,7 @@ checks pairs and counts only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -215,6 +215,19 @@ class ChemicalDomain:
                    tuple(sorted((k, round(v, 4)) for k, v in shortest.items())), float(prior))
 
     @classmethod
+    def from_edges(cls, structures: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                    np.ndarray, float]],
+                   cutoff_a: float) -> ChemicalDomain:
+        """The domain of structures given as (symbols (n,), receivers (m,), senders (m,),
+        edge lengths (m,) in Å, energy in eV), their edges within ``cutoff_a``: pairs,
+        species per neighbourhood, shortest contacts and :func:`pair_prior`."""
+        structures = list(structures)
+        return cls.from_environments(
+            (environment(s, i, j) for s, i, j, _, _ in structures), cutoff_a,
+            (shortest_contacts(s, i, j, d) for s, i, j, d, _ in structures),
+            pair_prior((s, i, j, e) for s, i, j, _, e in structures))
+
+    @classmethod
     def from_dict(cls, data: dict) -> ChemicalDomain:
         shortest = tuple(sorted((k, float(v)) for k, v in data.get("shortest_a", {}).items()))
         return cls(tuple(data["pairs"]), int(data["max_species_per_environment"]),
@@ -231,16 +244,18 @@ class ChemicalDomain:
             out["pair_prior_ev_per_atom"] = self.pair_prior_ev_per_atom
         return out
 
+    def unseen_pair_matrix(self, elements: Sequence[str]) -> np.ndarray:
+        """(k, k) bool: whether the pair of ``elements[a]`` and ``elements[b]`` is absent from
+        the data; index it with per-atom element indices to mark edges."""
+        known = set(self.pairs)
+        return np.array([[pair_name(a, b) not in known for b in elements] for a in elements],
+                        dtype=bool).reshape(len(elements), len(elements))
+
     def unseen_edges(self, symbols: np.ndarray, receivers: np.ndarray, senders: np.ndarray
                      ) -> np.ndarray:
         """(m,) bool: the edges ``receivers``-``senders`` whose element pair the data lack."""
-        if len(receivers) == 0:
-            return np.zeros(0, dtype=bool)
-        names, _, pair = _pair_codes(symbols, receivers, senders)
-        known = set(self.pairs)
-        codes = np.unique(pair)
-        missing = [k for k in codes if _pair_label(names, int(k)) not in known]
-        return np.isin(pair, missing)
+        names, codes = np.unique(np.asarray(symbols), return_inverse=True)
+        return self.unseen_pair_matrix(names.tolist())[codes[receivers], codes[senders]]
 
     def check(self, atoms: Atoms) -> DomainCheck:
         """Compare ``atoms`` with the training chemistry (neighbours within ``cutoff_a``)."""

@@ -24,7 +24,7 @@ import torch
 
 from matdesign.checkpoint import _is_derived, save_potential
 from matdesign.domain import METADATA_KEY as DOMAIN_KEY
-from matdesign.domain import ChemicalDomain, environment, pair_prior, shortest_contacts
+from matdesign.domain import ChemicalDomain
 from matdesign.forces import edge_vectors
 from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
@@ -283,21 +283,17 @@ def _write_log(log: TextIO | None, record: dict[str, Any], metrics: dict[str, An
 
 
 def training_domain(frames: Sequence[Frame], cutoff: float) -> ChemicalDomain:
-    """Element pairs, species per neighbourhood, shortest contacts and the unseen-pair prior
-    of the training frames (their graphs' edges, built with the model's cutoff, Å):
-    :mod:`matdesign.domain`."""
-    edges = [(np.array(f.symbols), *f.graph.edge_index.cpu().numpy()) for f in frames]
-    prior = pair_prior((*e, f.energy) for e, f in zip(edges, frames, strict=True))
-    return ChemicalDomain.from_environments((environment(*e) for e in edges), cutoff,
-                                            (_contacts(f) for f in frames), prior)
+    """:meth:`ChemicalDomain.from_edges` of the training frames (their graphs' edges, built
+    with the model's cutoff, Å)."""
+    return ChemicalDomain.from_edges((_edges(f) for f in frames), cutoff)
 
 
-def _contacts(frame: Frame) -> dict[str, float]:
-    """Shortest distance (Å) per element pair over a frame's graph edges."""
+def _edges(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """(symbols, receivers, senders, edge lengths in Å, energy in eV) of a frame's graph."""
     g = frame.graph
     vectors = edge_vectors(g, g.positions, g.cell).detach().cpu().numpy()
-    return shortest_contacts(np.array(frame.symbols), *g.edge_index.cpu().numpy(),
-                             np.linalg.norm(vectors, axis=1))
+    return (np.array(frame.symbols), *g.edge_index.cpu().numpy(),
+            np.linalg.norm(vectors, axis=1), frame.energy)
 
 
 def train_potential(
