@@ -277,8 +277,7 @@ class Potential(torch.nn.Module):
             energy = self.network_gate * eps * self.energy_scale[s] + self.energy_shift[s]
         else:
             # ε of a lone atom of each species (no edges): subtracted so it has E_iso exactly.
-            no_edges = graph.edge_index.new_zeros((2, 0))
-            eps_lone = self._network(attrs, no_edges, sh[:0], radial[:0], r[:0])  # (heads, species)
+            eps_lone = self._lone_eps(attrs, graph.edge_index, sh, radial, r)  # (heads, species)
             rho = r.new_zeros(s.shape[0]).index_add(0, graph.edge_index[0], envelope)
             coordination = 1.0 - (1.0 - (rho / cfg.avg_density).clamp(max=1.0)) ** 2
             base = (self.isolated_energy[s]
@@ -295,6 +294,30 @@ class Potential(torch.nn.Module):
         if self.embedded_atom is not None:
             energy = energy + self.embedded_atom(s, graph.edge_index, radial)
         return energy
+
+    def _lone_eps(self, attrs: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
+                  radial: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        """ε of a lone atom of every species, shape (heads, species): the network with no edges.
+
+        It depends on the weights only, so in eval mode it is computed once and kept (detached:
+        no gradient with respect to the weights) until a parameter or buffer changes: an
+        in-place update (optimiser step, EMA, ``load_state_dict``) bumps the tensor's version,
+        a ``.to()`` replaces its storage, and either recomputes it. For a 16-atom cell this
+        network pass was about a quarter of the forward time. Training mode never caches.
+        """
+        def compute() -> torch.Tensor:
+            return self._network(attrs, edge_index[:, :0], sh[:0], radial[:0], r[:0])
+
+        if self.training:
+            return compute()
+        tensors = [*self.parameters(), *self.buffers()]
+        key = (attrs.dtype, attrs.device, tuple((t.data_ptr(), t._version) for t in tensors))
+        cached = self.__dict__.get("_lone_cache")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                cached = (key, compute().detach())
+            self.__dict__["_lone_cache"] = cached  # not a buffer: never saved or moved
+        return cached[1]
 
     def atomic_energies(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
         """Per-atom energies E_i (eV), shape (n,): the mean over heads."""

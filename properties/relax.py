@@ -70,7 +70,8 @@ def _raise_if_nonfinite(atoms: Atoms) -> None:
 class RelaxCalculator(PropertyCalculator[RelaxResult]):
     """Relax atomic positions and, for a 3D-periodic structure, the cell.
 
-    The cell is relaxed through :class:`ase.filters.FrechetCellFilter`, whose cell "forces"
+    The cell is relaxed through :class:`ase.filters.FrechetCellFilter` (its fast twin,
+    :mod:`matdesign.properties.cellfilter`), whose cell "forces"
     are the virial divided by the number of atoms, so ``fmax`` also bounds the stress
     (|σ| V/N < fmax). Non-periodic or partly periodic structures relax ions only.
     """
@@ -131,9 +132,9 @@ class RelaxCalculator(PropertyCalculator[RelaxResult]):
             work.set_constraint([*work.constraints, FixSymmetry(work)])
         target: Any = work
         if self.relax_cell and work.pbc.all():
-            from ase.filters import FrechetCellFilter
+            from matdesign.properties.cellfilter import FastFrechetCellFilter
 
-            target = FrechetCellFilter(work)
+            target = FastFrechetCellFilter(work)
 
         before = spacegroup(atoms)
         _raise_if_nonfinite(work)

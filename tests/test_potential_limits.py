@@ -187,3 +187,34 @@ def test_last_layer_committee_is_the_laplace_posterior():
     cov = np.linalg.inv(gram + 1e-3 * np.mean(np.diag(gram)) * np.eye(len(gram)))
     f = gradient(test) - center
     assert got["energy_std"] / len(test) == pytest.approx(np.sqrt(f @ cov @ f), rel=1e-4)
+
+
+def test_lone_atom_term_follows_weight_changes_in_eval_mode():
+    """The eval-mode cache of the lone-atom network pass (``Potential._lone_eps``) must follow
+    every way the weights change: an in-place update, ``load_state_dict`` and a dtype change.
+    Reference: a fresh deep copy, which has no cache, and the training-mode value."""
+    import copy
+
+    from matdesign.forces import edge_vectors
+    from matdesign.graph import atoms_to_graph
+
+    model = make_model(dtype=torch.float64).eval()
+    graph = atoms_to_graph(sheared_cell(), model.config.cutoff, model.species_index)
+
+    def energy(m: torch.nn.Module) -> float:
+        g = graph.to("cpu", m.dtype)
+        return float(m(g, edge_vectors(g, g.positions, g.cell)).sum())
+
+    first = energy(model)
+    assert energy(model) == first  # second call uses the cache
+    with torch.no_grad():
+        model.heads[0][0].weight.mul_(1.5)  # in place, as an optimiser step or EMA does
+    changed = energy(model)
+    assert changed != pytest.approx(first, abs=1e-6)
+    assert changed == pytest.approx(energy(copy.deepcopy(model)), abs=1e-12)
+    assert changed == pytest.approx(energy(copy.deepcopy(model).train()), abs=1e-12)
+    model.load_state_dict(make_model(dtype=torch.float64, seed=3).state_dict())
+    assert energy(model) == pytest.approx(energy(make_model(dtype=torch.float64, seed=3).eval()),
+                                          abs=1e-12)
+    as32 = energy(model.float())
+    assert as32 == pytest.approx(energy(model.double()), rel=1e-5)

