@@ -15,28 +15,38 @@ from matdesign.search.evaluation import pipeline_evaluator
 from matdesign.search.pipeline import ScreenSettings
 from matdesign.search.resume import campaign_metadata
 
-STAGED = {"potential": "emt", "fmax": 1e-3, "properties": ("elastic", "phonon"),
+STAGED = {"potential": "emt", "dtype": "float64", "fmax": 1e-3, "properties": ("elastic", "phonon"),
           "phonon_min_length": 6.0,
           "gates": (("born_stable", "==", True), ("e_above_hull_ev_per_atom", "<=", 0.1))}
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
-    ({"potential": "emt"}, "2c210a886ee432b7"),
-    ({"potential": "emt", "fmax": 1e-3, "max_steps": 300}, "6a6ae21025254983"),
+    # dtype given: these pins predate the float32 screen default and must not move
+    ({"potential": "emt", "dtype": "float64"}, "2c210a886ee432b7"),
+    ({"potential": "emt", "dtype": "float64", "fmax": 1e-3, "max_steps": 300},
+     "6a6ae21025254983"),
     ({"potential": "emt", "dtype": "float32", "fmax": 0.05, "max_steps": 10,
       "fix_symmetry": True}, "3c0bb0fde1b4797b"),
     (STAGED, "75db1eef6cb7db3c"),
-    ({"potential": "emt", "properties": ("elastic",), "fmax": 0.02, "max_steps": 200,
-      "phonon_min_length": 10.0}, "8beb12f7e3401e0e"),
+    ({"potential": "emt", "dtype": "float64", "properties": ("elastic",), "fmax": 0.02,
+      "max_steps": 200, "phonon_min_length": 10.0}, "8beb12f7e3401e0e"),
 ])
 def test_settings_hash_is_pinned(kwargs: dict, expected: str) -> None:
     assert ScreenSettings(**kwargs).settings_hash() == expected
 
 
+def test_default_precision_is_part_of_the_hash() -> None:
+    """float32 became the screen default (eighth session): default settings hash as float32
+    (a screen begun before resumes its rows with ``--dtype float64``), never as float64."""
+    default = ScreenSettings(potential="emt").settings_hash()
+    assert default == ScreenSettings(potential="emt", dtype="float32").settings_hash()
+    assert default != ScreenSettings(potential="emt", dtype="float64").settings_hash()
+
+
 def test_settings_hash_with_references_is_pinned(tmp_path: Path) -> None:
     ref = tmp_path / "ref.txt"
     ref.write_bytes(b"Cu 0 0 0\n")  # only the file's content enters the hash
-    settings = ScreenSettings(potential="emt", references=(str(ref),))
+    settings = ScreenSettings(potential="emt", dtype="float64", references=(str(ref),))
     assert settings.settings_hash() == "d4c92ab7ae0ad83e"
 
 
@@ -52,14 +62,14 @@ def _campaign(screen: dict | None) -> dict:
 
 @pytest.mark.parametrize(("screen", "expected", "stored"), [
     # a campaign without a screen section keeps its own values: elastic, looser relaxation
-    (None, "b0362ccf7ece8619", {"properties": ["elastic"], "dtype": "float64", "fmax": 0.02,
+    (None, "bc1fa12355c192ea", {"properties": ["elastic"], "dtype": "float32", "fmax": 0.02,
                                 "max_steps": 200, "phonon_min_length": 10.0}),
-    ({}, "b0362ccf7ece8619", None),
-    ({"properties": []}, "6eafb35ea0c54cba", None),
-    ({"fmax": 1, "max_steps": 10}, "a25a572d6e616b11",  # an integer fmax is read as 1.0
-     {"properties": ["elastic"], "dtype": "float64", "fmax": 1.0, "max_steps": 10,
+    ({}, "bc1fa12355c192ea", None),
+    ({"properties": []}, "9063352e09cad408", None),
+    ({"fmax": 1, "max_steps": 10}, "6260c9e560048666",  # an integer fmax is read as 1.0
+     {"properties": ["elastic"], "dtype": "float32", "fmax": 1.0, "max_steps": 10,
       "phonon_min_length": 10.0}),
-    ({"fmax": "1e-3"}, "6679b880f315388e", None),
+    ({"fmax": "1e-3"}, "1a97ae74ff99b876", None),
 ])
 def test_campaign_screen_section_builds_the_same_settings(screen, expected, stored) -> None:
     config = parse_campaign(_campaign(screen))
@@ -77,8 +87,8 @@ def test_example_campaigns_keep_their_settings() -> None:
     from matdesign.search.config import load_campaign
 
     root = Path(__file__).resolve().parents[1] / "examples"
-    for name, expected in (("refractory_hea.yaml", "936f729641c369b2"),
-                           ("refractory_hea_demo.yaml", "07f3e697916df383")):
+    for name, expected in (("refractory_hea.yaml", "37a85adcfadf483d"),
+                           ("refractory_hea_demo.yaml", "c177614ee6dd75c2")):
         settings = pipeline_evaluator(load_campaign(root / name), "emt").args[1]
         assert settings.settings_hash() == expected, name
 

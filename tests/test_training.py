@@ -265,3 +265,23 @@ def test_pair_first_stage_trains_the_pair_term_and_never_saves_a_gated_model(dat
         saved.metadata["valid"]["energy_mae_mev_per_atom"], rel=1e-3)
     with pytest.raises(ValueError, match="pair_first_fraction"):
         TrainConfig(pair_first_fraction=1.0).validate()
+
+
+def test_pair_first_stage_leaves_the_learning_rate_alone(data_file, tmp_path):
+    """Epochs with the network off never count towards the plateau rule: with patience 1 and
+    two pair-only epochs, the old trainer had quartered the network's learning rate before
+    its first epoch (the seventh session's element-pair retrain trained at half its rate)."""
+    import dataclasses
+
+    import torch
+
+    config = dataclasses.replace(TINY, element_pairs=True)
+    frames = load_frames(data_file, config.cutoff, {29: 0, 28: 1})
+    cfg = TrainConfig(max_epochs=3, batch_size=4, threads=1, patience=100, lr=5e-3,
+                      pair_first_fraction=0.6, plateau_patience=1, max_time_min=None,
+                      committee=False)
+    out = tmp_path / "pf.pt"
+    train_potential(frames[:12], frames[12:], ["Cu", "Ni"], config, cfg, out, progress=False)
+    state = torch.load(out.with_name(out.name + ".state"), weights_only=True)
+    assert state["epoch"] == 3
+    assert state["plateau_factor"] == 1.0  # epoch 3 (network on) improved on nothing: no cut

@@ -253,11 +253,16 @@ def validate_and_checkpoint(fit: Fit, valid: Sequence[Frame], cfg: TrainConfig, 
     st = fit.state
     st.elapsed_s = time.time() - budget.t0
     score = validation_score(metrics, cfg)
-    # A model validated with its network off (pair-first stage) is not the model that loads.
-    improved = score < st.best_score and bool(getattr(fit.ema.model, "network_gate", 1.0))
+    # A model validated with its network off (pair-first stage) is not the model that loads,
+    # and its score says nothing about the network's learning rate: the plateau rule starts
+    # counting when the network does (before, the pair stage's epochs counted as "no
+    # improvement" and halved the network's learning rate before it had trained once).
+    network_on = bool(getattr(fit.ema.model, "network_gate", 1.0))
+    improved = score < st.best_score and network_on
     if improved:
         st.best_score, st.best_epoch = score, st.epoch
-    st.plateau.update(improved, cfg)
+    if network_on:
+        st.plateau.update(improved, cfg)
     if improved or cfg.keep == "last":
         save_potential(fit.ema.model, out, metadata={**meta, "valid": metrics,
                                                      "epoch": st.epoch,
