@@ -221,10 +221,164 @@ def _tensor_product_paths(tp: o3.TensorProduct) -> torch.nn.ModuleList:
     return torch.nn.ModuleList(paths)
 
 
+class DenseRadial(torch.nn.Module):
+    """e3nn's ``FullyConnectedNet`` (normalised SiLU, no biases) as plain matrices: each layer's
+    1/sqrt(fan-in) and the activation's normalisation constant are folded into the weights once.
+
+    Raises:
+        ValueError: the rebuilt network differs from the original by more than 1e-10 (float64),
+            e.g. a layer kind this rewrite does not know.
+    """
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        mats, carry = [], 1.0  # carry: the previous activation's output factor
+        for layer in net:
+            scale = (layer.h_in * layer.var_in) ** -0.5 if layer.act is not None else (
+                layer.h_in * layer.var_in / layer.var_out) ** -0.5
+            mats.append(layer.weight.detach().double() * scale * carry)
+            carry = layer.var_out ** 0.5 * float(layer.act.cst) if layer.act is not None else 1.0
+        if carry != 1.0:
+            raise ValueError("DenseRadial needs a network whose last layer is linear")
+        self.weights = torch.nn.ParameterList(
+            torch.nn.Parameter(m.clone(), requires_grad=False) for m in mats)
+        self.act = net[0].act.f if net[0].act is not None else None
+        probe = torch.randn(64, mats[0].shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            err = (self(probe) - copy.deepcopy(net).double()(probe)).abs().max().item()
+        if err > 1e-10:
+            raise ValueError(f"DenseRadial does not reproduce the radial network ({err:.1e})")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.weights) - 1
+        for k, w in enumerate(self.weights):
+            x = x @ w
+            if k < last:
+                x = self.act(x)
+        return x
+
+
+class FusedInteraction(torch.nn.Module):
+    """The inference twin of an ℓ ≤ 1 two-body :class:`~matdesign.layers.Interaction` (hidden
+    features C×0e [+ C×1o], edge harmonics 0e + 1o), about 1.5× faster than e3nn's kernels for
+    energy, forces and stress on a 128-atom cell.
+
+    Every tensor-product path is one broadcast product on contiguous (edges, C) blocks: vector
+    features are laid out component-major (x, y, z blocks of C channels) by permuting the
+    columns of the input map and the rows of the output map, so no 3-element reductions,
+    transposes or slice gradients (each a full zero tensor in autograd) are met. The path
+    constants and 1/sqrt(avg neighbours) are folded into the output map; the radial MLP
+    becomes :class:`DenseRadial` and takes the model's radial features as they are.
+
+    Args:
+        layer: a trained two-body layer with supported paths (:func:`fusable`).
+        potential: its potential (for the species count).
+    """
+
+    def __init__(self, layer: Interaction, potential: torch.nn.Module) -> None:
+        super().__init__()
+        dtype = torch.float64
+        layer = copy.deepcopy(layer).to("cpu", dtype)
+        n_attr = potential.species_attrs.shape[1]
+        din, dmid = layer.irreps_in.dim, layer.tp.irreps_out.dim
+        self.channels = layer.irreps_in[0].mul
+        self.has_vectors = din > self.channels
+        self.gate, self.residual = layer.gate, layer.residual
+        w_in = _dense(layer.linear_in, din, dtype)
+        self.register_buffer("w_in", w_in[:, _component_major(layer.irreps_in)].contiguous())
+        w_out = _dense(layer.linear_out, dmid, dtype) * layer.norm
+        self.kinds, rows = [], []
+        mid_slices = layer.tp.irreps_out.slices()
+        w_start = 0
+        for ins, path in zip(layer.tp.instructions, _tensor_product_paths(layer.tp), strict=True):
+            block = mid_slices[ins.i_out]
+            self.kinds.append((path.l1, path.l3, slice(w_start, w_start + self.channels)))
+            w_start += self.channels
+            if path.l3 == 0:
+                rows.append(w_out[block] * path.scale)
+            else:  # u-major rows (u, i) -> component-major (i, u)
+                rows.append(w_out[block].view(self.channels, 3, -1).transpose(0, 1)
+                            .reshape(3 * self.channels, -1) * path.scale)
+        self.register_buffer("w_out", torch.cat(rows).contiguous())
+        attrs = torch.eye(n_attr, dtype=dtype)
+        sc = torch.stack([_dense(lambda x, a=a: layer.self_connection(
+            x, a.expand(x.shape[0], -1)), din, dtype) for a in attrs])  # (attr, din, dgate)
+        self.register_buffer("w_self", sc.permute(1, 0, 2).reshape(din, -1))
+        self.dgate = sc.shape[2]
+        self.radial = DenseRadial(layer.radial)
+        self.dim_mid = dmid
+
+    def _messages(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+        c = self.channels
+        weights = self.radial(radial)
+        y = sh[:, 1:4]
+        s = x[:, :c]
+        v = x[:, c:].view(-1, 3, c) if self.has_vectors else None
+        blocks = []
+        for l1, l3, w_slice in self.kinds:
+            w = weights[:, w_slice]
+            if l1 == 0 and l3 == 0:
+                blocks.append(w * s)
+            elif l1 == 0:
+                blocks.append((y[:, :, None] * (w * s)[:, None, :]).reshape(-1, 3 * c))
+            elif l3 == 1:
+                blocks.append((w[:, None, :] * v).reshape(-1, 3 * c))
+            else:
+                dot = torch.addcmul(torch.addcmul(v[:, 0] * y[:, 0:1], v[:, 1], y[:, 1:2]),
+                                    v[:, 2], y[:, 2:3])
+                blocks.append(w * dot)
+        return torch.cat(blocks, dim=1)
+
+    def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
+                edge_sh: torch.Tensor, edge_radial: torch.Tensor,
+                edge_length: torch.Tensor | None = None) -> torch.Tensor:
+        """As :meth:`Interaction.forward`."""
+        agg = aggregate_messages(self._messages, edge_index, h.shape[0], self.dim_mid,
+                                 h @ self.w_in, edge_sh, edge_radial, chunked=not self.training)
+        own = (h @ self.w_self).view(h.shape[0], -1, self.dgate)
+        own = torch.einsum("na,nad->nd", attrs, own)
+        out = self.gate(agg @ self.w_out + own)
+        return out + h if self.residual else out
+
+
+def _component_major(irreps: o3.Irreps) -> torch.Tensor:
+    """Column order that lays C×0e + C×1o out as [scalars, x-block, y-block, z-block]."""
+    order, start = [], 0
+    for mul, ir in irreps:
+        d = 2 * ir.l + 1
+        order += [start + u * d + i for i in range(d) for u in range(mul)]
+        start += mul * d
+    return torch.tensor(order)
+
+
+def fusable(layer: torch.nn.Module) -> bool:
+    """Whether :class:`FusedInteraction` can stand in for ``layer``: an e3nn two-body layer with
+    hidden features C×0e [+ C×1o] and "uvu" paths from ℓ ≤ 1 to ℓ ≤ 1 of natural parity."""
+    if not isinstance(layer, Interaction):
+        return False
+    irreps = [(mul, ir.l, ir.p) for mul, ir in layer.irreps_in]
+    if irreps not in ([(irreps[0][0], 0, 1)], [(irreps[0][0], 0, 1), (irreps[0][0], 1, -1)]):
+        return False
+    tp = layer.tp
+    if [ir.l for _, ir in tp.irreps_in2] != [0, 1]:
+        return False
+    for ins in tp.instructions:
+        mul, ir3 = tp.irreps_out[ins.i_out]
+        if (ins.connection_mode != "uvu" or not ins.has_weight or mul != irreps[0][0]
+                or ir3.l > 1 or ir3.p != (-1) ** ir3.l):
+            return False
+    try:
+        _tensor_product_paths(tp)
+    except ValueError:
+        return False
+    return True
+
+
 def lean_potential(potential: torch.nn.Module, *, tabulate: bool = True,
                    spacing: float = TABLE_SPACING) -> torch.nn.Module:
-    """A copy of ``potential`` (two-body layers) with :class:`LeanInteraction` layers, in its
-    dtype and device, in eval mode. Product-layer models are returned unchanged (a copy).
+    """A copy of ``potential`` (two-body layers) with lean layers, in its dtype and device, in
+    eval mode: :class:`FusedInteraction` where :func:`fusable` and ``tabulate`` is off, else
+    :class:`LeanInteraction`. Product-layer models are returned unchanged (a copy).
 
     Args:
         potential: a trained :class:`~matdesign.model.Potential`.
@@ -235,6 +389,8 @@ def lean_potential(potential: torch.nn.Module, *, tabulate: bool = True,
     lean = copy.deepcopy(potential).to(device="cpu", dtype=torch.float64)
     if potential.config.two_body:
         for k, layer in enumerate(list(lean.layers)):
-            lean.layers[k] = LeanInteraction(layer, lean, tabulate=tabulate, spacing=spacing)
+            lean.layers[k] = (FusedInteraction(layer, lean) if not tabulate and fusable(layer)
+                              else LeanInteraction(layer, lean, tabulate=tabulate,
+                                                   spacing=spacing))
     lean.metadata = dict(getattr(potential, "metadata", {}) or {})
     return lean.to(device=device, dtype=dtype).eval()

@@ -120,14 +120,14 @@ class PotentialSpec:
         return _checkpoint_info(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
     def calculator(self, *, dtype: str | torch.dtype = "float64", device: str = "cpu",
-                   lean: bool = False) -> Any:
+                   lean: bool = True) -> Any:
         """Build the ASE calculator; only a checkpoint imports torch.
 
         Args:
             dtype: ``"float64"`` or ``"float32"``; used by checkpoints only.
             device: torch device of a checkpoint's model, e.g. ``"cpu"`` or ``"cuda"``.
-            lean: evaluate a two-body checkpoint through the fused layers
-                (see :func:`matdesign.calculator.load_calculator`).
+            lean: evaluate a two-body checkpoint through the fused layers (the default;
+                see :func:`matdesign.calculator.load_calculator`).
 
         Returns:
             EMT, the factory's calculator, or a

@@ -101,17 +101,58 @@ def test_radial_table_interpolates_a_known_function():
     torch.testing.assert_close(table(short), fn(short))
 
 
-def test_load_calculator_lean_option_uses_the_fused_layers():
+def test_load_calculator_uses_the_fused_layers_by_default():
     from matdesign.calculator import load_calculator
-    from matdesign.inference import LeanInteraction
+    from matdesign.inference import FusedInteraction
+    from matdesign.layers import Interaction
 
     model = _two_body(1, physics=True)
     atoms = sheared_cell()
-    lean = load_calculator(model, lean=True)
-    assert all(isinstance(layer, LeanInteraction) for layer in lean.model.layers)
-    ref = load_calculator(model).calculate_batch([atoms])[0]
-    got = lean.calculate_batch([atoms])[0]
-    assert got["energy"] == pytest.approx(ref["energy"], abs=1e-10)
+    fused = load_calculator(model)
+    assert all(isinstance(layer, FusedInteraction) for layer in fused.model.layers)
+    plain = load_calculator(model, lean=False)
+    assert all(isinstance(layer, Interaction) for layer in plain.model.layers)
+    ref = plain.calculate_batch([atoms])[0]
+    got = fused.calculate_batch([atoms])[0]
+    assert got["energy"] == pytest.approx(ref["energy"], abs=1e-12)
+    np.testing.assert_allclose(got["forces"], ref["forces"], atol=1e-12)
+    np.testing.assert_allclose(got["stress"], ref["stress"], atol=1e-12)
+
+
+def test_fused_layers_are_gradients_and_equivariant():
+    """The fused ℓ ≤ 1 layers (the default inference path) against finite differences of their
+    own energy and an exact rotation with inversion; a non-fusable layer (ℓ = 2) is left to
+    the general lean layer."""
+    from e3nn import o3
+
+    from matdesign.inference import FusedInteraction, LeanInteraction
+
+    model = lean_potential(_two_body(1, physics=True), tabulate=False)
+    assert all(isinstance(layer, FusedInteraction) for layer in model.layers)
+    assert all(isinstance(layer, LeanInteraction)
+               for layer in lean_potential(_two_body(2, physics=True), tabulate=False).layers)
+    atoms = sheared_cell()
+    atoms.calc = MatdesignCalculator(model)
+    np.testing.assert_allclose(atoms.get_forces(), fd_forces(atoms), atol=1e-6)
+    assert stress_fd_mismatch(atoms) < 1e-7
+    ref = atoms.calc.calculate_batch([atoms])[0]
+    torch.manual_seed(6)
+    rot = -o3.rand_matrix(dtype=torch.float64).numpy()
+    turned = atoms.copy()
+    turned.set_cell(atoms.cell.array @ rot.T, scale_atoms=False)
+    turned.positions = atoms.positions @ rot.T
+    got = atoms.calc.calculate_batch([turned])[0]
+    assert got["energy"] == pytest.approx(ref["energy"], rel=1e-11)
+    np.testing.assert_allclose(got["forces"], ref["forces"] @ rot.T, atol=1e-10)
+
+
+def test_dense_radial_refuses_what_it_cannot_rebuild():
+    from e3nn.nn import FullyConnectedNet
+
+    from matdesign.inference import DenseRadial
+
+    with pytest.raises(ValueError, match="last layer is linear"):
+        DenseRadial(FullyConnectedNet([4, 8, 3], torch.nn.functional.silu, out_act=True))
 
 
 @pytest.mark.parametrize("lean", [False, True])
