@@ -21,14 +21,15 @@ def _calculator(engine: str, dtype: str):
     from matdesign.calculator import load_calculator
     from matdesign.inference import lean_potential
 
-    calc = load_calculator("default", dtype=dtype)
+    if engine == "ours-fused":  # the default inference path
+        return load_calculator("default", dtype=dtype)
+    calc = load_calculator("default", dtype=dtype, lean=False)  # e3nn's layers
     if engine == "ours":
         return calc
-    if engine in ("ours-fused", "ours-tabulated"):
+    if engine == "ours-tabulated":
         from matdesign.calculator import MatdesignCalculator
 
-        return MatdesignCalculator(lean_potential(calc.model,
-                                                  tabulate=engine == "ours-tabulated"))
+        return MatdesignCalculator(lean_potential(calc.model, tabulate=True))
     raise ValueError(f"unknown engine {engine!r}")
 
 

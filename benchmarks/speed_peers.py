@@ -1,4 +1,5 @@
-"""Side by side: the shipped model (e3nn path, lean fused path, lean tabulated path) and
+"""Side by side: the shipped model (e3nn layers as "ours", the default fused layers as
+"ours-fused", tabulated radials) and
 SevenNet-0, alternating in one run on the same structures, threads and dtype.
 
 Structures: a random equiatomic Nb–Mo–Ta–W bcc cell and bcc W, 128 and 1,024 atoms, rattled.
