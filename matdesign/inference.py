@@ -116,6 +116,15 @@ def _dense(fn: torch.nn.Module, dim_in: int, dtype: torch.dtype) -> torch.Tensor
         return fn(torch.eye(dim_in, dtype=dtype)).detach().clone()
 
 
+def _self_connection(layer: Interaction, n_attr: int, din: int, dtype: torch.dtype
+                     ) -> tuple[torch.Tensor, int]:
+    """The species self-connection as one matrix (din, n_attr × dgate), and dgate."""
+    attrs = torch.eye(n_attr, dtype=dtype)
+    sc = torch.stack([_dense(lambda x, a=a: layer.self_connection(
+        x, a.expand(x.shape[0], -1)), din, dtype) for a in attrs])  # (attr, din, dgate)
+    return sc.permute(1, 0, 2).reshape(din, -1), sc.shape[2]
+
+
 class LeanInteraction(torch.nn.Module):
     """The inference twin of :class:`~matdesign.layers.Interaction` (see the module docstring).
 
@@ -136,11 +145,8 @@ class LeanInteraction(torch.nn.Module):
         self.norm, self.residual, self.gate = layer.norm, layer.residual, layer.gate
         self.register_buffer("w_in", _dense(layer.linear_in, din, dtype))
         self.register_buffer("w_out", _dense(layer.linear_out, dmid, dtype))
-        attrs = torch.eye(n_attr, dtype=dtype)
-        sc = torch.stack([_dense(lambda x, a=a: layer.self_connection(
-            x, a.expand(x.shape[0], -1)), din, dtype) for a in attrs])  # (attr, din, dgate)
-        self.register_buffer("w_self", sc.permute(1, 0, 2).reshape(din, -1))
-        self.dgate = sc.shape[2]
+        w_self, self.dgate = _self_connection(layer, n_attr, din, dtype)
+        self.register_buffer("w_self", w_self)
         radial = _RadialOfLength(potential, layer).to(dtype)
         self.radial = (RadialTable(radial, TABLE_START, potential.config.cutoff, spacing)
                        if tabulate else radial)
@@ -300,11 +306,8 @@ class FusedInteraction(torch.nn.Module):
                 rows.append(w_out[block].view(self.channels, 3, -1).transpose(0, 1)
                             .reshape(3 * self.channels, -1) * path.scale)
         self.register_buffer("w_out", torch.cat(rows).contiguous())
-        attrs = torch.eye(n_attr, dtype=dtype)
-        sc = torch.stack([_dense(lambda x, a=a: layer.self_connection(
-            x, a.expand(x.shape[0], -1)), din, dtype) for a in attrs])  # (attr, din, dgate)
-        self.register_buffer("w_self", sc.permute(1, 0, 2).reshape(din, -1))
-        self.dgate = sc.shape[2]
+        w_self, self.dgate = _self_connection(layer, n_attr, din, dtype)
+        self.register_buffer("w_self", w_self)
         self.radial = DenseRadial(layer.radial)
         self.dim_mid = dmid
 

@@ -272,7 +272,8 @@ class Potential(torch.nn.Module):
         attrs = self.species_attrs.to(self.dtype)
         r, sh, envelope, radial = self._inputs(edge_vectors)
         s = graph.species
-        if bool(self.network_gate == 0):  # pair-first training stage: the network is off
+        network_off = bool(self.network_gate == 0)  # pair-first training stage
+        if network_off:
             eps = r.new_zeros(self.num_heads, s.shape[0])
         else:
             eps = self._network(attrs[s], graph.edge_index, sh, radial, r)
@@ -280,7 +281,7 @@ class Potential(torch.nn.Module):
             energy = self.network_gate * eps * self.energy_scale[s] + self.energy_shift[s]
         else:
             # ε of a lone atom of each species (no edges): subtracted so it has E_iso exactly.
-            eps_lone = (eps.new_zeros(eps.shape[0], attrs.shape[0]) if self.network_gate == 0
+            eps_lone = (eps.new_zeros(eps.shape[0], attrs.shape[0]) if network_off
                         else self._lone_eps(attrs, graph.edge_index, sh, radial, r))
             rho = r.new_zeros(s.shape[0]).index_add(0, graph.edge_index[0], envelope)
             coordination = 1.0 - (1.0 - (rho / cfg.avg_density).clamp(max=1.0)) ** 2
