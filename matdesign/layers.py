@@ -9,10 +9,16 @@ from e3nn import o3
 from e3nn.nn import FullyConnectedNet, Gate
 from torch.utils.checkpoint import checkpoint
 
-# Edges per chunk of the message sum at inference. Above it, messages are computed chunk by
-# chunk and recomputed in the backward pass instead of being stored: a 9,826-atom bcc cell
-# (255k edges) peaks at 1.3 GB instead of 2.7 GB (benchmarks/README.md, issue 12).
-EDGE_CHUNK = 32768
+# Edges per chunk of the message sum at inference, for float32 features; a wider dtype gets
+# proportionally fewer (float64: 4,096). Above one chunk, messages are computed chunk by chunk
+# and recomputed in the backward pass instead of being stored, which bounds memory (a
+# 9,826-atom bcc cell, 255k edges: 1.3 GB instead of 2.7 GB) and keeps a chunk's working set
+# cache-sized (float64 ran 1.4-1.6x faster at 1,024-3,456 atoms with 4,096-edge chunks than
+# with 32,768; float32 alike with 8,192 or 32,768). Each chunk still costs one node-sized
+# buffer per layer until the backward pass, so chunks grow beyond MAX_EDGE_CHUNKS of them
+# (float64 at 9,826 atoms: 3.2 GB with 62 chunks). benchmarks/README.md, issue 12.
+EDGE_CHUNK = 8192
+MAX_EDGE_CHUNKS = 16
 
 
 def aggregate_messages(
@@ -27,7 +33,8 @@ def aggregate_messages(
     """Σ_j m_ij per receiver i, shape (num_nodes, dim).
 
     ``message_fn(x_sender, *edge_inputs)`` gives the (m, dim) messages of its edges from the
-    sender features. With ``chunked`` and more than :data:`EDGE_CHUNK` edges the sum runs
+    sender features. With ``chunked`` and more edges than one chunk (:data:`EDGE_CHUNK` scaled
+    by the features' width in bytes, at most :data:`MAX_EDGE_CHUNKS` chunks) the sum runs
     chunk by chunk under activation checkpointing: the same numbers, memory bounded by one
     chunk, one extra forward pass of the edge part during the backward pass. Training keeps
     ``chunked`` off (its loss differentiates twice through the messages).
@@ -40,11 +47,12 @@ def aggregate_messages(
         return messages.new_zeros(num_nodes, dim).index_add_(0, rec, messages)
 
     m = receiver.shape[0]
-    if not chunked or m <= EDGE_CHUNK:
+    chunk = max(1, EDGE_CHUNK * 4 // node_features.element_size(), -(-m // MAX_EDGE_CHUNKS))
+    if not chunked or m <= chunk:
         return part(node_features, receiver, sender, *edge_inputs)
     agg = node_features.new_zeros(num_nodes, dim)
-    for start in range(0, m, EDGE_CHUNK):
-        e = slice(start, start + EDGE_CHUNK)
+    for start in range(0, m, chunk):
+        e = slice(start, start + chunk)
         args = (node_features, receiver[e], sender[e], *(t[e] for t in edge_inputs))
         if torch.is_grad_enabled():
             agg = agg + checkpoint(part, *args, use_reentrant=False)

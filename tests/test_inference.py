@@ -169,8 +169,42 @@ def test_chunked_message_sum_matches_finite_differences(monkeypatch, lean):
     atoms = sheared_cell()
     whole = _results(net, atoms)
     monkeypatch.setattr(matdesign.layers, "EDGE_CHUNK", 7)
+    monkeypatch.setattr(matdesign.layers, "MAX_EDGE_CHUNKS", 10**6)
     chunked = _results(net, atoms)
     assert abs(chunked["energy"] - whole["energy"]) < 1e-10
     atoms.calc = MatdesignCalculator(net)
     np.testing.assert_allclose(atoms.get_forces(), fd_forces(atoms), atol=1e-6)
     assert stress_fd_mismatch(atoms) < 1e-7
+
+
+@pytest.mark.parametrize(("dtype", "edges", "chunks"), [
+    (torch.float32, 8 * 20, 8),     # 20-edge chunks in float32
+    (torch.float64, 8 * 20, 16),    # half as many edges per chunk in float64
+    (torch.float64, 8 * 200, 32),   # but never more than MAX_EDGE_CHUNKS chunks
+])
+def test_edge_chunks_scale_with_bytes_and_are_capped(monkeypatch, dtype, edges, chunks):
+    """Chunks are sized in bytes (float64 gets half the edges of float32) and capped in number,
+    since each chunk keeps a node-sized buffer per layer until the backward pass."""
+    import matdesign.layers
+
+    monkeypatch.setattr(matdesign.layers, "EDGE_CHUNK", 20)
+    monkeypatch.setattr(matdesign.layers, "MAX_EDGE_CHUNKS", 32)
+    calls = []
+    real = matdesign.layers.checkpoint
+
+    def counting(fn, *args, **kwargs):
+        calls.append(args[1].shape[0])
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(matdesign.layers, "checkpoint", counting)
+    gen = torch.Generator().manual_seed(0)
+    nodes = 7
+    x = torch.randn(nodes, 3, generator=gen, dtype=dtype, requires_grad=True)
+    edge_index = torch.randint(0, nodes, (2, edges), generator=gen)
+    w = torch.randn(edges, 3, generator=gen, dtype=dtype)
+    agg = matdesign.layers.aggregate_messages(lambda xs, we: xs * we, edge_index, nodes, 3, x, w,
+                                              chunked=True)
+    assert len(calls) == chunks and sum(calls) == edges
+    expected = torch.zeros(nodes, 3, dtype=dtype).index_add_(0, edge_index[0],
+                                                             x[edge_index[1]] * w)
+    torch.testing.assert_close(agg, expected)
