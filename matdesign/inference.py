@@ -295,11 +295,9 @@ class FusedInteraction(torch.nn.Module):
         w_out = _dense(layer.linear_out, dmid, dtype) * layer.norm
         self.kinds, rows = [], []
         mid_slices = layer.tp.irreps_out.slices()
-        w_start = 0
         for ins, path in zip(layer.tp.instructions, _tensor_product_paths(layer.tp), strict=True):
             block = mid_slices[ins.i_out]
-            self.kinds.append((path.l1, path.l3, slice(w_start, w_start + self.channels)))
-            w_start += self.channels
+            self.kinds.append((path.l1, path.l3))  # path k reads weight columns [kC, (k+1)C)
             if path.l3 == 0:
                 rows.append(w_out[block] * path.scale)
             else:  # u-major rows (u, i) -> component-major (i, u)
@@ -312,14 +310,20 @@ class FusedInteraction(torch.nn.Module):
         self.dim_mid = dmid
 
     def _messages(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+        # Blocks are taken with split/unbind, never by slicing: the backward of a slice is a
+        # zero tensor of the whole input plus a copy (two passes over (edges, 4C) per slice),
+        # that of split/unbind one concatenation.
         c = self.channels
-        weights = self.radial(radial)
-        y = sh[:, 1:4]
-        s = x[:, :c]
-        v = x[:, c:].view(-1, 3, c) if self.has_vectors else None
+        ws = self.radial(radial).split(c, dim=1)
+        y = sh.split([1, 3], dim=1)[1]
+        y0, y1, y2 = y.split(1, dim=1)
+        if self.has_vectors:
+            s, v_flat = x.split([c, 3 * c], dim=1)
+            v = v_flat.view(-1, 3, c)
+        else:
+            s, v = x, None
         blocks = []
-        for l1, l3, w_slice in self.kinds:
-            w = weights[:, w_slice]
+        for (l1, l3), w in zip(self.kinds, ws, strict=True):
             if l1 == 0 and l3 == 0:
                 blocks.append(w * s)
             elif l1 == 0:
@@ -327,8 +331,8 @@ class FusedInteraction(torch.nn.Module):
             elif l3 == 1:
                 blocks.append((w[:, None, :] * v).reshape(-1, 3 * c))
             else:
-                dot = torch.addcmul(torch.addcmul(v[:, 0] * y[:, 0:1], v[:, 1], y[:, 1:2]),
-                                    v[:, 2], y[:, 2:3])
+                vx, vy, vz = v.unbind(1)
+                dot = torch.addcmul(torch.addcmul(vx * y0, vy, y1), vz, y2)
                 blocks.append(w * dot)
         return torch.cat(blocks, dim=1)
 
