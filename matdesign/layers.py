@@ -14,9 +14,10 @@ from torch.utils.checkpoint import checkpoint
 # and recomputed in the backward pass instead of being stored, which bounds memory (a
 # 9,826-atom bcc cell, 255k edges: 1.3 GB instead of 2.7 GB) and keeps a chunk's working set
 # cache-sized (float64 ran 1.4-1.6x faster at 1,024-3,456 atoms with 4,096-edge chunks than
-# with 32,768; float32 alike with 8,192 or 32,768). Each chunk still costs one node-sized
-# buffer per layer until the backward pass, so chunks grow beyond MAX_EDGE_CHUNKS of them
-# (float64 at 9,826 atoms: 3.2 GB with 62 chunks). benchmarks/README.md, issue 12.
+# with 32,768; float32 alike with 8,192 or 32,768). Peak memory grows with the number of
+# chunks, by about one node-sized buffer per chunk and layer (measured; the cause is not
+# traced), so chunks grow beyond MAX_EDGE_CHUNKS of them (float64 at 9,826 atoms: 3.2 GB with
+# 62 chunks, 1.55 GB with 16). benchmarks/README.md, issue 12.
 EDGE_CHUNK = 8192
 MAX_EDGE_CHUNKS = 16
 
