@@ -290,51 +290,19 @@ class FusedInteraction(torch.nn.Module):
         self.channels = layer.irreps_in[0].mul
         self.has_vectors = din > self.channels
         self.gate, self.residual = layer.gate, layer.residual
-        w_in = _dense(layer.linear_in, din, dtype)
-        self.register_buffer("w_in", w_in[:, _component_major(layer.irreps_in)].contiguous())
-        w_out = _dense(layer.linear_out, dmid, dtype) * layer.norm
-        self.kinds, rows = [], []
-        mid_slices = layer.tp.irreps_out.slices()
-        for ins, path in zip(layer.tp.instructions, _tensor_product_paths(layer.tp), strict=True):
-            block = mid_slices[ins.i_out]
-            self.kinds.append((path.l1, path.l3))  # path k reads weight columns [kC, (k+1)C)
-            if path.l3 == 0:
-                rows.append(w_out[block] * path.scale)
-            else:  # u-major rows (u, i) -> component-major (i, u)
-                rows.append(w_out[block].view(self.channels, 3, -1).transpose(0, 1)
-                            .reshape(3 * self.channels, -1) * path.scale)
-        self.register_buffer("w_out", torch.cat(rows).contiguous())
+        self.kinds = fused_path_kinds(layer)
+        with torch.no_grad():
+            w_in, w_out = fused_maps(layer, dtype)
+        self.register_buffer("w_in", w_in.contiguous())
+        self.register_buffer("w_out", w_out.contiguous())
         w_self, self.dgate = _self_connection(layer, n_attr, din, dtype)
         self.register_buffer("w_self", w_self)
         self.radial = DenseRadial(layer.radial)
         self.dim_mid = dmid
 
     def _messages(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
-        # Blocks are taken with split/unbind, never by slicing: the backward of a slice is a
-        # zero tensor of the whole input plus a copy (two passes over (edges, 4C) per slice),
-        # that of split/unbind one concatenation.
-        c = self.channels
-        ws = self.radial(radial).split(c, dim=1)
-        y = sh.split([1, 3], dim=1)[1]
-        y0, y1, y2 = y.split(1, dim=1)
-        if self.has_vectors:
-            s, v_flat = x.split([c, 3 * c], dim=1)
-            v = v_flat.view(-1, 3, c)
-        else:
-            s, v = x, None
-        blocks = []
-        for (l1, l3), w in zip(self.kinds, ws, strict=True):
-            if l1 == 0 and l3 == 0:
-                blocks.append(w * s)
-            elif l1 == 0:
-                blocks.append((y[:, :, None] * (w * s)[:, None, :]).reshape(-1, 3 * c))
-            elif l3 == 1:
-                blocks.append((w[:, None, :] * v).reshape(-1, 3 * c))
-            else:
-                vx, vy, vz = v.unbind(1)
-                dot = torch.addcmul(torch.addcmul(vx * y0, vy, y1), vz, y2)
-                blocks.append(w * dot)
-        return torch.cat(blocks, dim=1)
+        return fused_messages(x, sh, self.radial(radial), self.kinds, self.channels,
+                              self.has_vectors)
 
     def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor,
@@ -346,6 +314,79 @@ class FusedInteraction(torch.nn.Module):
         own = torch.einsum("na,nad->nd", attrs, own)
         out = self.gate(agg @ self.w_out + own)
         return out + h if self.residual else out
+
+
+def fused_path_kinds(layer: Interaction) -> list[tuple[int, int]]:
+    """(ℓ_in, ℓ_out) of each tensor-product path of ``layer``, in output order."""
+    return [(path.l1, path.l3) for path in _tensor_product_paths(layer.tp)]
+
+
+def fused_maps(layer: Interaction, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's input and output maps as matrices for :func:`fused_messages`.
+
+    The input map's columns are permuted to the component-major layout; the output map's rows
+    follow it and carry the path constants and 1/sqrt(avg neighbours). Differentiable in the
+    layer's weights (training reads them off every step).
+
+    Returns:
+        w_in (din, din) and w_out (Σ path widths, gate input dim).
+    """
+    din, dmid = layer.irreps_in.dim, layer.tp.irreps_out.dim
+    channels = layer.irreps_in[0].mul
+    w_in = layer.linear_in(torch.eye(din, dtype=dtype, device=_device_of(layer)))
+    w_in = w_in[:, _component_major(layer.irreps_in).to(w_in.device)]
+    w_out = layer.linear_out(torch.eye(dmid, dtype=dtype, device=w_in.device)) * layer.norm
+    rows, mid_slices = [], layer.tp.irreps_out.slices()
+    for ins, path in zip(layer.tp.instructions, _tensor_product_paths(layer.tp), strict=True):
+        block = w_out[mid_slices[ins.i_out]] * path.scale
+        if path.l3 == 1:  # u-major rows (u, i) -> component-major (i, u)
+            block = block.view(channels, 3, -1).transpose(0, 1).reshape(3 * channels, -1)
+        rows.append(block)
+    return w_in, torch.cat(rows)
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def fused_messages(x: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor,
+                   kinds: list[tuple[int, int]], channels: int, has_vectors: bool
+                   ) -> torch.Tensor:
+    """Messages of the fused ℓ ≤ 1 paths, (edges, Σ path widths), unnormalised.
+
+    Args:
+        x: sender features after the input map, component-major (edges, C [+ 3C]).
+        sh: edge harmonics 0e + 1o, (edges, 4).
+        weights: radial path weights, (edges, len(kinds) × C): path k reads [kC, (k+1)C).
+        kinds: (ℓ_in, ℓ_out) per path, in output order.
+        channels: C.
+        has_vectors: whether x carries the 3C vector block.
+    """
+    # Blocks are taken with split/unbind, never by slicing: the backward of a slice is a
+    # zero tensor of the whole input plus a copy (two passes over (edges, 4C) per slice),
+    # that of split/unbind one concatenation.
+    c = channels
+    ws = weights.split(c, dim=1)
+    y = sh.split([1, 3], dim=1)[1]
+    y0, y1, y2 = y.split(1, dim=1)
+    if has_vectors:
+        s, v_flat = x.split([c, 3 * c], dim=1)
+        v = v_flat.view(-1, 3, c)
+    else:
+        s, v = x, None
+    blocks = []
+    for (l1, l3), w in zip(kinds, ws, strict=True):
+        if l1 == 0 and l3 == 0:
+            blocks.append(w * s)
+        elif l1 == 0:
+            blocks.append((y[:, :, None] * (w * s)[:, None, :]).reshape(-1, 3 * c))
+        elif l3 == 1:
+            blocks.append((w[:, None, :] * v).reshape(-1, 3 * c))
+        else:
+            vx, vy, vz = v.unbind(1)
+            dot = torch.addcmul(torch.addcmul(vx * y0, vy, y1), vz, y2)
+            blocks.append(w * dot)
+    return torch.cat(blocks, dim=1)
 
 
 def _component_major(irreps: o3.Irreps) -> torch.Tensor:

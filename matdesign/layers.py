@@ -145,6 +145,9 @@ class Interaction(torch.nn.Module):
         edge_length: (m,) |r_ij|, Å (unused here; the lean twin's radial tables take it).
         Returns (n, irreps_out.dim).
         """
+        fusion = getattr(self, "training_fusion", None)  # matdesign.training.fused
+        if fusion is not None and self.training:
+            return fusion(self, h, species_onehot, edge_index, edge_sh, edge_radial)
         agg = aggregate_messages(
             lambda x, sh, radial: self.tp(x, sh, self.radial(radial)), edge_index,
             h.shape[0], self.tp.irreps_out.dim, self.linear_in(h), edge_sh, edge_radial,

@@ -67,3 +67,55 @@ def test_weighted_loss_combines_terms_with_the_config_weights():
         7 * 1 + 3 * 2 + 5 * 4 + 0.5 * 7 * 8)
     assert math.isfinite(float(weighted_loss({k: terms[k] for k in ("energy", "forces",
                                                                     "stress")}, cfg, 1.0)))
+
+
+def test_fused_training_layers_give_e3nns_loss_and_gradients(monkeypatch):
+    """Training's fused ℓ ≤ 1 layers (matdesign.training.fused) against the e3nn kernels of the
+    same weights: loss and every parameter gradient (double backward through forces and
+    stress) to rounding in float64, and the fused kernel is really the one that ran."""
+    import copy
+
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    import matdesign.training.fused as fused_module
+    from matdesign.training.data import collate, to_frame
+    from matdesign.training.fused import fuse_for_training
+    from matdesign.training.loss import loss_terms
+    from tests.helpers import make_model, sheared_cell
+
+    reference = make_model(arch="two_body", lmax=1).train()
+    frames = []
+    for k, atoms in enumerate([sheared_cell(seed=3), bulk("Cu", "fcc", a=3.6, cubic=True)
+                               .repeat((2, 1, 1))]):
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        atoms.get_stress()
+        frames.append(to_frame(atoms, reference.config.cutoff, reference.species_index,
+                               f"frame {k}"))
+    batch = collate(frames)
+    fused = copy.deepcopy(reference)
+    assert fuse_for_training(fused) == 2
+    calls = []
+    real = fused_module.fused_messages
+    monkeypatch.setattr(fused_module, "fused_messages",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    cfg = TrainConfig()
+    results = []
+    for model in (reference, fused):
+        loss = weighted_loss(loss_terms(model, batch), cfg, cfg.energy_weight)
+        loss.backward()
+        grads = {n: p.grad for n, p in model.named_parameters() if p.grad is not None}
+        results.append((float(loss.detach()), grads))
+    assert calls, "the fused training kernel never ran"
+    (loss_ref, g_ref), (loss_fused, g_fused) = results
+    assert loss_ref > 1e-3
+    assert math.isclose(loss_fused, loss_ref, rel_tol=1e-12)
+    assert g_ref.keys() == g_fused.keys() and len(g_ref) > 10
+    for name, g in g_ref.items():
+        assert torch.allclose(g_fused[name], g, rtol=1e-9, atol=1e-12 * g.abs().max()), name
+    # Evaluation mode keeps e3nn's kernels.
+    calls.clear()
+    fused.eval()
+    loss_terms(fused, batch)
+    assert not calls

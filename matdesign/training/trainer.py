@@ -30,6 +30,7 @@ from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame, batch_to, fit_reference_energies, iterate_batches
 from matdesign.training.ema import ExponentialMovingAverage
+from matdesign.training.fused import fuse_for_training
 from matdesign.training.loss import loss_terms, validation_score, weighted_loss
 from matdesign.training.metrics import error_metrics
 from matdesign.training.schedule import Plateau, budget_fraction, energy_weight, learning_rate
@@ -332,6 +333,7 @@ def train_potential(
     out.parent.mkdir(parents=True, exist_ok=True)
     model = (model_from_checkpoint(init, species) if init is not None
              else build_model(model_config, species, train, cfg.cohesive_energies_ev))
+    fuse_for_training(model)  # same loss and gradients, ~0.7x the time per step
     fit = Fit.start(model.to(device=device, dtype=dtype), cfg)
     if resume:
         fit.load(resume)

@@ -1,0 +1,61 @@
+"""Fused ℓ ≤ 1 layers in training: the inference path's kernels, differentiable in the weights.
+
+Training runs the e3nn layers' own parameters (the checkpoint format is unchanged) but computes
+each two-body layer the way :class:`~matdesign.inference.FusedInteraction` does: the input and
+output maps are read off the e3nn modules as matrices on every step
+(:func:`~matdesign.inference.fused_maps`, differentiable), the tensor-product paths are
+broadcast products on component-major blocks (:func:`~matdesign.inference.fused_messages`),
+and the radial network and self-connection are the layer's own. The loss and its gradients
+equal those of e3nn's kernels to rounding (``tests/test_training_pieces.py``); a training step
+(energy, forces and stress loss, double backward) takes about 0.7× the time
+(benchmarks/README.md, tenth session).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from matdesign.inference import fusable, fused_maps, fused_messages, fused_path_kinds
+from matdesign.layers import Interaction, aggregate_messages
+
+
+class TrainingFusion:
+    """The fused forward of one :class:`~matdesign.layers.Interaction` in training mode.
+
+    Holds only the layer's static layout (no tensors, no parameters): the weights are the
+    layer's, read on every call, so optimiser, EMA and checkpoints see the e3nn modules.
+    """
+
+    def __init__(self, layer: Interaction) -> None:
+        self.kinds = fused_path_kinds(layer)
+        self.channels = layer.irreps_in[0].mul
+        self.has_vectors = layer.irreps_in.dim > self.channels
+
+    def __call__(self, layer: Interaction, h: torch.Tensor, species_onehot: torch.Tensor,
+                 edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor
+                 ) -> torch.Tensor:
+        w_in, w_out = fused_maps(layer, h.dtype)
+
+        def messages(x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+            return fused_messages(x, sh, layer.radial(radial), self.kinds, self.channels,
+                                  self.has_vectors)
+
+        agg = aggregate_messages(messages, edge_index, h.shape[0], w_out.shape[0], h @ w_in,
+                                 edge_sh, edge_radial, chunked=False)
+        out = layer.gate(agg @ w_out + layer.self_connection(h, species_onehot))
+        return out + h if layer.residual else out
+
+
+def fuse_for_training(model: torch.nn.Module) -> int:
+    """Give every fusable two-body layer of ``model`` the fused training forward (used while
+    the layer is in training mode; evaluation keeps e3nn's kernels).
+
+    Returns:
+        The number of layers fused.
+    """
+    count = 0
+    for layer in model.modules():
+        if isinstance(layer, Interaction) and fusable(layer):
+            layer.training_fusion = TrainingFusion(layer)
+            count += 1
+    return count
