@@ -103,7 +103,7 @@ def test_radial_table_interpolates_a_known_function():
 
 def test_load_calculator_uses_the_fused_layers_by_default():
     from matdesign.calculator import load_calculator
-    from matdesign.inference import FusedInteraction
+    from matdesign.fused_layers import FusedInteraction
     from matdesign.layers import Interaction
 
     model = _two_body(1, physics=True)
@@ -125,7 +125,8 @@ def test_fused_layers_are_gradients_and_equivariant():
     the general lean layer."""
     from e3nn import o3
 
-    from matdesign.inference import FusedInteraction, LeanInteraction
+    from matdesign.fused_layers import FusedInteraction
+    from matdesign.inference import LeanInteraction
 
     model = lean_potential(_two_body(1, physics=True), tabulate=False)
     assert all(isinstance(layer, FusedInteraction) for layer in model.layers)
@@ -149,7 +150,7 @@ def test_fused_layers_are_gradients_and_equivariant():
 def test_dense_radial_refuses_what_it_cannot_rebuild():
     from e3nn.nn import FullyConnectedNet
 
-    from matdesign.inference import DenseRadial
+    from matdesign.fused_layers import DenseRadial
 
     with pytest.raises(ValueError, match="last layer is linear"):
         DenseRadial(FullyConnectedNet([4, 8, 3], torch.nn.functional.silu, out_act=True))

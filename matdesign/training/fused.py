@@ -1,10 +1,10 @@
 """Fused ℓ ≤ 1 layers in training: the inference path's kernels, differentiable in the weights.
 
 Training runs the e3nn layers' own parameters (the checkpoint format is unchanged) but computes
-each two-body layer the way :class:`~matdesign.inference.FusedInteraction` does: the input and
+each two-body layer the way :class:`~matdesign.fused_layers.FusedInteraction` does: the input and
 output maps are read off the e3nn modules as matrices on every step
-(:func:`~matdesign.inference.fused_maps`, differentiable), the tensor-product paths are
-broadcast products on component-major blocks (:func:`~matdesign.inference.fused_messages`),
+(:func:`~matdesign.fused_layers.fused_maps`, differentiable), the tensor-product paths are
+broadcast products on component-major blocks (:func:`~matdesign.fused_layers.fused_messages`),
 and the radial network and self-connection are the layer's own. The loss and its gradients
 equal those of e3nn's kernels to rounding (``tests/test_training_pieces.py``); a training step
 (energy, forces and stress loss, double backward) takes about 0.7× the time
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from matdesign.inference import fusable, fused_maps, fused_messages, fused_path_kinds
+from matdesign.fused_layers import fusable, fused_maps, fused_messages, fused_path_kinds
 from matdesign.layers import Interaction, aggregate_messages
 
 

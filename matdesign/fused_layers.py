@@ -1,0 +1,287 @@
+"""Fused ℓ ≤ 1 interaction layers: e3nn's two-body layer as dense maps and broadcast products.
+
+:class:`FusedInteraction` is the default inference twin of an ℓ ≤ 1
+:class:`~matdesign.layers.Interaction` (the calculator builds it through
+:func:`matdesign.inference.lean_potential`); :func:`fused_maps` and :func:`fused_messages` are
+the same kernels for training (:mod:`matdesign.training.fused`), where the maps are read off the
+e3nn weights on every step. Shared pieces: the "uvu" path table of an e3nn tensor product
+(:func:`tensor_product_paths`), the component-major layout, the species self-connection as one
+matrix and the radial network as plain matrices (:class:`DenseRadial`).
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from e3nn import o3
+
+from matdesign.layers import Interaction, aggregate_messages
+
+
+def dense_map(fn: torch.nn.Module, dim_in: int, dtype: torch.dtype) -> torch.Tensor:
+    """Matrix M (dim_in, dim_out) with fn(x) = x @ M for a linear, bias-free ``fn``."""
+    with torch.no_grad():
+        return fn(torch.eye(dim_in, dtype=dtype)).detach().clone()
+
+
+def self_connection_map(layer: Interaction, n_attr: int, din: int, dtype: torch.dtype
+                     ) -> tuple[torch.Tensor, int]:
+    """The species self-connection as one matrix (din, n_attr × dgate), and dgate."""
+    attrs = torch.eye(n_attr, dtype=dtype)
+    sc = torch.stack([dense_map(lambda x, a=a: layer.self_connection(
+        x, a.expand(x.shape[0], -1)), din, dtype) for a in attrs])  # (attr, din, dgate)
+    return sc.permute(1, 0, 2).reshape(din, -1), sc.shape[2]
+
+
+class _Path(torch.nn.Module):
+    """One "uvu" instruction: out[e, u, k] = c w[e, u] Σ_ij C_ijk x[e, u, i] y[e, j].
+
+    For ℓ ≤ 1 every Wigner-3j block met here is a multiple of the identity (0⊗ℓ→ℓ, ℓ⊗0→ℓ,
+    ℓ⊗ℓ→0), so the contraction is a broadcast product or a dot product; other paths use the
+    general einsum.
+    """
+
+    def __init__(self, x_slice: slice, l1: int, y_slice: slice, l2: int, l3: int,
+                 w_slice: slice, mul: int, constant: float) -> None:
+        super().__init__()
+        self.x_slice, self.y_slice, self.w_slice = x_slice, y_slice, w_slice
+        self.mul, self.l1, self.l3 = mul, l1, l3
+        c = o3.wigner_3j(l1, l2, l3, dtype=torch.float64) * constant
+        if l1 == 0 or l2 == 0 or l3 == 0:
+            block = c.reshape(-1)[0] * torch.eye(max(l1, l2, l3) * 2 + 1, dtype=torch.float64)
+            kind = "dot" if l3 == 0 and l1 > 0 else "product"
+            if torch.allclose(c.reshape(block.shape), block, atol=1e-12):
+                self.kind, self.scale = kind, float(c.reshape(-1)[0])
+            else:  # pragma: no cover - e3nn's real basis makes these blocks diagonal
+                self.kind, self.scale = "general", 1.0
+        else:
+            self.kind, self.scale = "general", 1.0
+        self.register_buffer("w3j", c)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        m = x.shape[0]
+        xs = x[:, self.x_slice].view(m, self.mul, 2 * self.l1 + 1)
+        ys = y[:, self.y_slice][:, None, :]
+        w = weights[:, self.w_slice, None] * self.scale
+        if self.kind == "product":  # one factor is a scalar: broadcast
+            out = xs * ys
+        elif self.kind == "dot":  # a batched matrix product: reductions over 3 are slow
+            out = torch.bmm(xs, ys.transpose(1, 2))
+        else:
+            out = torch.einsum("eui,ej,ijk->euk", xs, ys[:, 0], self.w3j.to(x.dtype))
+        return (out * w).reshape(m, self.mul * (2 * self.l3 + 1))
+
+
+def tensor_product_paths(tp: o3.TensorProduct) -> torch.nn.ModuleList:
+    """Fused paths of an e3nn "uvu" TensorProduct whose output irreps appear once per path."""
+    paths, w_start = [], 0
+    for ins in tp.instructions:
+        if ins.connection_mode != "uvu" or not ins.has_weight:
+            raise ValueError(f"lean path supports weighted 'uvu' instructions, got {ins}")
+        mul, ir1 = tp.irreps_in1[ins.i_in1]
+        _, ir2 = tp.irreps_in2[ins.i_in2]
+        _, ir3 = tp.irreps_out[ins.i_out]
+        paths.append(_Path(tp.irreps_in1.slices()[ins.i_in1], ir1.l,
+                           tp.irreps_in2.slices()[ins.i_in2], ir2.l, ir3.l,
+                           slice(w_start, w_start + mul), mul, ins.path_weight))
+        w_start += mul
+    order = [ins.i_out for ins in tp.instructions]
+    if order != sorted(order) or len(set(order)) != len(order):
+        raise ValueError("lean path needs one instruction per output irrep, in output order")
+    return torch.nn.ModuleList(paths)
+
+
+class DenseRadial(torch.nn.Module):
+    """e3nn's ``FullyConnectedNet`` (normalised SiLU, no biases) as plain matrices: each layer's
+    1/sqrt(fan-in) and the activation's normalisation constant are folded into the weights once.
+
+    Raises:
+        ValueError: the rebuilt network differs from the original by more than 1e-10 (float64),
+            e.g. a layer kind this rewrite does not know.
+    """
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        mats, carry = [], 1.0  # carry: the previous activation's output factor
+        for layer in net:
+            scale = (layer.h_in * layer.var_in) ** -0.5 if layer.act is not None else (
+                layer.h_in * layer.var_in / layer.var_out) ** -0.5
+            mats.append(layer.weight.detach().double() * scale * carry)
+            carry = layer.var_out ** 0.5 * float(layer.act.cst) if layer.act is not None else 1.0
+        if carry != 1.0:
+            raise ValueError("DenseRadial needs a network whose last layer is linear")
+        self.weights = torch.nn.ParameterList(
+            torch.nn.Parameter(m.clone(), requires_grad=False) for m in mats)
+        self.act = net[0].act.f if net[0].act is not None else None
+        probe = torch.randn(64, mats[0].shape[0], dtype=torch.float64)
+        with torch.no_grad():
+            err = (self(probe) - copy.deepcopy(net).double()(probe)).abs().max().item()
+        if err > 1e-10:
+            raise ValueError(f"DenseRadial does not reproduce the radial network ({err:.1e})")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        last = len(self.weights) - 1
+        for k, w in enumerate(self.weights):
+            x = x @ w
+            if k < last:
+                x = self.act(x)
+        return x
+
+
+class FusedInteraction(torch.nn.Module):
+    """The inference twin of an ℓ ≤ 1 two-body :class:`~matdesign.layers.Interaction` (hidden
+    features C×0e [+ C×1o], edge harmonics 0e + 1o), about 1.5× faster than e3nn's kernels for
+    energy, forces and stress on a 128-atom cell.
+
+    Every tensor-product path is one broadcast product on contiguous (edges, C) blocks: vector
+    features are laid out component-major (x, y, z blocks of C channels) by permuting the
+    columns of the input map and the rows of the output map, so no 3-element reductions,
+    transposes or slice gradients (each a full zero tensor in autograd) are met. The path
+    constants and 1/sqrt(avg neighbours) are folded into the output map; the radial MLP
+    becomes :class:`DenseRadial` and takes the model's radial features as they are.
+
+    Args:
+        layer: a trained two-body layer with supported paths (:func:`fusable`).
+        potential: its potential (for the species count).
+    """
+
+    def __init__(self, layer: Interaction, potential: torch.nn.Module) -> None:
+        super().__init__()
+        dtype = torch.float64
+        layer = copy.deepcopy(layer).to("cpu", dtype)
+        n_attr = potential.species_attrs.shape[1]
+        din, dmid = layer.irreps_in.dim, layer.tp.irreps_out.dim
+        self.channels = layer.irreps_in[0].mul
+        self.has_vectors = din > self.channels
+        self.gate, self.residual = layer.gate, layer.residual
+        self.kinds = fused_path_kinds(layer)
+        with torch.no_grad():
+            w_in, w_out = fused_maps(layer, dtype)
+        self.register_buffer("w_in", w_in.contiguous())
+        self.register_buffer("w_out", w_out.contiguous())
+        w_self, self.dgate = self_connection_map(layer, n_attr, din, dtype)
+        self.register_buffer("w_self", w_self)
+        self.radial = DenseRadial(layer.radial)
+        self.dim_mid = dmid
+
+    def _messages(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
+        return fused_messages(x, sh, self.radial(radial), self.kinds, self.channels,
+                              self.has_vectors)
+
+    def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
+                edge_sh: torch.Tensor, edge_radial: torch.Tensor,
+                edge_length: torch.Tensor | None = None) -> torch.Tensor:
+        """As :meth:`Interaction.forward`."""
+        agg = aggregate_messages(self._messages, edge_index, h.shape[0], self.dim_mid,
+                                 h @ self.w_in, edge_sh, edge_radial, chunked=not self.training)
+        own = (h @ self.w_self).view(h.shape[0], -1, self.dgate)
+        own = torch.einsum("na,nad->nd", attrs, own)
+        out = self.gate(agg @ self.w_out + own)
+        return out + h if self.residual else out
+
+
+def fused_path_kinds(layer: Interaction) -> list[tuple[int, int]]:
+    """(ℓ_in, ℓ_out) of each tensor-product path of ``layer``, in output order."""
+    return [(path.l1, path.l3) for path in tensor_product_paths(layer.tp)]
+
+
+def fused_maps(layer: Interaction, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's input and output maps as matrices for :func:`fused_messages`.
+
+    The input map's columns are permuted to the component-major layout; the output map's rows
+    follow it and carry the path constants and 1/sqrt(avg neighbours). Differentiable in the
+    layer's weights (training reads them off every step).
+
+    Returns:
+        w_in (din, din) and w_out (Σ path widths, gate input dim).
+    """
+    din, dmid = layer.irreps_in.dim, layer.tp.irreps_out.dim
+    channels = layer.irreps_in[0].mul
+    w_in = layer.linear_in(torch.eye(din, dtype=dtype, device=_device_of(layer)))
+    w_in = w_in[:, _component_major(layer.irreps_in).to(w_in.device)]
+    w_out = layer.linear_out(torch.eye(dmid, dtype=dtype, device=w_in.device)) * layer.norm
+    rows, mid_slices = [], layer.tp.irreps_out.slices()
+    for ins, path in zip(layer.tp.instructions, tensor_product_paths(layer.tp), strict=True):
+        block = w_out[mid_slices[ins.i_out]] * path.scale
+        if path.l3 == 1:  # u-major rows (u, i) -> component-major (i, u)
+            block = block.view(channels, 3, -1).transpose(0, 1).reshape(3 * channels, -1)
+        rows.append(block)
+    return w_in, torch.cat(rows)
+
+
+def _device_of(module: torch.nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def fused_messages(x: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor,
+                   kinds: list[tuple[int, int]], channels: int, has_vectors: bool
+                   ) -> torch.Tensor:
+    """Messages of the fused ℓ ≤ 1 paths, (edges, Σ path widths), unnormalised.
+
+    Args:
+        x: sender features after the input map, component-major (edges, C [+ 3C]).
+        sh: edge harmonics 0e + 1o, (edges, 4).
+        weights: radial path weights, (edges, len(kinds) × C): path k reads [kC, (k+1)C).
+        kinds: (ℓ_in, ℓ_out) per path, in output order.
+        channels: C.
+        has_vectors: whether x carries the 3C vector block.
+    """
+    # Blocks are taken with split/unbind, never by slicing: the backward of a slice is a
+    # zero tensor of the whole input plus a copy (two passes over (edges, 4C) per slice),
+    # that of split/unbind one concatenation.
+    c = channels
+    ws = weights.split(c, dim=1)
+    y = sh.split([1, 3], dim=1)[1]
+    y0, y1, y2 = y.split(1, dim=1)
+    if has_vectors:
+        s, v_flat = x.split([c, 3 * c], dim=1)
+        v = v_flat.view(-1, 3, c)
+    else:
+        s, v = x, None
+    blocks = []
+    for (l1, l3), w in zip(kinds, ws, strict=True):
+        if l1 == 0 and l3 == 0:
+            blocks.append(w * s)
+        elif l1 == 0:
+            blocks.append((y[:, :, None] * (w * s)[:, None, :]).reshape(-1, 3 * c))
+        elif l3 == 1:
+            blocks.append((w[:, None, :] * v).reshape(-1, 3 * c))
+        else:
+            vx, vy, vz = v.unbind(1)
+            dot = torch.addcmul(torch.addcmul(vx * y0, vy, y1), vz, y2)
+            blocks.append(w * dot)
+    return torch.cat(blocks, dim=1)
+
+
+def _component_major(irreps: o3.Irreps) -> torch.Tensor:
+    """Column order that lays C×0e + C×1o out as [scalars, x-block, y-block, z-block]."""
+    order, start = [], 0
+    for mul, ir in irreps:
+        d = 2 * ir.l + 1
+        order += [start + u * d + i for i in range(d) for u in range(mul)]
+        start += mul * d
+    return torch.tensor(order)
+
+
+def fusable(layer: torch.nn.Module) -> bool:
+    """Whether :class:`FusedInteraction` can stand in for ``layer``: an e3nn two-body layer with
+    hidden features C×0e [+ C×1o] and "uvu" paths from ℓ ≤ 1 to ℓ ≤ 1 of natural parity."""
+    if not isinstance(layer, Interaction):
+        return False
+    irreps = [(mul, ir.l, ir.p) for mul, ir in layer.irreps_in]
+    if irreps not in ([(irreps[0][0], 0, 1)], [(irreps[0][0], 0, 1), (irreps[0][0], 1, -1)]):
+        return False
+    tp = layer.tp
+    if [ir.l for _, ir in tp.irreps_in2] != [0, 1]:
+        return False
+    for ins in tp.instructions:
+        mul, ir3 = tp.irreps_out[ins.i_out]
+        if (ins.connection_mode != "uvu" or not ins.has_weight or mul != irreps[0][0]
+                or ir3.l > 1 or ir3.p != (-1) ** ir3.l):
+            return False
+    try:
+        tensor_product_paths(tp)
+    except ValueError:
+        return False
+    return True
