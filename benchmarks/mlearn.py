@@ -31,9 +31,14 @@ PUBLISHED = {"Ni": (0.33, 0.01), "Cu": (0.22, 0.005), "Li": (0.17, 0.005), "Mo":
 def train_one(el: str, data_dir: str, config: str, minutes: float, threads: int,
               out: str) -> dict:
     """Train one element's model under the wall-clock budget; its validation row."""
+    import torch
+
     from matdesign.training.config import load_config
     from matdesign.training.workflow import run_training
 
+    # The library leaves threads to its caller (the CLI sets them): without this line every
+    # training here ran on torch's default, all cores (sessions five to nine).
+    torch.set_num_threads(threads)
     model_cfg, train_cfg = load_config(None if config == "defaults" else config)
     train_cfg = dataclasses.replace(train_cfg, max_time_min=minutes, threads=threads)
     t0 = time.time()
