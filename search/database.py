@@ -21,6 +21,9 @@ from __future__ import annotations
 
 import csv
 import json
+import random
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +41,29 @@ _RESERVED = {"id", "unique_id", "ctime", "mtime", "user", "calculator", "energy"
              "pbc", "cell", "numbers", "positions", "key", "x"}
 #: what each writer's database is called in errors
 _ROLES = {"screen": "results", "design": "campaign"}
+#: attempts of one write transaction that SQLite refuses with "database is locked"
+LOCKED_ATTEMPTS = 8
+
+
+def retry_when_locked(transaction: Callable[[], Any], attempts: int = LOCKED_ATTEMPTS) -> Any:
+    """Run ``transaction`` again (after 0.05-3 s, growing) when SQLite refuses it as locked.
+
+    SQLite returns "database is locked" at once, without waiting out its busy timeout, when
+    waiting could deadlock: a process that has read inside a transaction asks for the write
+    lock while another writer holds it (ase.db's ``update`` reads the row, then writes).
+    The transaction was rolled back, so running it again is safe.
+
+    Raises:
+        sqlite3.OperationalError: still locked after ``attempts`` tries, or another error.
+    """
+    for attempt in range(attempts):
+        try:
+            return transaction()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(min(3.0, 0.05 * 2 ** attempt) * (0.5 + random.random()))
+    return None  # pragma: no cover - the loop returns or raises
 
 
 def storable_pairs(pairs: dict[str, Any]) -> dict[str, float | int | str | bool]:
@@ -144,11 +170,14 @@ class ResultsDB:
         Returns:
             The new row id.
         """
-        with self._db:
-            row_id = self._db.write(atoms, key_value_pairs=key_value_pairs, data=data)
-            if replaces:
-                self._db.delete(list(replaces))
-        return int(row_id)
+        def transaction() -> int:
+            with self._db:
+                row_id = self._db.write(atoms, key_value_pairs=key_value_pairs, data=data)
+                if replaces:
+                    self._db.delete(list(replaces))
+            return int(row_id)
+
+        return retry_when_locked(transaction)
 
     def done_keys(self, include_failed: bool = True) -> set[tuple[str, str]]:
         """``(content_hash, settings_hash)`` of finished rows (failed ones too by default)."""
@@ -199,11 +228,14 @@ class ResultsDB:
             return 0
         hull = hull_energies(entries + [HullEntry(f"row:{r.id}", r.formula,
                                                   float(r.energy_per_atom_ev)) for r in rows])
-        with self._db:
-            for r in rows:
-                e_hull = hull[f"row:{r.id}"]
-                self._db.update(r.id, e_above_hull_ev_per_atom=e_hull,
-                                **(also(r, e_hull) if also else {}))
+        def transaction() -> None:
+            with self._db:
+                for r in rows:
+                    e_hull = hull[f"row:{r.id}"]
+                    self._db.update(r.id, e_above_hull_ev_per_atom=e_hull,
+                                    **(also(r, e_hull) if also else {}))
+
+        retry_when_locked(transaction)
         return len(rows)
 
     def count_where(self, **filters: Any) -> int:

@@ -121,3 +121,41 @@ def test_design_refuses_a_screen_database(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="matdesign screen"):
         campaign(db)
     assert connect(str(db)).count() == 1
+
+
+def test_a_locked_sqlite_transaction_is_run_again(monkeypatch):
+    """SQLite's immediate "database is locked" (deadlock avoidance, no busy wait) is retried;
+    other errors, and a lock that never clears, still raise."""
+    import sqlite3
+
+    import matdesign.search.database as database
+
+    monkeypatch.setattr(database.time, "sleep", lambda s: None)
+    calls = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+        return "written"
+
+    assert database.retry_when_locked(flaky) == "written" and len(calls) == 3
+
+    def broken() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: systems")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        database.retry_when_locked(broken)
+    assert len(calls) == 1
+
+    def stuck() -> None:
+        calls.append(1)
+        raise sqlite3.OperationalError("database is locked")
+
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        database.retry_when_locked(stuck, attempts=4)
+    assert len(calls) == 4
+
