@@ -12,6 +12,7 @@ matrix and the radial network as plain matrices (:class:`DenseRadial`).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 import torch
 from e3nn import o3
@@ -26,7 +27,7 @@ def dense_map(fn: torch.nn.Module, dim_in: int, dtype: torch.dtype) -> torch.Ten
 
 
 def self_connection_map(layer: Interaction, n_attr: int, din: int, dtype: torch.dtype
-                     ) -> tuple[torch.Tensor, int]:
+                        ) -> tuple[torch.Tensor, int]:
     """The species self-connection as one matrix (din, n_attr × dgate), and dgate."""
     attrs = torch.eye(n_attr, dtype=dtype)
     sc = torch.stack([dense_map(lambda x, a=a: layer.self_connection(
@@ -152,12 +153,10 @@ class FusedInteraction(torch.nn.Module):
         layer = copy.deepcopy(layer).to("cpu", dtype)
         n_attr = potential.species_attrs.shape[1]
         din, dmid = layer.irreps_in.dim, layer.tp.irreps_out.dim
-        self.channels = layer.irreps_in[0].mul
-        self.has_vectors = din > self.channels
         self.gate, self.residual = layer.gate, layer.residual
-        self.kinds = fused_path_kinds(layer)
+        self.layout = FusedLayout.of(layer)
         with torch.no_grad():
-            w_in, w_out = fused_maps(layer, dtype)
+            w_in, w_out = fused_maps(layer, self.layout, dtype)
         self.register_buffer("w_in", w_in.contiguous())
         self.register_buffer("w_out", w_out.contiguous())
         w_self, self.dgate = self_connection_map(layer, n_attr, din, dtype)
@@ -166,8 +165,7 @@ class FusedInteraction(torch.nn.Module):
         self.dim_mid = dmid
 
     def _messages(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
-        return fused_messages(x, sh, self.radial(radial), self.kinds, self.channels,
-                              self.has_vectors)
+        return fused_messages(x, sh, self.radial(radial), self.layout)
 
     def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor,
@@ -181,12 +179,41 @@ class FusedInteraction(torch.nn.Module):
         return out + h if self.residual else out
 
 
-def fused_path_kinds(layer: Interaction) -> list[tuple[int, int]]:
-    """(ℓ_in, ℓ_out) of each tensor-product path of ``layer``, in output order."""
-    return [(path.l1, path.l3) for path in tensor_product_paths(layer.tp)]
+@dataclass(frozen=True, eq=False)
+class FusedLayout:
+    """The static shape of a fusable layer, read once (:meth:`of`): what the fused maps and
+    messages need besides the weights.
+
+    Attributes:
+        kinds: (ℓ_in, ℓ_out) of each tensor-product path, in output order.
+        scales: each path's constant (Wigner-3j entry × e3nn path weight).
+        out_blocks: each path's rows in e3nn's output map.
+        channels: C, the multiplicity of every irrep.
+        has_vectors: whether the input carries the 3C vector block.
+        order: column order that lays the input out component-major.
+    """
+
+    kinds: tuple[tuple[int, int], ...]
+    scales: tuple[float, ...]
+    out_blocks: tuple[slice, ...]
+    channels: int
+    has_vectors: bool
+    order: torch.Tensor
+
+    @classmethod
+    def of(cls, layer: Interaction) -> FusedLayout:
+        paths = tensor_product_paths(layer.tp)
+        mid_slices = layer.tp.irreps_out.slices()
+        channels = layer.irreps_in[0].mul
+        return cls(kinds=tuple((p.l1, p.l3) for p in paths),
+                   scales=tuple(p.scale for p in paths),
+                   out_blocks=tuple(mid_slices[ins.i_out] for ins in layer.tp.instructions),
+                   channels=channels, has_vectors=layer.irreps_in.dim > channels,
+                   order=_component_major(layer.irreps_in))
 
 
-def fused_maps(layer: Interaction, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def fused_maps(layer: Interaction, layout: FusedLayout, dtype: torch.dtype
+               ) -> tuple[torch.Tensor, torch.Tensor]:
     """The layer's input and output maps as matrices for :func:`fused_messages`.
 
     The input map's columns are permuted to the component-major layout; the output map's rows
@@ -197,16 +224,17 @@ def fused_maps(layer: Interaction, dtype: torch.dtype) -> tuple[torch.Tensor, to
         w_in (din, din) and w_out (Σ path widths, gate input dim).
     """
     din, dmid = layer.irreps_in.dim, layer.tp.irreps_out.dim
-    channels = layer.irreps_in[0].mul
+    c = layout.channels
     w_in = layer.linear_in(torch.eye(din, dtype=dtype, device=_device_of(layer)))
-    w_in = w_in[:, _component_major(layer.irreps_in).to(w_in.device)]
+    w_in = w_in[:, layout.order.to(w_in.device)]
     w_out = layer.linear_out(torch.eye(dmid, dtype=dtype, device=w_in.device)) * layer.norm
-    rows, mid_slices = [], layer.tp.irreps_out.slices()
-    for ins, path in zip(layer.tp.instructions, tensor_product_paths(layer.tp), strict=True):
-        block = w_out[mid_slices[ins.i_out]] * path.scale
-        if path.l3 == 1:  # u-major rows (u, i) -> component-major (i, u)
-            block = block.view(channels, 3, -1).transpose(0, 1).reshape(3 * channels, -1)
-        rows.append(block)
+    rows = []
+    for (_, l3), scale, block in zip(layout.kinds, layout.scales, layout.out_blocks,
+                                     strict=True):
+        rows_k = w_out[block] * scale
+        if l3 == 1:  # u-major rows (u, i) -> component-major (i, u)
+            rows_k = rows_k.view(c, 3, -1).transpose(0, 1).reshape(3 * c, -1)
+        rows.append(rows_k)
     return w_in, torch.cat(rows)
 
 
@@ -215,32 +243,29 @@ def _device_of(module: torch.nn.Module) -> torch.device:
 
 
 def fused_messages(x: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor,
-                   kinds: list[tuple[int, int]], channels: int, has_vectors: bool
-                   ) -> torch.Tensor:
+                   layout: FusedLayout) -> torch.Tensor:
     """Messages of the fused ℓ ≤ 1 paths, (edges, Σ path widths), unnormalised.
 
     Args:
         x: sender features after the input map, component-major (edges, C [+ 3C]).
         sh: edge harmonics 0e + 1o, (edges, 4).
-        weights: radial path weights, (edges, len(kinds) × C): path k reads [kC, (k+1)C).
-        kinds: (ℓ_in, ℓ_out) per path, in output order.
-        channels: C.
-        has_vectors: whether x carries the 3C vector block.
+        weights: radial path weights, (edges, paths × C): path k reads [kC, (k+1)C).
+        layout: the layer's :class:`FusedLayout`.
     """
     # Blocks are taken with split/unbind, never by slicing: the backward of a slice is a
     # zero tensor of the whole input plus a copy (two passes over (edges, 4C) per slice),
     # that of split/unbind one concatenation.
-    c = channels
+    c = layout.channels
     ws = weights.split(c, dim=1)
     y = sh.split([1, 3], dim=1)[1]
     y0, y1, y2 = y.split(1, dim=1)
-    if has_vectors:
+    if layout.has_vectors:
         s, v_flat = x.split([c, 3 * c], dim=1)
         v = v_flat.view(-1, 3, c)
     else:
         s, v = x, None
     blocks = []
-    for (l1, l3), w in zip(kinds, ws, strict=True):
+    for (l1, l3), w in zip(layout.kinds, ws, strict=True):
         if l1 == 0 and l3 == 0:
             blocks.append(w * s)
         elif l1 == 0:

@@ -15,30 +15,27 @@ from __future__ import annotations
 
 import torch
 
-from matdesign.fused_layers import fusable, fused_maps, fused_messages, fused_path_kinds
+from matdesign.fused_layers import FusedLayout, fusable, fused_maps, fused_messages
 from matdesign.layers import Interaction, aggregate_messages
 
 
 class TrainingFusion:
     """The fused forward of one :class:`~matdesign.layers.Interaction` in training mode.
 
-    Holds only the layer's static layout (no tensors, no parameters): the weights are the
+    Holds only the layer's static layout (read once, no parameters): the weights are the
     layer's, read on every call, so optimiser, EMA and checkpoints see the e3nn modules.
     """
 
     def __init__(self, layer: Interaction) -> None:
-        self.kinds = fused_path_kinds(layer)
-        self.channels = layer.irreps_in[0].mul
-        self.has_vectors = layer.irreps_in.dim > self.channels
+        self.layout = FusedLayout.of(layer)
 
     def __call__(self, layer: Interaction, h: torch.Tensor, species_onehot: torch.Tensor,
                  edge_index: torch.Tensor, edge_sh: torch.Tensor, edge_radial: torch.Tensor
                  ) -> torch.Tensor:
-        w_in, w_out = fused_maps(layer, h.dtype)
+        w_in, w_out = fused_maps(layer, self.layout, h.dtype)
 
         def messages(x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
-            return fused_messages(x, sh, layer.radial(radial), self.kinds, self.channels,
-                                  self.has_vectors)
+            return fused_messages(x, sh, layer.radial(radial), self.layout)
 
         agg = aggregate_messages(messages, edge_index, h.shape[0], w_out.shape[0], h @ w_in,
                                  edge_sh, edge_radial, chunked=False)
