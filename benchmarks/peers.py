@@ -92,6 +92,9 @@ def train_ours(args: argparse.Namespace, train: Path, valid: Path) -> dict[str, 
     from matdesign.training.config import load_config
     from matdesign.training.workflow import run_training
 
+    # The library leaves torch threads to its caller: set them before training, or it runs on
+    # torch's default (every core) whatever --threads says.
+    torch.set_num_threads(args.threads)
     model_cfg, train_cfg = load_config(args.config)
     train_cfg = dataclasses.replace(train_cfg, max_time_min=args.minutes, threads=args.threads)
     ckpt = args.out / "ours.pt"
@@ -101,7 +104,6 @@ def train_ours(args: argparse.Namespace, train: Path, valid: Path) -> dict[str, 
     row = {"train_wall_min": (time.time() - t0) / 60, "epochs": s["epochs"],
            "best_epoch": s["best_epoch"], "stopped": s.get("stopped_because"),
            "trainer_valid": s["valid"], "checkpoint": str(ckpt)}
-    torch.set_num_threads(args.threads)
     calc = load_calculator(str(ckpt), dtype="float32")
     row["n_params"] = sum(p.numel() for p in calc.model.parameters())
     row.update(valid_errors(calc, str(valid)), **time_forces(calc, args.repeats))

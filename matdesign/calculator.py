@@ -27,6 +27,7 @@ from matdesign.graph import (
     batch_graphs,
     check_min_distance,
 )
+from matdesign.memory import keep_freed_memory
 from matdesign.model import Potential
 from matdesign.potential_spec import PotentialSpec, parse_potential
 from matdesign.structure_io import check_finite
@@ -53,6 +54,7 @@ class MatdesignCalculator(Calculator):
 
     def __init__(self, model: Potential | PotentialEnsemble, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        keep_freed_memory()  # no page faults on every call's per-edge buffers (memory.py)
         self.model = model.eval()
         self.members = list(model.members) if isinstance(model, PotentialEnsemble) else [model]
         self.cutoff = float(model.config.cutoff)

@@ -34,7 +34,7 @@ def edge_vectors(graph: Graph, positions: torch.Tensor, cell: torch.Tensor) -> t
         shift = graph.cell_shifts @ cell[0]
     else:
         shift = torch.einsum("mk,mkl->ml", graph.cell_shifts, cell[graph.batch[receiver]])
-    return positions[sender] - positions[receiver] + shift
+    return positions.index_select(0, sender) - positions.index_select(0, receiver) + shift
 
 
 def energy_forces_stress(

@@ -121,13 +121,16 @@ class DenseRadial(torch.nn.Module):
         if err > 1e-10:
             raise ValueError(f"DenseRadial does not reproduce the radial network ({err:.1e})")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        last = len(self.weights) - 1
-        for k, w in enumerate(self.weights):
-            x = x @ w
-            if k < last:
-                x = self.act(x)
-        return x
+    def forward(self, x: torch.Tensor, split: int | None = None
+                ) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """The network's output (m, out), or with ``split`` its consecutive column blocks of
+        that width as separate products (no concatenation of their gradients)."""
+        *hidden, last = self.weights
+        for w in hidden:
+            x = self.act(x @ w)
+        if split is None:
+            return x @ last
+        return tuple(x @ w for w in last.split(split, dim=1))
 
 
 class FusedInteraction(torch.nn.Module):
@@ -157,22 +160,29 @@ class FusedInteraction(torch.nn.Module):
         self.layout = FusedLayout.of(layer)
         with torch.no_grad():
             w_in, w_out = fused_maps(layer, self.layout, dtype)
-        self.register_buffer("w_in", w_in.contiguous())
+        # scalar and vector columns as two maps: each is gathered onto the edges on its own
+        c = self.layout.channels
+        w_in_s, w_in_v = w_in.split([c, w_in.shape[1] - c], dim=1)
+        self.register_buffer("w_in_s", w_in_s.contiguous())
+        self.register_buffer("w_in_v", w_in_v.contiguous() if self.layout.has_vectors else None)
         self.register_buffer("w_out", w_out.contiguous())
         w_self, self.dgate = self_connection_map(layer, n_attr, din, dtype)
         self.register_buffer("w_self", w_self)
         self.radial = DenseRadial(layer.radial)
         self.dim_mid = dmid
 
-    def _messages(self, x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
-        return fused_messages(x, sh, self.radial(radial), self.layout)
+    def _messages(self, *inputs: torch.Tensor) -> torch.Tensor:
+        *x, sh, radial = inputs
+        weights = self.radial(radial, split=self.layout.channels)
+        return fused_messages(tuple(x) if len(x) > 1 else x[0], sh, weights, self.layout)
 
     def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor,
                 edge_length: torch.Tensor | None = None) -> torch.Tensor:
         """As :meth:`Interaction.forward`."""
-        agg = aggregate_messages(self._messages, edge_index, h.shape[0], self.dim_mid,
-                                 h @ self.w_in, edge_sh, edge_radial, chunked=not self.training)
+        x = (h @ self.w_in_s,) if self.w_in_v is None else (h @ self.w_in_s, h @ self.w_in_v)
+        agg = aggregate_messages(self._messages, edge_index, h.shape[0], self.dim_mid, x,
+                                 edge_sh, edge_radial, chunked=not self.training)
         own = (h @ self.w_self).view(h.shape[0], -1, self.dgate)
         own = torch.einsum("na,nad->nd", attrs, own)
         out = self.gate(agg @ self.w_out + own)
@@ -242,24 +252,30 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def fused_messages(x: torch.Tensor, sh: torch.Tensor, weights: torch.Tensor,
-                   layout: FusedLayout) -> torch.Tensor:
+def fused_messages(x: torch.Tensor | tuple[torch.Tensor, torch.Tensor], sh: torch.Tensor,
+                   weights: torch.Tensor | tuple[torch.Tensor, ...], layout: FusedLayout
+                   ) -> torch.Tensor:
     """Messages of the fused ℓ ≤ 1 paths, (edges, Σ path widths), unnormalised.
 
     Args:
-        x: sender features after the input map, component-major (edges, C [+ 3C]).
+        x: sender features after the input map, component-major (edges, C [+ 3C]), or the
+            scalar (edges, C) and vector (edges, 3C) blocks already apart.
         sh: edge harmonics 0e + 1o, (edges, 4).
-        weights: radial path weights, (edges, paths × C): path k reads [kC, (k+1)C).
+        weights: radial path weights, (edges, paths × C) where path k reads [kC, (k+1)C), or
+            the per-path (edges, C) blocks already apart.
         layout: the layer's :class:`FusedLayout`.
     """
     # Blocks are taken with split/unbind, never by slicing: the backward of a slice is a
     # zero tensor of the whole input plus a copy (two passes over (edges, 4C) per slice),
-    # that of split/unbind one concatenation.
+    # that of split/unbind one concatenation. Inputs given already apart spare even that.
     c = layout.channels
-    ws = weights.split(c, dim=1)
+    ws = weights if isinstance(weights, tuple) else weights.split(c, dim=1)
     y = sh.split([1, 3], dim=1)[1]
     y0, y1, y2 = y.split(1, dim=1)
-    if layout.has_vectors:
+    if isinstance(x, tuple):
+        s, v_flat = x
+        v = v_flat.view(-1, 3, c)
+    elif layout.has_vectors:
         s, v_flat = x.split([c, 3 * c], dim=1)
         v = v_flat.view(-1, 3, c)
     else:

@@ -96,9 +96,15 @@ def check_min_distance(graph: Graph, numbers: np.ndarray, min_distance: float = 
     vec = (graph.positions[sender] - graph.positions[receiver]
            + torch.einsum("mk,mkl->ml", graph.cell_shifts, graph.cell[graph.batch[receiver]]))
     d = torch.linalg.norm(vec, dim=1).detach().cpu().numpy()
-    i, j = receiver.cpu().numpy(), sender.cpu().numpy()
     z = np.asarray(numbers)
-    raise_if_close(i, j, d, pair_thresholds(z[i], z[j], min_distance))
+    # per-pair thresholds only for pairs closer than the largest one any pair here can have
+    species = np.unique(z)
+    bound = pair_thresholds(species, species, min_distance).max()
+    near = np.flatnonzero(d < bound)
+    if near.size == 0:
+        return
+    i, j = receiver.cpu().numpy()[near], sender.cpu().numpy()[near]
+    raise_if_close(i, j, d[near], pair_thresholds(z[i], z[j], min_distance))
 
 
 class NeighbourCache:
@@ -122,6 +128,7 @@ class NeighbourCache:
         self.builds = 0
         self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._float_shifts: np.ndarray | None = None  # S of the list as float64
 
     def _still_valid(self, atoms: Atoms) -> bool:
         if self._ref is None or self.skin == 0:
@@ -144,13 +151,16 @@ class NeighbourCache:
         """``(i, j, S)`` of the pairs closer than the cutoff, as :func:`neighbour_list`."""
         if not self._still_valid(atoms):
             self._pairs = neighbour_list(atoms, self.cutoff + self.skin)
+            self._float_shifts = None
             self._ref = (atoms.numbers.copy(), np.asarray(atoms.pbc, dtype=bool).copy(),
                          np.asarray(atoms.positions).copy(), atoms.cell.array.copy())
             self.builds += 1
         i, j, s = self._pairs
+        if self._float_shifts is None:
+            self._float_shifts = s.astype(np.float64)
         pos = np.asarray(atoms.positions)
-        d = np.linalg.norm(pos[j] - pos[i] + s @ atoms.cell.array, axis=1)
-        keep = d < self.cutoff
+        vec = pos[j] - pos[i] + self._float_shifts @ atoms.cell.array
+        keep = np.einsum("ij,ij->i", vec, vec) < self.cutoff ** 2
         return i[keep], j[keep], s[keep]
 
 

@@ -27,34 +27,40 @@ def aggregate_messages(
     edge_index: torch.Tensor,
     num_nodes: int,
     dim: int,
-    node_features: torch.Tensor,
+    node_features: torch.Tensor | tuple[torch.Tensor, ...],
     *edge_inputs: torch.Tensor,
     chunked: bool,
 ) -> torch.Tensor:
     """Σ_j m_ij per receiver i, shape (num_nodes, dim).
 
-    ``message_fn(x_sender, *edge_inputs)`` gives the (m, dim) messages of its edges from the
-    sender features. With ``chunked`` and more edges than one chunk (:data:`EDGE_CHUNK` scaled
-    by the features' width in bytes, at most :data:`MAX_EDGE_CHUNKS` chunks) the sum runs
-    chunk by chunk under activation checkpointing: the same numbers, memory bounded by one
-    chunk, one extra forward pass of the edge part during the backward pass. Training keeps
-    ``chunked`` off (its loss differentiates twice through the messages).
+    ``message_fn(*x_sender, *edge_inputs)`` gives the (m, dim) messages of its edges from the
+    sender features (one tensor, or a tuple of node tensors gathered separately, which spares
+    the backward pass a concatenation of their gradients). With ``chunked`` and more edges
+    than one chunk (:data:`EDGE_CHUNK` scaled by the features' width in bytes, at most
+    :data:`MAX_EDGE_CHUNKS` chunks) the sum runs chunk by chunk under activation
+    checkpointing: the same numbers, memory bounded by one chunk, one extra forward pass of the
+    edge part during the backward pass. Training keeps ``chunked`` off (its loss
+    differentiates twice through the messages).
     """
     receiver, sender = edge_index
+    feats = node_features if isinstance(node_features, tuple) else (node_features,)
+    k = len(feats)
 
-    def part(x: torch.Tensor, rec: torch.Tensor, snd: torch.Tensor,
-             *inputs: torch.Tensor) -> torch.Tensor:
-        messages = message_fn(x[snd], *inputs)
+    def part(rec: torch.Tensor, snd: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+        # index_select, not x[snd]: advanced indexing gathers several times slower on CPU and
+        # its backward is a serial index_put with accumulate (benchmarks/README.md, issue 12).
+        gathered = [x.index_select(0, snd) for x in tensors[:k]]
+        messages = message_fn(*gathered, *tensors[k:])
         return messages.new_zeros(num_nodes, dim).index_add_(0, rec, messages)
 
     m = receiver.shape[0]
-    chunk = max(1, EDGE_CHUNK * 4 // node_features.element_size(), -(-m // MAX_EDGE_CHUNKS))
+    chunk = max(1, EDGE_CHUNK * 4 // feats[0].element_size(), -(-m // MAX_EDGE_CHUNKS))
     if not chunked or m <= chunk:
-        return part(node_features, receiver, sender, *edge_inputs)
-    agg = node_features.new_zeros(num_nodes, dim)
+        return part(receiver, sender, *feats, *edge_inputs)
+    agg = feats[0].new_zeros(num_nodes, dim)
     for start in range(0, m, chunk):
         e = slice(start, start + chunk)
-        args = (node_features, receiver[e], sender[e], *(t[e] for t in edge_inputs))
+        args = (receiver[e], sender[e], *feats, *(t[e] for t in edge_inputs))
         if torch.is_grad_enabled():
             agg = agg + checkpoint(part, *args, use_reentrant=False)
         else:
