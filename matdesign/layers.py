@@ -10,15 +10,16 @@ from e3nn.nn import FullyConnectedNet, Gate
 from torch.utils.checkpoint import checkpoint
 
 # Edges per chunk of the message sum at inference, for float32 features; a wider dtype gets
-# proportionally fewer (float64: 4,096). Above one chunk, messages are computed chunk by chunk
+# proportionally fewer (float64: 32,768). Above one chunk, messages are computed chunk by chunk
 # and recomputed in the backward pass instead of being stored, which bounds memory (a
-# 9,826-atom bcc cell, 255k edges: 1.3 GB instead of 2.7 GB) and keeps a chunk's working set
-# cache-sized (float64 ran 1.4-1.6x faster at 1,024-3,456 atoms with 4,096-edge chunks than
-# with 32,768; float32 alike with 8,192 or 32,768). Peak memory grows with the number of
-# chunks, by about one node-sized buffer per chunk and layer (measured; the cause is not
-# traced), so chunks grow beyond MAX_EDGE_CHUNKS of them (float64 at 9,826 atoms: 3.2 GB with
-# 62 chunks, 1.55 GB with 16). benchmarks/README.md, issue 12.
-EDGE_CHUNK = 8192
+# 9,826-atom bcc cell, 255k edges: 1.25 GB in float32 and 1.5 GB in float64). The chunks were
+# 8,192 edges while every call faulted in fresh pages, when cache-sized chunks paid; once freed
+# buffers are reused (matdesign/memory.py) the recomputation is what chunks cost, and 1,024
+# atoms ran 1.3-1.7x faster unchunked than in 8,192-edge chunks (eleventh session). Peak
+# memory grows with the number of chunks, by about one node-sized buffer per chunk and layer
+# (measured; the cause is not traced), so chunks grow beyond MAX_EDGE_CHUNKS of them (float64
+# at 9,826 atoms: 3.2 GB with 62 chunks, 1.55 GB with 16). benchmarks/README.md, issue 12.
+EDGE_CHUNK = 65536
 MAX_EDGE_CHUNKS = 16
 
 
