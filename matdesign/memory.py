@@ -30,6 +30,9 @@ MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 #: free memory at the top of the heap is handed back only above this
 TRIM_THRESHOLD_BYTES = 1024 * 1024 * 1024
 
+#: environment variable that switches the setting off ("0") or on ("1", the default)
+ENV_SWITCH = "MATDESIGN_KEEP_FREED_MEMORY"
+
 _done: bool | None = None
 
 
@@ -39,12 +42,19 @@ def keep_freed_memory() -> bool:
     Returns:
         True if the settings are in force (now or from an earlier call); False on a C library
         without ``mallopt`` (musl, macOS, Windows) or when ``MATDESIGN_KEEP_FREED_MEMORY=0``.
+
+    Raises:
+        ValueError: ``MATDESIGN_KEEP_FREED_MEMORY`` set to anything but 0 or 1 (the message
+            names the variable).
     """
     global _done
     if _done is not None:
         return _done
+    setting = os.environ.get(ENV_SWITCH, "1").strip()
+    if setting not in ("0", "1"):
+        raise ValueError(f"{ENV_SWITCH} must be 0 or 1 (unset means 1), got {setting!r}")
     _done = False
-    if os.environ.get("MATDESIGN_KEEP_FREED_MEMORY", "1").strip() == "0":
+    if setting == "0":
         return False
     name = ctypes.util.find_library("c")
     try:

@@ -55,3 +55,13 @@ def test_the_setting_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("MATDESIGN_KEEP_FREED_MEMORY", "0")
     assert memory.keep_freed_memory() is False
     monkeypatch.setattr(memory, "_done", None)  # the real state for later tests
+
+
+def test_a_mistyped_switch_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matdesign import memory
+
+    monkeypatch.setattr(memory, "_done", None)
+    monkeypatch.setenv("MATDESIGN_KEEP_FREED_MEMORY", "no")
+    with pytest.raises(ValueError, match="MATDESIGN_KEEP_FREED_MEMORY must be 0 or 1"):
+        memory.keep_freed_memory()
+    monkeypatch.setattr(memory, "_done", None)
