@@ -12,6 +12,7 @@ matrix and the radial network as plain matrices (:class:`DenseRadial`).
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -160,11 +161,7 @@ class FusedInteraction(torch.nn.Module):
         self.layout = FusedLayout.of(layer)
         with torch.no_grad():
             w_in, w_out = fused_maps(layer, self.layout, dtype)
-        # scalar and vector columns as two maps: each is gathered onto the edges on its own
-        c = self.layout.channels
-        w_in_s, w_in_v = w_in.split([c, w_in.shape[1] - c], dim=1)
-        self.register_buffer("w_in_s", w_in_s.contiguous())
-        self.register_buffer("w_in_v", w_in_v.contiguous() if self.layout.has_vectors else None)
+        self.register_buffer("w_in", w_in.contiguous())
         self.register_buffer("w_out", w_out.contiguous())
         w_self, self.dgate = self_connection_map(layer, n_attr, din, dtype)
         self.register_buffer("w_self", w_self)
@@ -174,15 +171,15 @@ class FusedInteraction(torch.nn.Module):
     def _messages(self, *inputs: torch.Tensor) -> torch.Tensor:
         *x, sh, radial = inputs
         weights = self.radial(radial, split=self.layout.channels)
-        return fused_messages(tuple(x) if len(x) > 1 else x[0], sh, weights, self.layout)
+        return fused_messages(tuple(x), sh, weights, self.layout)
 
     def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor,
                 edge_length: torch.Tensor | None = None) -> torch.Tensor:
         """As :meth:`Interaction.forward`."""
-        x = (h @ self.w_in_s,) if self.w_in_v is None else (h @ self.w_in_s, h @ self.w_in_v)
-        agg = aggregate_messages(self._messages, edge_index, h.shape[0], self.dim_mid, x,
-                                 edge_sh, edge_radial, chunked=not self.training)
+        agg = aggregate_messages(self._messages, edge_index, h.shape[0], self.dim_mid,
+                                 sender_blocks(h, self.w_in, self.layout), edge_sh, edge_radial,
+                                 chunked=not self.training)
         own = (h @ self.w_self).view(h.shape[0], -1, self.dgate)
         own = torch.einsum("na,nad->nd", attrs, own)
         out = self.gate(agg @ self.w_out + own)
@@ -252,36 +249,38 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return next(module.parameters()).device
 
 
-def fused_messages(x: torch.Tensor | tuple[torch.Tensor, torch.Tensor], sh: torch.Tensor,
-                   weights: torch.Tensor | tuple[torch.Tensor, ...], layout: FusedLayout
-                   ) -> torch.Tensor:
+def sender_blocks(h: torch.Tensor, w_in: torch.Tensor, layout: FusedLayout
+                  ) -> tuple[torch.Tensor, ...]:
+    """Node features through the input map as the scalar (n, C) [and vector (n, 3C)] blocks,
+    each a product of its own, so each is gathered onto the edges on its own and the backward
+    pass concatenates no gradients."""
+    if not layout.has_vectors:
+        return (h @ w_in,)
+    w_s, w_v = w_in.split([layout.channels, w_in.shape[1] - layout.channels], dim=1)
+    return h @ w_s, h @ w_v
+
+
+def fused_messages(x: tuple[torch.Tensor, ...], sh: torch.Tensor,
+                   weights: Sequence[torch.Tensor], layout: FusedLayout) -> torch.Tensor:
     """Messages of the fused ℓ ≤ 1 paths, (edges, Σ path widths), unnormalised.
 
     Args:
-        x: sender features after the input map, component-major (edges, C [+ 3C]), or the
-            scalar (edges, C) and vector (edges, 3C) blocks already apart.
+        x: sender blocks of :func:`sender_blocks` on the edges: scalars (edges, C) [and
+            component-major vectors (edges, 3C)].
         sh: edge harmonics 0e + 1o, (edges, 4).
-        weights: radial path weights, (edges, paths × C) where path k reads [kC, (k+1)C), or
-            the per-path (edges, C) blocks already apart.
+        weights: radial weights of each path, (edges, C), in path order.
         layout: the layer's :class:`FusedLayout`.
     """
     # Blocks are taken with split/unbind, never by slicing: the backward of a slice is a
     # zero tensor of the whole input plus a copy (two passes over (edges, 4C) per slice),
-    # that of split/unbind one concatenation. Inputs given already apart spare even that.
+    # that of split/unbind one concatenation.
     c = layout.channels
-    ws = weights if isinstance(weights, tuple) else weights.split(c, dim=1)
     y = sh.split([1, 3], dim=1)[1]
     y0, y1, y2 = y.split(1, dim=1)
-    if isinstance(x, tuple):
-        s, v_flat = x
-        v = v_flat.view(-1, 3, c)
-    elif layout.has_vectors:
-        s, v_flat = x.split([c, 3 * c], dim=1)
-        v = v_flat.view(-1, 3, c)
-    else:
-        s, v = x, None
+    s = x[0]
+    v = x[1].view(-1, 3, c) if layout.has_vectors else None
     blocks = []
-    for (l1, l3), w in zip(layout.kinds, ws, strict=True):
+    for (l1, l3), w in zip(layout.kinds, weights, strict=True):
         if l1 == 0 and l3 == 0:
             blocks.append(w * s)
         elif l1 == 0:

@@ -128,7 +128,7 @@ class NeighbourCache:
         self.builds = 0
         self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._float_shifts: np.ndarray | None = None  # S of the list as float64
+        self._float_shifts = np.zeros((0, 3))  # S of the list as float64
 
     def _still_valid(self, atoms: Atoms) -> bool:
         if self._ref is None or self.skin == 0:
@@ -151,13 +151,11 @@ class NeighbourCache:
         """``(i, j, S)`` of the pairs closer than the cutoff, as :func:`neighbour_list`."""
         if not self._still_valid(atoms):
             self._pairs = neighbour_list(atoms, self.cutoff + self.skin)
-            self._float_shifts = None
+            self._float_shifts = self._pairs[2].astype(np.float64)
             self._ref = (atoms.numbers.copy(), np.asarray(atoms.pbc, dtype=bool).copy(),
                          np.asarray(atoms.positions).copy(), atoms.cell.array.copy())
             self.builds += 1
         i, j, s = self._pairs
-        if self._float_shifts is None:
-            self._float_shifts = s.astype(np.float64)
         pos = np.asarray(atoms.positions)
         vec = pos[j] - pos[i] + self._float_shifts @ atoms.cell.array
         keep = np.einsum("ij,ij->i", vec, vec) < self.cutoff ** 2

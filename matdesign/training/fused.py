@@ -15,7 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from matdesign.fused_layers import FusedLayout, fusable, fused_maps, fused_messages
+from matdesign.fused_layers import (
+    FusedLayout,
+    fusable,
+    fused_maps,
+    fused_messages,
+    sender_blocks,
+)
 from matdesign.layers import Interaction, aggregate_messages
 
 
@@ -34,11 +40,14 @@ class TrainingFusion:
                  ) -> torch.Tensor:
         w_in, w_out = fused_maps(layer, self.layout, h.dtype)
 
-        def messages(x: torch.Tensor, sh: torch.Tensor, radial: torch.Tensor) -> torch.Tensor:
-            return fused_messages(x, sh, layer.radial(radial), self.layout)
+        def messages(*inputs: torch.Tensor) -> torch.Tensor:
+            *x, sh, radial = inputs
+            weights = layer.radial(radial).split(self.layout.channels, dim=1)
+            return fused_messages(tuple(x), sh, weights, self.layout)
 
-        agg = aggregate_messages(messages, edge_index, h.shape[0], w_out.shape[0], h @ w_in,
-                                 edge_sh, edge_radial, chunked=False)
+        agg = aggregate_messages(messages, edge_index, h.shape[0], w_out.shape[0],
+                                 sender_blocks(h, w_in, self.layout), edge_sh, edge_radial,
+                                 chunked=False)
         out = layer.gate(agg @ w_out + layer.self_connection(h, species_onehot))
         return out + h if layer.residual else out
 
