@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from matdesign.graph import Graph
+from matdesign.graph import Graph, edge_vectors
+
+__all__ = ["ModelOutput", "edge_vectors", "energy_forces_stress", "head_forces"]
 
 
 @dataclass(frozen=True)
@@ -25,16 +27,6 @@ class ModelOutput:
     stress: torch.Tensor | None
     # (heads, b) eV: energy of every readout head of a committee model; None for other models.
     head_energy: torch.Tensor | None = None
-
-
-def edge_vectors(graph: Graph, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
-    """r_ij = r_j - r_i + S_ij @ cell_b, shape (m, 3), Å."""
-    receiver, sender = graph.edge_index
-    if cell.shape[0] == 1:  # one structure: one matrix product, no per-edge copy of the cell
-        shift = graph.cell_shifts @ cell[0]
-    else:
-        shift = torch.einsum("mk,mkl->ml", graph.cell_shifts, cell[graph.batch[receiver]])
-    return positions.index_select(0, sender) - positions.index_select(0, receiver) + shift
 
 
 def energy_forces_stress(

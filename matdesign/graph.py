@@ -51,6 +51,16 @@ class Graph:
         )
 
 
+def edge_vectors(graph: Graph, positions: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """r_ij = r_j - r_i + S_ij @ cell_b, shape (m, 3), Å."""
+    receiver, sender = graph.edge_index
+    if cell.shape[0] == 1:  # one structure: one matrix product, no per-edge copy of the cell
+        shift = graph.cell_shifts @ cell[0]
+    else:
+        shift = torch.einsum("mk,mkl->ml", graph.cell_shifts, cell[graph.batch[receiver]])
+    return positions.index_select(0, sender) - positions.index_select(0, receiver) + shift
+
+
 def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs closer than ``cutoff`` (Å), including an atom's own periodic images.
 
@@ -93,9 +103,8 @@ def check_min_distance(graph: Graph, numbers: np.ndarray, min_distance: float = 
     receiver, sender = graph.edge_index
     if receiver.numel() == 0:
         return
-    vec = (graph.positions[sender] - graph.positions[receiver]
-           + torch.einsum("mk,mkl->ml", graph.cell_shifts, graph.cell[graph.batch[receiver]]))
-    d = torch.linalg.norm(vec, dim=1).detach().cpu().numpy()
+    d = torch.linalg.norm(edge_vectors(graph, graph.positions, graph.cell), dim=1)
+    d = d.detach().cpu().numpy()
     z = np.asarray(numbers)
     # per-pair thresholds only for pairs closer than the largest one any pair here can have
     species = np.unique(z)
