@@ -64,6 +64,9 @@ class MatdesignCalculator(Calculator):
         self.neighbours = NeighbourCache(self.cutoff, skin=NEIGHBOUR_SKIN)
         stored = metadata.get(DOMAIN_KEY)
         self.chemical_domain = ChemicalDomain.from_dict(stored) if stored else None
+        self._unseen_pairs: np.ndarray | None = None  # (species, species), with a pair prior
+        if self.chemical_domain is not None and self.chemical_domain.pair_prior_ev_per_atom:
+            self._unseen_pairs = self.chemical_domain.unseen_pair_matrix(self.members[0].species)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, dtype: str | torch.dtype = "float64",
@@ -96,6 +99,14 @@ class MatdesignCalculator(Calculator):
             raise UnknownElementError(
                 f"element(s) {unknown} not known to this potential; it knows {self.species}"
             )
+
+    def check_state(self, atoms: Atoms, tol: float = 1e-15) -> list[str]:
+        """ASE's comparison with the last calculated structure, with an exact-equality fast path
+        (an optimiser asks for energy, forces and stress of one unchanged structure in turn;
+        ASE's tolerance test of every array cost 0.1-0.2 ms per property of a small cell)."""
+        if self.atoms is not None and _identical(self.atoms, atoms, self.ignored_changes):
+            return []
+        return super().check_state(atoms, tol)
 
     def calculate(self, atoms: Atoms | None = None, properties: Sequence[str] = ("energy",),
                   system_changes: Sequence[str] = all_changes) -> None:
@@ -181,13 +192,11 @@ class MatdesignCalculator(Calculator):
         """(b,) fraction of each structure's edges whose element pair the training data lack
         (zeros without a recorded domain or prior)."""
         b = graph.num_structures
-        domain = self.chemical_domain
-        if domain is None or not domain.pair_prior_ev_per_atom:
+        if self._unseen_pairs is None or not self._unseen_pairs.any():
             return np.zeros(b)
         receivers, senders = graph.edge_index.cpu().numpy()
         species = graph.species.cpu().numpy()  # indices into the model's species
-        unseen = domain.unseen_pair_matrix(self.members[0].species)[species[receivers],
-                                                                     species[senders]]
+        unseen = self._unseen_pairs[species[receivers], species[senders]]
         owner = graph.batch.cpu().numpy()[receivers]
         edges = np.bincount(owner, minlength=b)
         return np.bincount(owner, weights=unseen, minlength=b) / np.maximum(edges, 1)
@@ -254,3 +263,13 @@ def _maybe_lean(model: Potential | PotentialEnsemble, lean: bool) -> Potential |
     from matdesign.inference import lean_potential
 
     return lean_potential(model, tabulate=False)
+
+
+def _identical(a: Atoms, b: Atoms, ignored: set[str] | Sequence[str]) -> bool:
+    """Whether ``b`` equals ``a`` exactly in every property ASE's ``compare_atoms`` checks
+    (cell, pbc and every per-atom array, the ``ignored`` ones excepted)."""
+    if len(a) != len(b) or set(a.arrays) != set(b.arrays):
+        return False
+    if not (np.array_equal(a.cell.array, b.cell.array) and np.array_equal(a.pbc, b.pbc)):
+        return False
+    return all(np.array_equal(a.arrays[k], b.arrays[k]) for k in a.arrays if k not in ignored)

@@ -315,7 +315,7 @@ class Potential(torch.nn.Module):
 
         if self.training:
             return compute()
-        tensors = [*self.parameters(), *self.buffers()]
+        tensors = _own_tensors(self, [])
         key = (attrs.dtype, attrs.device, tuple((t.data_ptr(), t._version) for t in tensors))
         cached = self.__dict__.get("_lone_cache")
         if cached is None or cached[0] != key:
@@ -330,6 +330,18 @@ class Potential(torch.nn.Module):
 
     def forward(self, graph: Graph, edge_vectors: torch.Tensor) -> torch.Tensor:
         return self.atomic_energies(graph, edge_vectors)
+
+
+def _own_tensors(module: torch.nn.Module, out: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Every parameter and buffer of ``module`` and its submodules (``parameters()`` and
+    ``buffers()`` without their name bookkeeping: a quarter of the cost, which matters on every
+    call of a small cell)."""
+    out.extend(t for t in module._parameters.values() if t is not None)
+    out.extend(t for t in module._buffers.values() if t is not None)
+    for child in module._modules.values():
+        if child is not None:
+            _own_tensors(child, out)
+    return out
 
 
 def species_attributes(species: list[str], descriptors: bool) -> torch.Tensor:

@@ -69,6 +69,35 @@ def test_ase_cache_invalidated_on_change():
     np.testing.assert_allclose(atoms.get_stress(), fresh["stress"], atol=1e-12)
 
 
+def test_unchanged_structure_is_not_recomputed_and_every_change_is():
+    """The exact-equality shortcut in ``check_state`` must agree with ASE's own comparison:
+    no recalculation for the same structure, a recalculation for any change ASE sees."""
+    calc = make_calc()
+    calls = []
+    inner = calc.calculate_batch
+    calc.calculate_batch = lambda structures: calls.append(1) or inner(structures)
+    atoms = sheared_cell()
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    atoms.get_forces()
+    atoms.get_stress()
+    assert len(calls) == 1
+
+    def changed(edit) -> bool:
+        before = len(calls)
+        edit(atoms)
+        atoms.get_forces()
+        return len(calls) == before + 1
+
+    assert changed(lambda a: a.positions.__setitem__((0, 0), a.positions[0, 0] + 1e-12))
+    assert changed(lambda a: a.set_chemical_symbols(["Au", "Cu", "Cu", "Au"]))
+    assert changed(lambda a: a.set_cell(a.cell.array * 1.001, scale_atoms=False))
+    assert changed(lambda a: a.set_initial_magnetic_moments([0.5, 0, 0, 0]))
+    assert changed(lambda a: a.set_pbc([True, True, False]))
+    assert not changed(lambda a: a.set_momenta(np.ones((4, 3))))  # ASE ignores momenta
+    assert not changed(lambda a: None)
+
+
 def test_non_finite_output_is_an_error():
     model = make_model()
     with torch.no_grad():
