@@ -222,8 +222,8 @@ def test_lone_atom_term_follows_weight_changes_in_eval_mode():
 
 def test_lone_atom_cache_follows_in_place_weight_changes():
     """The cached lone-atom ε (eval mode) must be recomputed after an in-place weight update
-    (optimiser step, EMA, load_state_dict) and after a dtype change; compare with a fresh
-    copy of the model that never had a cache."""
+    (optimiser step, EMA, load_state_dict); compare with a fresh copy of the model that never
+    had a cache."""
     import copy
 
     calc = make_calc()
