@@ -1,0 +1,109 @@
+"""Physical checks of a NbMoTaW potential against the DFT values implied by its training data.
+
+    python benchmarks/physcheck.py --potential runs/v12/model.pt --json runs/v12/phys.json
+
+For bcc Nb, Mo, Ta and W (float64): the relaxed lattice constant, the relaxed-ion C11, C12,
+C44 (strains ±0.5 % and ±1 %, as ``matdesign elastic``) and the phonons on a 15 Å supercell
+(stable or not, lowest frequency). Prints each against the DFT reference, the number of
+elastic entries within 5 % and the mean |error| of the elastic entries without Nb C44 (the
+data constrain it poorly: benchmarks/README.md, "Elastic constants and lattice constants").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from ase.build import bulk
+
+#: DFT (PBE) lattice constants implied by the data's *_Elastic groups, Å
+DFT_A = {"Nb": 3.323, "Mo": 3.169, "Ta": 3.322, "W": 3.190}
+#: DFT C11, C12, C44 implied by the data, GPa (data README; Nb C44 from the energies)
+DFT_C = {"Nb": (240.0, 141.0, 15.0), "Mo": (483.0, 155.0, 104.0), "Ta": (264.0, 161.0, 67.0),
+         "W": (526.0, 195.0, 141.0)}
+TOLERANCE = 0.05  # the issue's 5 % floor on each elastic entry
+
+
+@dataclass(frozen=True)
+class ElementCheck:
+    """One element's checks (lengths Å, moduli GPa, frequencies THz)."""
+
+    element: str
+    lattice_a: float
+    lattice_error_percent: float
+    c11_gpa: float
+    c12_gpa: float
+    c44_gpa: float
+    born_stable: bool
+    phonons_stable: bool
+    min_frequency_thz: float
+
+
+def check_element(calc: object, element: str) -> ElementCheck:
+    from matdesign.properties import ElasticCalculator, PhononCalculator, relax
+
+    atoms, res = relax(bulk(element, "bcc", a=DFT_A[element]), calc)
+    if not res.converged:
+        raise SystemExit(f"relaxation of bcc {element} did not converge: {res}")
+    a = (2 * atoms.get_volume()) ** (1 / 3)
+    elastic = ElasticCalculator(calc).calc(atoms)
+    c = np.array(elastic.elastic_tensor_gpa)  # ase's bcc primitive keeps the cubic axes
+    phonon = PhononCalculator(calc, min_length=15.0, imaginary_policy="ignore").calc(atoms)
+    return ElementCheck(element=element, lattice_a=float(a),
+                        lattice_error_percent=float(100 * (a / DFT_A[element] - 1)),
+                        c11_gpa=float(c[0, 0]), c12_gpa=float(c[0, 1]), c44_gpa=float(c[3, 3]),
+                        born_stable=bool(elastic.born_stable),
+                        phonons_stable=bool(phonon.dynamically_stable),
+                        min_frequency_thz=float(phonon.min_frequency_thz))
+
+
+def summarise(checks: list[ElementCheck]) -> dict:
+    """Elastic entries within 5 % and the mean |relative error| without Nb C44."""
+    within, errors = 0, []
+    for ch in checks:
+        for value, ref, name in zip((ch.c11_gpa, ch.c12_gpa, ch.c44_gpa), DFT_C[ch.element],
+                                    ("C11", "C12", "C44"), strict=True):
+            err = abs(value / ref - 1)
+            within += err <= TOLERANCE
+            if (ch.element, name) != ("Nb", "C44"):
+                errors.append(err)
+    return {"elastic_within_5_percent": int(within), "elastic_entries": 3 * len(checks),
+            "mean_abs_error_percent_without_nb_c44": float(100 * np.mean(errors)),
+            "max_lattice_error_percent": float(max(abs(c.lattice_error_percent) for c in checks)),
+            "all_phonons_stable": all(c.phonons_stable for c in checks)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--potential", default="default")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--json", help="write the checks and summary here")
+    args = p.parse_args()
+    import torch
+
+    from matdesign.calculator import load_calculator
+
+    torch.set_num_threads(args.threads)
+    calc = load_calculator(args.potential, dtype="float64")
+    checks = [check_element(calc, el) for el in DFT_A]
+    print(f"{'':4s}{'a (Å)':>9s}{'Δa %':>7s}{'C11':>8s}{'C12':>8s}{'C44':>8s}   DFT C11/C12/C44"
+          "   phonons")
+    for ch in checks:
+        ref = "/".join(f"{v:.0f}" for v in DFT_C[ch.element])
+        print(f"{ch.element:4s}{ch.lattice_a:9.4f}{ch.lattice_error_percent:7.2f}"
+              f"{ch.c11_gpa:8.1f}{ch.c12_gpa:8.1f}{ch.c44_gpa:8.1f}   {ref:15s}"
+              f"   {'stable' if ch.phonons_stable else 'UNSTABLE'} "
+              f"(min {ch.min_frequency_thz:.2f} THz)")
+    summary = summarise(checks)
+    print(json.dumps(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps(
+            {"potential": args.potential, "checks": [asdict(c) for c in checks],
+             "summary": summary}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
