@@ -146,14 +146,20 @@ class NeighbourCache:
         if (len(atoms) != len(numbers) or not np.array_equal(atoms.numbers, numbers)
                 or not np.array_equal(atoms.pbc, pbc)):
             return False
-        strain = np.zeros((3, 3))
+        now = atoms.cell.array
+        strain = None  # unchanged cell: no strain to solve for (ionic relaxation, MD)
         if pbc.all():
-            strain = np.linalg.solve(cell, atoms.cell.array) - np.eye(3)
-        elif pbc.any() and not np.array_equal(atoms.cell.array, cell):
+            if not np.array_equal(now, cell):
+                strain = np.linalg.solve(cell, now) - np.eye(3)
+        elif pbc.any() and not np.array_equal(now, cell):
             return False  # mixed periodicity: any cell change rebuilds
-        moved = np.asarray(atoms.positions) - positions @ (np.eye(3) + strain)
-        bound = 2 * np.linalg.norm(moved, axis=1).max(initial=0.0)
-        bound += (self.cutoff + self.skin) * np.linalg.norm(strain, 2)
+        bound = 0.0
+        if strain is None:
+            moved = np.asarray(atoms.positions) - positions
+        else:
+            moved = np.asarray(atoms.positions) - positions @ (np.eye(3) + strain)
+            bound = (self.cutoff + self.skin) * np.linalg.norm(strain, 2)
+        bound += 2 * np.sqrt(np.einsum("ij,ij->i", moved, moved).max(initial=0.0))
         return bool(bound < self.skin)
 
     def pairs(self, atoms: Atoms) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -166,9 +172,10 @@ class NeighbourCache:
             self.builds += 1
         i, j, s = self._pairs
         pos = np.asarray(atoms.positions)
-        vec = pos[j] - pos[i] + self._float_shifts @ atoms.cell.array
-        keep = np.einsum("ij,ij->i", vec, vec) < self.cutoff ** 2
-        return i[keep], j[keep], s[keep]
+        # np.take, not pos[j] or boolean masks: numpy's fancy indexing is several times slower
+        vec = pos.take(j, axis=0) - pos.take(i, axis=0) + self._float_shifts @ atoms.cell.array
+        keep = np.flatnonzero(np.einsum("ij,ij->i", vec, vec) < self.cutoff ** 2)
+        return i.take(keep), j.take(keep), s.take(keep, axis=0)
 
 
 def atoms_to_graph(atoms: Atoms, cutoff: float, species_index: dict[int, int],
@@ -185,7 +192,8 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, species_index: dict[int, int],
         KeyError: an element the model does not know (the message names it).
     """
     numbers = atoms.numbers
-    unknown = sorted({int(z) for z in numbers if int(z) not in species_index})
+    present, inverse = np.unique(numbers, return_inverse=True)  # no Python loop over atoms
+    unknown = [int(z) for z in present if int(z) not in species_index]
     if unknown:
         from ase.data import chemical_symbols
 
@@ -201,7 +209,8 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, species_index: dict[int, int],
     cell = atoms.cell.array if pbc.any() else np.zeros((3, 3))
     return Graph(
         positions=torch.tensor(np.asarray(atoms.positions), dtype=torch.float64),
-        species=torch.tensor([species_index[int(z)] for z in numbers], dtype=torch.int64),
+        species=torch.from_numpy(np.array([species_index[int(z)] for z in present],
+                                          dtype=np.int64)[inverse.reshape(-1)]),
         edge_index=torch.from_numpy(np.stack([i, j])),
         cell_shifts=torch.from_numpy(s).to(torch.float64),
         cell=torch.tensor(np.asarray(cell), dtype=torch.float64).unsqueeze(0),
