@@ -134,6 +134,61 @@ class DenseRadial(torch.nn.Module):
         return tuple(x @ w for w in last.split(split, dim=1))
 
 
+class FusedGate(torch.nn.Module):
+    """e3nn's ``Gate`` of a two-body layer (C×0e scalars [+ C×0e gates and C×1o gated vectors])
+    in a handful of dense operations: e3nn's version splits, activates and multiplies through
+    its generic elementwise tensor product, about 40 operations forward and 40 backward for
+    the first layer's gate, a sixth of a 16-atom cell's whole call.
+
+    The activations are e3nn's own normalised functions; the product's constant is read off
+    the e3nn module. Same input and output layout as the gate (vectors u-major).
+
+    Raises:
+        ValueError: a gate of another shape, or a rebuilt gate that differs from e3nn's by more
+            than 1e-12 (float64).
+    """
+
+    def __init__(self, gate: torch.nn.Module) -> None:
+        super().__init__()
+        self.n_scalars = gate.irreps_scalars.dim
+        self.n_gates = gate.irreps_gates.dim
+        if gate.irreps_gated.dim not in (0, 3 * self.n_gates) or any(
+                ir.l != 1 for _, ir in gate.irreps_gated):
+            raise ValueError(f"FusedGate needs C×1o gated vectors, got {gate.irreps_gated}")
+        self.act_scalars = _only_activation(gate.act_scalars)
+        self.act_gates = _only_activation(gate.act_gates) if self.n_gates else None
+        self.product = 1.0
+        if self.n_gates:
+            with torch.no_grad():
+                probe = gate.mul(torch.ones(1, 3 * self.n_gates), torch.ones(1, self.n_gates))
+            self.product = float(probe[0, 0])
+            if not torch.allclose(probe, torch.full_like(probe, self.product)):
+                raise ValueError("FusedGate: the gate's product is not one constant")
+        x = torch.randn(7, gate.irreps_in.dim, dtype=torch.float64)
+        with torch.no_grad():
+            err = (self(x) - copy.deepcopy(gate).double()(x)).abs().max().item()
+        if err > 1e-12:
+            raise ValueError(f"FusedGate does not reproduce the gate ({err:.1e})")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.n_gates:
+            return self.act_scalars(x)
+        s, g, v = x.split([self.n_scalars, self.n_gates, 3 * self.n_gates], dim=1)
+        g = self.act_gates(g)
+        if self.product != 1.0:
+            g = g * self.product
+        v = (v.view(-1, self.n_gates, 3) * g[:, :, None]).view(x.shape[0], -1)
+        return torch.cat([self.act_scalars(s), v], dim=1)
+
+
+def _only_activation(act: torch.nn.Module) -> torch.nn.Module:
+    """The one normalised function of an e3nn ``Activation`` over a single block of scalars."""
+    paths = act.paths
+    if len(paths) != 1 or paths[0][1][0] != 0 or paths[0][2] is None:
+        raise ValueError(f"FusedGate needs one activated block of scalars, got {paths}")
+    return paths[0][2]
+
+
 class FusedInteraction(torch.nn.Module):
     """The inference twin of an ℓ ≤ 1 two-body :class:`~matdesign.layers.Interaction` (hidden
     features C×0e [+ C×1o], edge harmonics 0e + 1o), about 1.5× faster than e3nn's kernels for
@@ -157,7 +212,7 @@ class FusedInteraction(torch.nn.Module):
         layer = copy.deepcopy(layer).to("cpu", dtype)
         n_attr = potential.species_attrs.shape[1]
         din, dmid = layer.irreps_in.dim, layer.tp.irreps_out.dim
-        self.gate, self.residual = layer.gate, layer.residual
+        self.gate, self.residual = FusedGate(layer.gate), layer.residual
         self.layout = FusedLayout.of(layer)
         with torch.no_grad():
             w_in, w_out = fused_maps(layer, self.layout, dtype)
@@ -181,7 +236,7 @@ class FusedInteraction(torch.nn.Module):
                                  sender_blocks(h, self.w_in, self.layout), edge_sh, edge_radial,
                                  chunked=not self.training)
         own = (h @ self.w_self).view(h.shape[0], -1, self.dgate)
-        own = torch.einsum("na,nad->nd", attrs, own)
+        own = torch.bmm(attrs[:, None, :], own)[:, 0]  # Σ_a attrs_na own_nad
         out = self.gate(agg @ self.w_out + own)
         return out + h if self.residual else out
 

@@ -156,7 +156,7 @@ class LeanInteraction(torch.nn.Module):
         agg = aggregate_messages(messages, edge_index, h.shape[0], self.dim_mid, h @ self.w_in,
                                  edge_sh, edge_length, chunked=not self.training)
         own = (h @ self.w_self).view(h.shape[0], -1, self.dgate)
-        own = torch.einsum("na,nad->nd", attrs, own)
+        own = torch.bmm(attrs[:, None, :], own)[:, 0]  # Σ_a attrs_na own_nad
         out = self.gate((agg * self.norm) @ self.w_out + own)
         return out + h if self.residual else out
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,8 @@ from matdesign.mixing import ChemicalPairTerm, ElementPairTerm, EmbeddedAtomTerm
 from matdesign.product import ProductInteraction
 from matdesign.radial import BesselBasis, radial_features
 from matdesign.repulsion import ZBLRepulsion
+
+SQRT3 = math.sqrt(3.0)
 
 
 @dataclass(frozen=True)
@@ -243,8 +246,12 @@ class Potential(torch.nn.Module):
     def _inputs(self, edge_vectors: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Edge lengths r (m,), harmonics (m, sh), envelope (m,), radial basis (m, num_basis)."""
         r = torch.linalg.norm(edge_vectors, dim=1)
-        sh = o3.spherical_harmonics(self.irreps_sh, edge_vectors, normalize=True,
-                                    normalization="component")
+        if self.config.lmax_edge == 1:  # e3nn's component-normalised ℓ ≤ 1: [1, √3 r̂], in 4 ops
+            sh = torch.cat([torch.ones_like(edge_vectors[:, :1]),
+                            edge_vectors * (SQRT3 / r)[:, None]], dim=1)
+        else:
+            sh = o3.spherical_harmonics(self.irreps_sh, edge_vectors, normalize=True,
+                                        normalization="component")
         envelope, radial = radial_features(self.basis, r, self.config.envelope_p)
         return r, sh, envelope, radial
 

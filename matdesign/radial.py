@@ -40,10 +40,7 @@ def polynomial_envelope(r: torch.Tensor, cutoff: float, p: int = 6) -> torch.Ten
     f(x) = 1 - (p+1)(p+2)/2 x^p + p(p+2) x^(p+1) - p(p+1)/2 x^(p+2) for x < 1, else 0.
     """
     x = r / cutoff
-    f = (
-        1.0
-        - 0.5 * (p + 1) * (p + 2) * x**p
-        + p * (p + 2) * x ** (p + 1)
-        - 0.5 * p * (p + 1) * x ** (p + 2)
-    )
+    # Horner form of the bracket: one power instead of three (fewer operations per call)
+    a, b, c = -0.5 * (p + 1) * (p + 2), float(p * (p + 2)), -0.5 * p * (p + 1)
+    f = 1.0 + x**p * (a + x * (b + c * x))
     return f * (x < 1.0)
