@@ -71,8 +71,12 @@ def energy_forces_stress(
     grads = torch.autograd.grad(energy.sum(), inputs, create_graph=training)
     sigma = None
     if want_stress:
-        volume = torch.where(periodic, torch.abs(torch.linalg.det(graph.cell)), 1.0)
-        sigma = torch.where(periodic[:, None, None], grads[1] / volume[:, None, None], 0.0)
+        volume = torch.abs(torch.linalg.det(graph.cell))
+        if b == 1:  # periodic, or want_stress would be False
+            sigma = grads[1] / volume
+        else:
+            volume = torch.where(periodic, volume, 1.0)
+            sigma = torch.where(periodic[:, None, None], grads[1] / volume[:, None, None], 0.0)
     return ModelOutput(energy=energy, atomic_energies=atomic, forces=-grads[0], stress=sigma,
                        head_energy=head_energy)
 

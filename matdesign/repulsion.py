@@ -73,14 +73,17 @@ class ZBLRepulsion(torch.nn.Module):
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, r: torch.Tensor
                 ) -> torch.Tensor:
         """species (n,) indices, edge_index (2, m), r (m,) Å -> (n,) eV."""
+        energy = torch.zeros(species.shape[0], dtype=r.dtype, device=r.device)
+        # the common case in a crystal: no edge inside any pair's switch (two operations)
+        if r.numel() == 0 or float(r.detach().min()) >= 2 * self.outer * float(self.rcov.max()):
+            return energy
         receiver, sender = edge_index
         s_i, s_j = species[receiver], species[sender]
         pair_radius = (self.rcov[s_i] + self.rcov[s_j]).to(r.dtype)
         r_out = self.outer * pair_radius
         close = r < r_out
-        energy = torch.zeros(species.shape[0], dtype=r.dtype, device=r.device)
         if not bool(close.any()):
-            return energy  # the common case in a crystal: no edge inside the switch
+            return energy
         rc = r[close]
         phi = zbl_pair_energy(rc, self.z[s_i[close]], self.z[s_j[close]])
         switched = phi * smoothstep_off(rc, self.inner * pair_radius[close], r_out[close])

@@ -203,7 +203,7 @@ def test_lone_atom_term_follows_weight_changes_in_eval_mode():
 
     def energy(m: torch.nn.Module) -> float:
         g = graph.to("cpu", m.dtype)
-        return float(m(g, edge_vectors(g, g.positions, g.cell)).sum())
+        return float(m(g, edge_vectors(g, g.positions, g.cell)).sum().detach())
 
     first = energy(model)
     assert energy(model) == first  # second call uses the cache
@@ -219,27 +219,3 @@ def test_lone_atom_term_follows_weight_changes_in_eval_mode():
     as32 = energy(model.float())
     assert as32 == pytest.approx(energy(model.double()), rel=1e-5)
 
-
-def test_lone_atom_cache_follows_in_place_weight_changes():
-    """The cached lone-atom ε (eval mode) must be recomputed after an in-place weight update
-    (optimiser step, EMA, load_state_dict); compare with a fresh copy of the model that never
-    had a cache."""
-    import copy
-
-    calc = make_calc()
-    model = calc.members[0]
-    atoms = Atoms("Cu", cell=[12, 12, 12], pbc=True)
-    before = calc.calculate_batch([atoms])[0]["energy"]
-    with torch.no_grad():
-        model.embedding.weight.mul_(1.5)  # the lone atom ε depends on it; the radial net not
-    fresh = copy.deepcopy(model)
-    fresh.__dict__.pop("_lone_cache", None)
-    after = calc.calculate_batch([atoms])[0]["energy"]
-    expected = MatdesignCalculator(fresh).calculate_batch([atoms])[0]["energy"]
-    assert after == pytest.approx(expected, abs=1e-12)
-    # a lone atom has exactly its isolated energy whatever the weights: compare a dimer too
-    dimer = Atoms("CuAu", positions=[[0, 0, 0], [2.4, 0, 0]], cell=[12, 12, 12], pbc=True)
-    e_cached = calc.calculate_batch([dimer])[0]["energy"]
-    e_fresh = MatdesignCalculator(copy.deepcopy(fresh)).calculate_batch([dimer])[0]["energy"]
-    assert e_cached == pytest.approx(e_fresh, abs=1e-12)
-    assert before == pytest.approx(after, abs=1e-9)  # isolated reference: lone energy fixed
