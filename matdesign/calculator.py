@@ -105,7 +105,8 @@ class MatdesignCalculator(Calculator):
         (cell, pbc, positions, numbers, initial magnetic moments and charges) is exactly equal,
         else every one of them (this calculator recomputes everything anyway). ASE's own
         check runs ``allclose`` on every array for each property an optimiser asks for (0.1-0.2
-        ms per request for a small cell); an exact comparison costs a few µs."""
+        ms per request for a small cell); an exact comparison costs a few µs. ``tol`` is
+        accepted for ASE's signature and not used: any difference counts."""
         checked = [k for k in all_changes if k not in self.ignored_changes]
         if self.atoms is not None and _identical(self.atoms, atoms, checked):
             return []

@@ -138,7 +138,7 @@ class FusedGate(torch.nn.Module):
     """e3nn's ``Gate`` of a two-body layer (C×0e scalars [+ C×0e gates and C×1o gated vectors])
     in a handful of dense operations: e3nn's version splits, activates and multiplies through
     its generic elementwise tensor product, about 40 operations forward and 40 backward for
-    the first layer's gate, a sixth of a 16-atom cell's whole call.
+    the first layer's gate, a seventh of a 16-atom cell's whole call.
 
     The activations are e3nn's own normalised functions; the product's constant is read off
     the e3nn module. Same input and output layout as the gate (vectors u-major).
