@@ -64,9 +64,9 @@ class MatdesignCalculator(Calculator):
         self.neighbours = NeighbourCache(self.cutoff, skin=NEIGHBOUR_SKIN)
         stored = metadata.get(DOMAIN_KEY)
         self.chemical_domain = ChemicalDomain.from_dict(stored) if stored else None
-        self._unseen_pairs: np.ndarray | None = None  # (species, species), with a pair prior
-        if self.chemical_domain is not None and self.chemical_domain.pair_prior_ev_per_atom:
-            self._unseen_pairs = self.chemical_domain.unseen_pair_matrix(self.members[0].species)
+        # (domain, its (species, species) unseen-pair matrix): rebuilt only when the domain
+        # object is replaced
+        self._unseen_pairs: tuple[ChemicalDomain, np.ndarray] | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, *, dtype: str | torch.dtype = "float64",
@@ -196,11 +196,17 @@ class MatdesignCalculator(Calculator):
         """(b,) fraction of each structure's edges whose element pair the training data lack
         (zeros without a recorded domain or prior)."""
         b = graph.num_structures
-        if self._unseen_pairs is None or not self._unseen_pairs.any():
+        domain = self.chemical_domain
+        if domain is None or not domain.pair_prior_ev_per_atom:
+            return np.zeros(b)
+        if self._unseen_pairs is None or self._unseen_pairs[0] is not domain:
+            self._unseen_pairs = (domain, domain.unseen_pair_matrix(self.members[0].species))
+        matrix = self._unseen_pairs[1]
+        if not matrix.any():
             return np.zeros(b)
         receivers, senders = graph.edge_index.cpu().numpy()
         species = graph.species.cpu().numpy()  # indices into the model's species
-        unseen = self._unseen_pairs[species[receivers], species[senders]]
+        unseen = matrix[species[receivers], species[senders]]
         owner = graph.batch.cpu().numpy()[receivers]
         edges = np.bincount(owner, minlength=b)
         return np.bincount(owner, weights=unseen, minlength=b) / np.maximum(edges, 1)
