@@ -69,13 +69,15 @@ class ZBLRepulsion(torch.nn.Module):
         self.register_buffer("rcov", rcov.float(), persistent=False)
         self.inner = float(inner)
         self.outer = float(outer)
+        # the largest switch-off distance of any pair of these species, Å
+        self.max_switch = 2 * self.outer * float(self.rcov.max())
 
     def forward(self, species: torch.Tensor, edge_index: torch.Tensor, r: torch.Tensor
                 ) -> torch.Tensor:
         """species (n,) indices, edge_index (2, m), r (m,) Å -> (n,) eV."""
         energy = torch.zeros(species.shape[0], dtype=r.dtype, device=r.device)
         # the common case in a crystal: no edge inside any pair's switch (two operations)
-        if r.numel() == 0 or float(r.detach().min()) >= 2 * self.outer * float(self.rcov.max()):
+        if r.numel() == 0 or float(r.detach().min()) >= self.max_switch:
             return energy
         receiver, sender = edge_index
         s_i, s_j = species[receiver], species[sender]

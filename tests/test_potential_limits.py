@@ -218,4 +218,3 @@ def test_lone_atom_term_follows_weight_changes_in_eval_mode():
                                           abs=1e-12)
     as32 = energy(model.float())
     assert as32 == pytest.approx(energy(model.double()), rel=1e-5)
-
