@@ -16,11 +16,13 @@ from matdesign.model import Potential, PotentialConfig, config_dict
 from matdesign.plain import to_plain
 
 FORMAT = "matdesign-potential"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Format 1 had only the two-body architecture; its configs lack the keys added in format 2.
 #: Reading one fills them with the values that reproduce it exactly.
 FORMAT1_DEFAULTS = {"correlation": 1, "heads": 1, "zbl": False, "isolated_reference": False,
                     "species_descriptors": False, "committee": 0}
+#: Format 3 added ``baseline_saturation``; earlier models saturate at the mean coordination.
+FORMAT2_DEFAULTS = {"baseline_saturation": 1.0}
 UNITS = {"length": "Å", "energy": "eV", "forces": "eV/Å", "stress": "eV/Å³"}
 
 
@@ -89,10 +91,12 @@ def save_potential(
 
 
 def _migrate_config(config: dict[str, Any], version: int) -> dict[str, Any]:
-    """The format-2 config of a checkpoint written in format ``version``."""
-    if version >= 2 or not isinstance(config, dict):
+    """The current config of a checkpoint written in format ``version``."""
+    if version >= 3 or not isinstance(config, dict):
         return config
-    return {**FORMAT1_DEFAULTS, "lmax_edge": config.get("lmax", 1), **config}
+    if version < 2:
+        config = {**FORMAT1_DEFAULTS, "lmax_edge": config.get("lmax", 1), **config}
+    return {**FORMAT2_DEFAULTS, **config}
 
 
 def _migrate_weights(state: dict[str, torch.Tensor], version: int) -> dict[str, torch.Tensor]:

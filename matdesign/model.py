@@ -58,6 +58,12 @@ class PotentialConfig:
         avg_num_neighbours: normalisation of the neighbour sum (set from data when training).
         avg_density: mean Σ_j f_cut(r_ij) per atom in the training data (set when training);
             normalises the coordination of the isolated-atom baseline.
+        baseline_saturation: coordination (in units of ``avg_density``) at which the
+            isolated-atom baseline reaches the crystal reference and stops changing. Below 1
+            the baseline's curvature step (its second derivative jumps there) lies below the
+            coordination of the data's atoms (surface atoms start near 0.55), so the network
+            never has to cancel it; checkpoints before format 3 used 1, the training data's
+            mean, with the step among the atoms of hot and strained cells.
         envelope_p: exponent of the polynomial cutoff envelope.
     """
 
@@ -80,6 +86,7 @@ class PotentialConfig:
     isolated_reference: bool = True
     avg_num_neighbours: float = 20.0
     avg_density: float = 10.0
+    baseline_saturation: float = 0.5
     envelope_p: int = 6
 
     @classmethod
@@ -95,7 +102,7 @@ class PotentialConfig:
         """Raise ``ValueError`` naming the first out-of-range setting."""
         positive = ("cutoff", "channels", "num_layers", "num_basis", "radial_hidden",
                     "readout_hidden", "heads", "correlation", "avg_num_neighbours",
-                    "avg_density", "envelope_p")
+                    "avg_density", "envelope_p", "baseline_saturation")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ValueError(f"model.{name} must be positive, got {getattr(self, name)!r}")
@@ -124,10 +131,10 @@ class Potential(torch.nn.Module):
     E_i = scale_s ε_i + shift_s (format 1, ``isolated_reference`` off), or with the isolated-atom
     reference E_i = E_iso,s + (E_ref,s − E_iso,s) g(ρ_i) + scale_s (ε_i − ε_i^∅), where ε_i^∅ is ε
     of the same species with no neighbours (so a lone atom has exactly E_iso), ρ_i the
-    coordination Σ_j f_cut(r_ij) / avg_density and g(ρ) = 1 − (1 − ρ)² below ρ = 1, 1 above (a
-    saturating baseline that never favours compression). ε_i is the mean over the readout heads
-    of the last layer (plus, for product layers, a linear readout of every earlier layer's
-    scalars). ``zbl`` adds the switched core repulsion.
+    coordination Σ_j f_cut(r_ij) / avg_density and g(ρ) = 1 − (1 − ρ/ρ_s)² below ρ_s =
+    ``baseline_saturation``, 1 above (a saturating baseline that never favours compression).
+    ε_i is the mean over the readout heads of the last layer (plus, for product layers, a
+    linear readout of every earlier layer's scalars). ``zbl`` adds the switched core repulsion.
 
     Args:
         config: architecture hyperparameters.
@@ -291,7 +298,8 @@ class Potential(torch.nn.Module):
             eps_lone = (eps.new_zeros(eps.shape[0], attrs.shape[0]) if network_off
                         else self._lone_eps(attrs, graph.edge_index, sh, radial, r))
             rho = r.new_zeros(s.shape[0]).index_add(0, graph.edge_index[0], envelope)
-            coordination = 1.0 - (1.0 - (rho / cfg.avg_density).clamp(max=1.0)) ** 2
+            x = rho / (cfg.avg_density * cfg.baseline_saturation)
+            coordination = 1.0 - (1.0 - x.clamp(max=1.0)) ** 2
             base = (self.isolated_energy[s]
                     + (self.energy_shift[s] - self.isolated_energy[s]) * coordination)
             energy = base + self.network_gate * self.energy_scale[s] * (eps - eps_lone[:, s])

@@ -130,3 +130,28 @@ def test_format1_checkpoint_migrates_to_the_two_body_architecture(tmp_path):
     torch.save(payload, path)
     with pytest.raises(ValueError, match="lmax must be 0|do not match"):
         load_potential(path)
+
+
+def test_format2_checkpoint_keeps_its_baseline_saturation(tmp_path):
+    """A format-2 file has no ``baseline_saturation``: it loads with 1 (its baseline then)."""
+    import dataclasses
+
+    model = make_model(arch="product")  # has the isolated-atom baseline
+    old = dataclasses.replace(model.config, baseline_saturation=1.0)
+    reference = type(model)(old, species=list(model.species)).double()
+    reference.load_state_dict(model.state_dict())
+    path = tmp_path / "v2.pt"
+    save_potential(reference, path)
+    payload = torch.load(path, weights_only=True)
+    payload["format_version"] = 2
+    payload["config"].pop("baseline_saturation")
+    torch.save(payload, path)
+    loaded = load_potential(path)
+    assert loaded.config.baseline_saturation == 1.0
+    atoms = sheared_cell(rattle=0.3)
+    want = MatdesignCalculator(reference.eval()).calculate_batch([atoms])[0]["energy"]
+    got = MatdesignCalculator(loaded).calculate_batch([atoms])[0]["energy"]
+    assert got == pytest.approx(want, abs=1e-10)
+    # the new default would give another energy for the same weights
+    other = MatdesignCalculator(model).calculate_batch([atoms])[0]["energy"]
+    assert abs(other - want) > 1e-6

@@ -56,6 +56,38 @@ def test_isolated_atom_has_its_reference_energy():
         assert apart == pytest.approx(float(model.isolated_energy.sum()), abs=1e-12)
 
 
+@pytest.mark.parametrize("saturation", [0.5, 1.0])
+def test_isolated_atom_baseline_is_the_written_formula(saturation):
+    """Network switched off, no ZBL: a dimer's energy per atom is E_iso + (E_ref − E_iso) g(x),
+    g(x) = 1 − (1 − x)² below x = 1 and 1 above, x = f_cut(r) / (avg_density · saturation),
+    with f_cut the DimeNet envelope written out here (p = 6)."""
+    import dataclasses
+
+    from matdesign.model import Potential
+    from tests.helpers import tiny_config
+
+    config = dataclasses.replace(tiny_config("two_body"), isolated_reference=True,
+                                 avg_density=0.7, baseline_saturation=saturation)
+    model = Potential(config, species=["Cu", "Au"]).double().eval()
+    with torch.no_grad():
+        model.energy_shift.copy_(torch.tensor([-3.5, -3.0]))
+        model.isolated_energy.copy_(torch.tensor([-0.5, -0.2]))
+        model.network_gate.zero_()
+    calc = MatdesignCalculator(model)
+    saturated = 0
+    for r in np.linspace(1.5, 3.7, 28):
+        u = r / config.cutoff
+        f = 1 - 28 * u**6 + 48 * u**7 - 21 * u**8
+        x = f / (config.avg_density * saturation)
+        g = 1.0 if x >= 1 else 1 - (1 - x) ** 2
+        saturated += x >= 1
+        expected = sum(iso + (ref - iso) * g for iso, ref in ((-0.5, -3.5), (-0.2, -3.0)))
+        dimer = Atoms("CuAu", positions=[[0, 0, 0], [r, 0, 0]], pbc=False)
+        got = calc.calculate_batch([dimer])[0]["energy"]
+        assert got == pytest.approx(expected, abs=1e-8), r
+    assert 0 < saturated < 28  # both branches were visited
+
+
 def test_compressed_pair_is_repulsive_and_fd_forces():
     calc = make_calc()
     # The overlap check refuses Cu-Au below 0.5 (1.32 + 1.36) = 1.34 Å; ZBL switches off
