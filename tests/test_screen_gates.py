@@ -115,7 +115,8 @@ def test_float32_property_work_matches_float64() -> None:
         freqs = np.concatenate([p["frequencies_thz"] for p in phonon.high_symmetry_points])
         out[dtype] = np.array(elastic.elastic_tensor_gpa), freqs
     (c32, f32), (c64, f64) = out[torch.float32], out[torch.float64]
-    assert np.abs(c64).max() > 10.0 and np.abs(f64).max() > 1.0  # a real test, not zeros
+    # a real test, not zeros (the tiny model's constants are a few GPa since format 3's baseline)
+    assert np.abs(c64).max() > 3.0 and np.abs(f64).max() > 1.0
     assert np.abs(c32 - c64).max() < 0.05  # GPa
     assert np.abs(f32 - f64).max() < 5e-3  # THz
     assert np.abs(c32 - c64).max() > 0.0  # float32 really ran in float32
