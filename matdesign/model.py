@@ -61,7 +61,7 @@ class PotentialConfig:
         baseline_saturation: coordination (in units of ``avg_density``) at which the
             isolated-atom baseline reaches the crystal reference and stops changing. Below 1
             the baseline's curvature step (its second derivative jumps there) lies below the
-            coordination of the data's atoms (surface atoms start near 0.55), so the network
+            coordination of the data's atoms (surface atoms start at 0.52-0.54), so the network
             never has to cancel it; checkpoints before format 3 used 1, the training data's
             mean, with the step among the atoms of hot and strained cells.
         envelope_p: exponent of the polynomial cutoff envelope.
