@@ -137,5 +137,8 @@ def typed_config(cls: type[T], data: dict[str, Any] | None, section: str) -> T:
     for name, value in data.items():
         f = fields[name]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        if value is None and "None" in str(f.type):  # an optional field set to null
+            values[name] = None
+            continue
         values[name] = _coerce(value, default, f"{section}.{name}")
     return cls(**values)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from matdesign.config_utils import load_yaml, typed_config
 from matdesign.model import PotentialConfig
+from matdesign.training.elastic import (
+    ElasticTarget,
+    parse_elastic_targets,
+    targets_to_config,
+)
 
 
 @dataclass(frozen=True)
@@ -46,12 +52,29 @@ class TrainConfig:
     threads: int = 2
     cohesive_energies_ev: dict[str, float] = field(default_factory=dict)  # isolated-atom refs
     committee: bool = True  # attach a last-layer Laplace committee to a single-head model
+    # cubic elastic constants as a fitting target (matdesign.training.elastic); YAML:
+    # {El: {lattice: bcc|fcc, a: Å, C11: GPa, C12: GPa, C44: GPa}}
+    elastic_targets: tuple[ElasticTarget, ...] = ()
+    elastic_weight: float = 1.0  # w_C on MSE(dσ/dε) [eV²/Å⁶], the stress term's units
+    elastic_strain: float = 0.005  # ± strain of the central difference
+    # evaluated on every n-th batch with weight n·w_C (same mean pull, 1/n of the cost:
+    # the 4·(targets) tiny cells cost about a third of a batch of 8 NbMoTaW frames)
+    elastic_every: int = 4
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        cfg = typed_config(cls, data, "train")
+        data = dict(data or {}) if isinstance(data, dict) else data
+        targets = (parse_elastic_targets(data.pop("elastic_targets", None))
+                   if isinstance(data, dict) else ())
+        cfg = dataclasses.replace(typed_config(cls, data, "train"), elastic_targets=targets)
         cfg.validate()
         return cfg
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as the YAML section would write them (checkpoint metadata)."""
+        data = dataclasses.asdict(self)
+        data["elastic_targets"] = targets_to_config(self.elastic_targets)
+        return data
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first out-of-range setting."""
@@ -69,6 +92,9 @@ class TrainConfig:
             "ema_decay": 0 <= self.ema_decay < 1, "patience": self.patience >= 1,
             "valid_fraction": 0 < self.valid_fraction < 1, "threads": self.threads >= 1,
             "dtype": self.dtype in ("float32", "float64"), "keep": self.keep in ("best", "last"),
+            "elastic_weight": self.elastic_weight >= 0,
+            "elastic_strain": 0 < self.elastic_strain <= 0.05,
+            "elastic_every": self.elastic_every >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

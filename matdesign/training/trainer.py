@@ -30,6 +30,7 @@ from matdesign.memory import keep_freed_memory
 from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame, batch_to, fit_reference_energies, iterate_batches
+from matdesign.training.elastic import ElasticTerm
 from matdesign.training.ema import ExponentialMovingAverage
 from matdesign.training.fused import fuse_for_training
 from matdesign.training.loss import loss_terms, validation_score, weighted_loss
@@ -191,8 +192,10 @@ def set_network_gate(fit: Fit, on: bool) -> None:
 
 def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: _Budget,
                     rng: np.random.Generator, device: str | torch.device,
-                    progress: bool) -> tuple[dict[str, float], float]:
-    """One pass over ``train`` in shuffled batches.
+                    progress: bool, elastic: ElasticTerm | None = None,
+                    ) -> tuple[dict[str, float], float]:
+    """One pass over ``train`` in shuffled batches (``elastic``: the elastic-constant term,
+    evaluated with every batch).
 
     Returns:
         Mean training MSE per loss term, and the last learning rate.
@@ -202,7 +205,7 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
     model, dtype = fit.model, fit.model.dtype
     model.train()
     heads = getattr(model, "num_heads", 1)
-    sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0}
+    sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0, "elastic": 0.0}
     batches = tqdm(iterate_batches(train, cfg.batch_size, shuffle=True, rng=rng,
                                    stress_weights=cfg.stress_config_type_weights),
                    total=budget.steps_per_epoch, leave=False,
@@ -220,6 +223,9 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
                 if heads > 1 else None)
         terms = loss_terms(model, batch_to(batch, device, dtype), boot)
         loss = weighted_loss(terms, cfg, energy_weight(cfg, fraction))
+        if elastic is not None and k % cfg.elastic_every == 0:
+            terms["elastic"] = elastic.loss(model)
+            loss = loss + cfg.elastic_every * cfg.elastic_weight * terms["elastic"]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at epoch {fit.state.epoch + 1}, step {k}")
         fit.optimizer.zero_grad(set_to_none=True)
@@ -228,9 +234,10 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
         fit.optimizer.step()
         fit.ema.update(model)
         for key in sums:
-            sums[key] += float(terms[key].detach())
+            sums[key] += float(terms[key].detach()) if key in terms else 0.0
     fit.state.epoch += 1
-    return {k: v / budget.steps_per_epoch for k, v in sums.items()}, lr
+    counts = {"elastic": math.ceil(budget.steps_per_epoch / cfg.elastic_every)}
+    return {k: v / counts.get(k, budget.steps_per_epoch) for k, v in sums.items()}, lr
 
 
 def _progress_line(epoch: int, done: float, elapsed: float, metrics: dict[str, Any],
@@ -342,20 +349,25 @@ def train_potential(
         rng = np.random.default_rng(cfg.seed + fit.state.epoch)
     steps = math.ceil(len(train) / cfg.batch_size)
     budget = _Budget(steps, steps * cfg.max_epochs, time.time() - fit.state.elapsed_s)
-    meta = {"species": list(species), "train_config": dataclasses.asdict(cfg),
+    meta = {"species": list(species), "train_config": cfg.to_dict(),
             "n_train": len(train), "n_valid": len(valid),
             DOMAIN_KEY: training_domain(train, model.config.cutoff).to_dict(),
             **(metadata or {})}
     if isinstance(init, (str, Path)):
         meta["init_from"] = str(init)
+    elastic = (ElasticTerm.build(cfg.elastic_targets, species, model.config.cutoff,
+                                 cfg.elastic_strain) if cfg.elastic_targets else None)
     stopped = "max_epochs"
     with open(log_path, "a") if log_path else contextlib.nullcontext() as log:
         while fit.state.epoch < cfg.max_epochs:
-            train_mse, lr = train_one_epoch(fit, train, cfg, budget, rng, device, progress)
+            train_mse, lr = train_one_epoch(fit, train, cfg, budget, rng, device, progress,
+                                            elastic)
             score, metrics = validate_and_checkpoint(fit, valid, cfg, out, meta, budget)
             record = {"epoch": fit.state.epoch, "time_s": round(fit.state.elapsed_s, 1),
                       "lr": lr, "score": score,
                       **{f"train_mse_{k}": v for k, v in train_mse.items()}}
+            if elastic is not None:  # the averaged model's C_ij − target, GPa
+                record["elastic_error_gpa"] = elastic.errors_gpa(fit.ema.model)
             _write_log(log, record, metrics)
             if progress:
                 done = budget.fraction(fit.state.epoch * steps, cfg)
