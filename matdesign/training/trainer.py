@@ -30,7 +30,7 @@ from matdesign.memory import keep_freed_memory
 from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame, batch_to, fit_reference_energies, iterate_batches
-from matdesign.training.elastic import ElasticTerm
+from matdesign.training.elastic import ElasticTerm, rms_gpa
 from matdesign.training.ema import ExponentialMovingAverage
 from matdesign.training.fused import fuse_for_training
 from matdesign.training.loss import loss_terms, validation_score, weighted_loss
@@ -371,8 +371,10 @@ def train_potential(
             _write_log(log, record, metrics)
             if progress:
                 done = budget.fraction(fit.state.epoch * steps, cfg)
-                print(_progress_line(fit.state.epoch, done, fit.state.elapsed_s, metrics, lr),
-                      flush=True)
+                line = _progress_line(fit.state.epoch, done, fit.state.elapsed_s, metrics, lr)
+                if elastic is not None:
+                    line += f" | C rms {rms_gpa(record['elastic_error_gpa']):.1f} GPa"
+                print(line, flush=True)
             reason = _stop_reason(fit, cfg)
             if reason:
                 stopped = reason
