@@ -165,6 +165,25 @@ class Claims:
         self._execute(f"DELETE FROM {TABLE} WHERE content_hash = ? AND settings_hash = ? "
                       "AND owner = ?", (*key, self.owner))
 
+    def drop_abandoned(self, settings_hash: str, content_hashes: set[str]) -> int:
+        """Delete the claims on inputs whose rows are already finished when their owner is
+        dead or its heartbeat stale: a process killed between writing a row and releasing its
+        claim leaves one that no later run would take over (it skips finished inputs).
+
+        Returns:
+            How many claims were deleted.
+        """
+        rows = self._execute(f"SELECT content_hash, owner, heartbeat FROM {TABLE} WHERE "
+                             "settings_hash = ?", (settings_hash,), fetch=True)
+        cutoff, n = time.time() - self.timeout_s, 0
+        for content, owner, beat in rows:
+            if str(content) in content_hashes and (float(beat) < cutoff
+                                                   or owner_is_dead(str(owner))):
+                n += int(self._execute(
+                    f"DELETE FROM {TABLE} WHERE content_hash = ? AND settings_hash = ? AND "
+                    "owner = ?", (str(content), settings_hash, str(owner))) or 0)
+        return n
+
     def release_all(self) -> None:
         """Give up every claim of this owner."""
         self._execute(f"DELETE FROM {TABLE} WHERE owner = ?", (self.owner,))

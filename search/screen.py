@@ -305,6 +305,8 @@ def run_screen(inputs: list[str], db_url: str, settings: ScreenSettings, *, work
     own = () if "://" in db_url else (db_url, db_url + ".db")
     structures = expand_inputs(inputs, exclude=own)
     todo = _unfinished(structures, finished, settings_hash)
+    claims.drop_abandoned(settings_hash, {s.content_hash for s in structures}
+                          - {s.content_hash for s in todo})
     runner = CrashTolerantRunner(
         partial(get_executor, workers, scheduler), workers,
         hard_limit_s=None if timeout_s is None else hard_timeout(timeout_s))

@@ -71,6 +71,26 @@ def test_claims_are_exclusive_and_stale_ones_are_taken_over(tmp_path: Path) -> N
     assert claims_left(db) == []
 
 
+def test_abandoned_claims_on_finished_inputs_are_dropped(tmp_path: Path) -> None:
+    """A process killed between writing a row and releasing its claim leaves a claim that no
+    run takes over (finished inputs are skipped); the next run deletes it. Live claims, and
+    claims on unfinished inputs, stay."""
+    import subprocess
+    import sys
+
+    from matdesign.search.claims import SqliteClaims, _host
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is gone
+    db = tmp_path / "c.db"
+    victim = SqliteClaims(str(db), timeout_s=60, owner=f"{_host()}:{dead.pid}:x")
+    live = SqliteClaims(str(db), timeout_s=60, owner="hostB:2:b")
+    assert victim.claim(("done1", "s")) and victim.claim(("todo1", "s"))
+    assert live.claim(("done2", "s"))
+    assert live.drop_abandoned("s", {"done1", "done2"}) == 1
+    assert sorted(claims_left(db)) == [("done2", "hostB:2:b"), ("todo1", victim.owner)]
+
+
 def test_three_processes_compute_each_candidate_once(tmp_path: Path) -> None:
     """Before claims: two processes wrote 20 rows for 10 candidates, both exiting 0."""
     inputs = write_alloys(tmp_path / "in", 8)
