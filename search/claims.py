@@ -70,6 +70,12 @@ def new_owner() -> str:
     return f"{_host()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def claim_is_live(owner: str, heartbeat: float, cutoff: float) -> bool:
+    """A claim is live while its heartbeat is at or after ``cutoff`` (s since the epoch) and
+    its owner is not known dead."""
+    return float(heartbeat) >= cutoff and not owner_is_dead(str(owner))
+
+
 def owner_is_dead(owner: str) -> bool:
     """True when ``owner`` ran on this machine (same pid namespace) and its process is gone.
 
@@ -177,8 +183,7 @@ class Claims:
                              "settings_hash = ?", (settings_hash,), fetch=True)
         cutoff, n = time.time() - self.timeout_s, 0
         for content, owner, beat in rows:
-            if str(content) in content_hashes and (float(beat) < cutoff
-                                                   or owner_is_dead(str(owner))):
+            if str(content) in content_hashes and not claim_is_live(owner, beat, cutoff):
                 n += int(self._execute(
                     f"DELETE FROM {TABLE} WHERE content_hash = ? AND settings_hash = ? AND "
                     "owner = ?", (str(content), settings_hash, str(owner))) or 0)
@@ -212,7 +217,7 @@ class Claims:
         cutoff = time.time() - self.timeout_s
         live = stale = 0
         for owner, beat in self._execute(sql, params, fetch=True):
-            if float(beat) >= cutoff and not owner_is_dead(str(owner)):
+            if claim_is_live(owner, beat, cutoff):
                 live += 1
             else:
                 stale += 1

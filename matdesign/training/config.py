@@ -63,9 +63,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        data = dict(data or {}) if isinstance(data, dict) else data
-        targets = (parse_elastic_targets(data.pop("elastic_targets", None))
-                   if isinstance(data, dict) else ())
+        targets = ()
+        if isinstance(data, dict):  # nested records: parsed apart from the flat keys
+            data = dict(data)
+            targets = parse_elastic_targets(data.pop("elastic_targets", None))
         cfg = dataclasses.replace(typed_config(cls, data, "train"), elastic_targets=targets)
         cfg.validate()
         return cfg

@@ -26,12 +26,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from ase.units import GPa
 
 from matdesign.config_utils import typed_float
 from matdesign.forces import energy_forces_stress
 from matdesign.graph import Graph, atoms_to_graph, batch_graphs
 
-EV_PER_A3_PER_GPA = 1.0 / 160.21766208  # 1 GPa in eV/Å³
 LATTICES = ("bcc", "fcc")  # one-atom primitive cells without internal relaxation
 _KEYS = ("lattice", "a", "C11", "C12", "C44")
 
@@ -101,7 +101,7 @@ def _target_derivatives(t: ElasticTarget) -> np.ndarray:
     d = np.zeros((2, 3, 3))
     d[0] = np.diag([t.c11_gpa, t.c12_gpa, t.c12_gpa])
     d[1, 1, 2] = d[1, 2, 1] = t.c44_gpa
-    return d * EV_PER_A3_PER_GPA
+    return d * GPa
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ class ElasticTerm:
     def errors_gpa(self, model: torch.nn.Module) -> dict[str, float]:
         """Model − target C11, C12, C44 per element, GPa (for the training log)."""
         d = self.derivatives(model, training=False).detach().double().cpu()
-        diff = (d - self.target) / EV_PER_A3_PER_GPA
+        diff = (d - self.target) / GPa
         out = {}
         for k, t in enumerate(self.targets):
             out[f"{t.element}_C11"] = round(float(diff[k, 0, 0, 0]), 2)

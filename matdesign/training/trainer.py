@@ -195,7 +195,7 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
                     progress: bool, elastic: ElasticTerm | None = None,
                     ) -> tuple[dict[str, float], float]:
     """One pass over ``train`` in shuffled batches (``elastic``: the elastic-constant term,
-    evaluated with every batch).
+    added on every ``cfg.elastic_every``-th batch).
 
     Returns:
         Mean training MSE per loss term, and the last learning rate.
