@@ -60,6 +60,11 @@ class TrainConfig:
     # evaluated on every n-th batch with weight n·w_C (same mean pull, 1/n of the cost:
     # the 4·(targets) tiny cells cost about a third of a batch of 8 NbMoTaW frames)
     elastic_every: int = 4
+    # compressed bcc/fcc/sc cells at V/V0 = 0.40 ... compression_max_fraction must be under
+    # positive pressure (matdesign.training.compression); 0 switches the prior off
+    compression_weight: float = 0.0  # w_P on mean max(0, P_min - P)² [eV²/Å⁶]
+    compression_max_fraction: float = 0.85
+    compression_every: int = 4
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -96,6 +101,9 @@ class TrainConfig:
             "elastic_weight": self.elastic_weight >= 0,
             "elastic_strain": 0 < self.elastic_strain <= 0.05,
             "elastic_every": self.elastic_every >= 1,
+            "compression_weight": self.compression_weight >= 0,
+            "compression_max_fraction": 0.4 < self.compression_max_fraction < 1,
+            "compression_every": self.compression_every >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -30,8 +30,8 @@ from matdesign.memory import keep_freed_memory
 from matdesign.model import Potential, PotentialConfig
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame, batch_to, fit_reference_energies, iterate_batches
-from matdesign.training.elastic import ElasticTerm, rms_gpa
 from matdesign.training.ema import ExponentialMovingAverage
+from matdesign.training.extra import ExtraTerm, build_extra_terms, epoch_report
 from matdesign.training.fused import fuse_for_training
 from matdesign.training.loss import loss_terms, validation_score, weighted_loss
 from matdesign.training.metrics import error_metrics
@@ -192,10 +192,10 @@ def set_network_gate(fit: Fit, on: bool) -> None:
 
 def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: _Budget,
                     rng: np.random.Generator, device: str | torch.device,
-                    progress: bool, elastic: ElasticTerm | None = None,
+                    progress: bool, extra: Sequence[ExtraTerm] = (),
                     ) -> tuple[dict[str, float], float]:
-    """One pass over ``train`` in shuffled batches (``elastic``: the elastic-constant term,
-    added on every ``cfg.elastic_every``-th batch).
+    """One pass over ``train`` in shuffled batches (``extra``: terms beyond the data, each
+    added on its every n-th batch).
 
     Returns:
         Mean training MSE per loss term, and the last learning rate.
@@ -205,7 +205,7 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
     model, dtype = fit.model, fit.model.dtype
     model.train()
     heads = getattr(model, "num_heads", 1)
-    sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0, "elastic": 0.0}
+    sums = {"energy": 0.0, "forces": 0.0, "stress": 0.0, **{t.name: 0.0 for t in extra}}
     batches = tqdm(iterate_batches(train, cfg.batch_size, shuffle=True, rng=rng,
                                    stress_weights=cfg.stress_config_type_weights),
                    total=budget.steps_per_epoch, leave=False,
@@ -223,9 +223,10 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
                 if heads > 1 else None)
         terms = loss_terms(model, batch_to(batch, device, dtype), boot)
         loss = weighted_loss(terms, cfg, energy_weight(cfg, fraction))
-        if elastic is not None and k % cfg.elastic_every == 0:
-            terms["elastic"] = elastic.loss(model)
-            loss = loss + cfg.elastic_every * cfg.elastic_weight * terms["elastic"]
+        for t in extra:
+            if t.due(k):
+                terms[t.name] = t.loss(model)
+                loss = loss + t.every * t.weight * terms[t.name]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at epoch {fit.state.epoch + 1}, step {k}")
         fit.optimizer.zero_grad(set_to_none=True)
@@ -236,7 +237,7 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
         for key in sums:
             sums[key] += float(terms[key].detach()) if key in terms else 0.0
     fit.state.epoch += 1
-    counts = {"elastic": math.ceil(budget.steps_per_epoch / cfg.elastic_every)}
+    counts = {t.name: math.ceil(budget.steps_per_epoch / t.every) for t in extra}
     return {k: v / counts.get(k, budget.steps_per_epoch) for k, v in sums.items()}, lr
 
 
@@ -355,26 +356,23 @@ def train_potential(
             **(metadata or {})}
     if isinstance(init, (str, Path)):
         meta["init_from"] = str(init)
-    elastic = (ElasticTerm.build(cfg.elastic_targets, species, model.config.cutoff,
-                                 cfg.elastic_strain) if cfg.elastic_targets else None)
+    extra = build_extra_terms(cfg, species, model.config.cutoff, train)
     stopped = "max_epochs"
     with open(log_path, "a") if log_path else contextlib.nullcontext() as log:
         while fit.state.epoch < cfg.max_epochs:
             train_mse, lr = train_one_epoch(fit, train, cfg, budget, rng, device, progress,
-                                            elastic)
+                                            extra)
             score, metrics = validate_and_checkpoint(fit, valid, cfg, out, meta, budget)
             record = {"epoch": fit.state.epoch, "time_s": round(fit.state.elapsed_s, 1),
                       "lr": lr, "score": score,
                       **{f"train_mse_{k}": v for k, v in train_mse.items()}}
-            if elastic is not None:  # the averaged model's C_ij − target, GPa
-                record["elastic_error_gpa"] = elastic.errors_gpa(fit.ema.model)
+            extra_record, extra_line = epoch_report(extra, fit.ema.model)
+            record.update(extra_record)
             _write_log(log, record, metrics)
             if progress:
                 done = budget.fraction(fit.state.epoch * steps, cfg)
-                line = _progress_line(fit.state.epoch, done, fit.state.elapsed_s, metrics, lr)
-                if elastic is not None:
-                    line += f" | C rms {rms_gpa(record['elastic_error_gpa']):.1f} GPa"
-                print(line, flush=True)
+                print(_progress_line(fit.state.epoch, done, fit.state.elapsed_s, metrics, lr)
+                      + extra_line, flush=True)
             reason = _stop_reason(fit, cfg)
             if reason:
                 stopped = reason

@@ -1,0 +1,71 @@
+"""Loss terms beyond the data: elastic-constant targets and the compression prior.
+
+Each is evaluated on every ``every``-th batch with ``every × weight`` (the same mean pull at
+1/every of the cost), and reports one line of the training log per epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from matdesign.training.compression import CompressionTerm, equilibrium_volumes
+from matdesign.training.config import TrainConfig
+from matdesign.training.data import Frame
+from matdesign.training.elastic import ElasticTerm, rms_gpa
+
+
+@dataclass(frozen=True)
+class ExtraTerm:
+    """One extra loss term and its schedule."""
+
+    name: str  # "elastic" or "compression": the log's train_mse_<name>
+    term: ElasticTerm | CompressionTerm
+    weight: float  # w on the term's mean square, (eV/Å³)⁻²
+    every: int  # evaluated on every n-th batch with weight n·w
+
+    def due(self, batch_index: int) -> bool:
+        return batch_index % self.every == 0
+
+    def loss(self, model: torch.nn.Module) -> torch.Tensor:
+        return self.term.loss(model)
+
+
+def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
+                      train: Sequence[Frame]) -> tuple[ExtraTerm, ...]:
+    """The terms ``cfg`` switches on (elastic targets given; compression weight > 0).
+
+    Raises:
+        ValueError: a target element outside ``species``, or no reference volume for the
+            compression prior (messages name the key).
+    """
+    terms = []
+    if cfg.elastic_targets:
+        terms.append(ExtraTerm("elastic", ElasticTerm.build(
+            cfg.elastic_targets, species, cutoff, cfg.elastic_strain),
+            cfg.elastic_weight, cfg.elastic_every))
+    if cfg.compression_weight > 0:
+        terms.append(ExtraTerm("compression", CompressionTerm.build(
+            equilibrium_volumes(train), species, cutoff, cfg.compression_max_fraction),
+            cfg.compression_weight, cfg.compression_every))
+    return tuple(terms)
+
+
+def epoch_report(terms: Sequence[ExtraTerm], model: torch.nn.Module,
+                 ) -> tuple[dict[str, Any], str]:
+    """The averaged model's log entries and progress-line suffix for the extra terms:
+    C_ij − target (GPa) and the lowest pressure of the compressed cells (GPa)."""
+    record: dict[str, Any] = {}
+    line = ""
+    for t in terms:
+        if isinstance(t.term, ElasticTerm):
+            record["elastic_error_gpa"] = t.term.errors_gpa(model)
+            line += f" | C rms {rms_gpa(record['elastic_error_gpa']):.1f} GPa"
+        else:
+            cell, p = t.term.lowest_pressure(model)
+            record["compression_lowest_pressure_gpa"] = {"cell": cell, "pressure": p}
+            line += f" | P min {p:.1f} GPa ({cell})"
+    return record, line

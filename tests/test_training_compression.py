@@ -1,0 +1,122 @@
+"""The compression prior (matdesign.training.compression): compressed lattices must push back.
+
+The reference volume is checked against EMT's own minimum, the pressures against ASE's
+Lennard-Jones stresses on cells built here, and the training hook by a fit whose only loss is
+this term.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.lj import LennardJones
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+from matdesign.model import PotentialConfig
+from matdesign.training.compression import (
+    LATTICES,
+    MIN_PRESSURE_GPA,
+    CompressionTerm,
+    equilibrium_volumes,
+    volume_fractions,
+)
+from matdesign.training.config import TrainConfig
+from matdesign.training.data import load_frames
+from matdesign.training.trainer import train_potential
+from tests.test_training_elastic import EPSILON, GPA, RC, SIGMA, TorchLJ
+
+
+def labelled(atoms, pbc: bool = True):
+    atoms.pbc = pbc
+    atoms.calc = EMT()
+    atoms.calc = SinglePointCalculator(
+        atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+        stress=atoms.get_stress() if pbc else None)
+    return atoms
+
+
+def test_reference_volume_is_that_of_the_lowest_energy_elemental_frame(tmp_path):
+    """Among Cu cells at a = 3.45 ... 3.75 Å, EMT's lowest one (a ≈ 3.59) sets V0; a mixed
+    Cu-Ni cell and a non-periodic Cu cluster are not references (and Ni, with no elemental
+    frame, gets none)."""
+    lattice_constants = np.linspace(3.45, 3.75, 7)
+    frames = [labelled(bulk("Cu", "fcc", a=a, cubic=True)) for a in lattice_constants]
+    mixed = bulk("Cu", "fcc", a=3.55, cubic=True)
+    mixed.numbers[:2] = 28  # Ni: lower EMT energy per atom than Cu
+    cluster = bulk("Cu", "fcc", a=3.0, cubic=True)
+    frames += [labelled(mixed), labelled(cluster, pbc=False)]
+    path = tmp_path / "cu.extxyz"
+    write(path, frames)
+    loaded = load_frames(path, 4.0, {29: 0, 28: 1})
+    emt = [f.get_potential_energy() / len(f) for f in frames[:7]]
+    expected = lattice_constants[int(np.argmin(emt))] ** 3 / 4
+    assert 3.55 < lattice_constants[int(np.argmin(emt))] < 3.65  # EMT Cu: a ≈ 3.59 Å
+    assert equilibrium_volumes(loaded) == {"Cu": pytest.approx(expected)}  # Ni: no elemental
+
+
+def test_pressures_and_hinge_match_ase_lennard_jones():
+    """P = −tr(σ)/3 of every compressed cell equals ASE's Lennard-Jones value on the same
+    lattice and volume built here; the loss is the mean squared shortfall below P_min."""
+    v0 = 3.6 ** 3 / 4
+    term = CompressionTerm.build({"Cu": v0}, ["Cu"], RC, max_fraction=0.85)
+    assert len(term.labels) == len(LATTICES) * len(volume_fractions(0.85))
+    model = TorchLJ()
+    ours = term.pressures(model, training=False).detach().numpy() * GPA
+    ase = []
+    for lattice in LATTICES:
+        for f in volume_fractions(0.85):
+            atoms = bulk("Cu", lattice, a=1.0)
+            atoms.set_cell(atoms.cell * (f * v0 / atoms.get_volume()) ** (1 / 3),
+                           scale_atoms=True)
+            atoms.calc = LennardJones(sigma=SIGMA, epsilon=EPSILON, rc=RC)
+            ase.append(-atoms.get_stress(voigt=True)[:3].mean() * GPA)
+    np.testing.assert_allclose(ours, ase, rtol=1e-9, atol=1e-9)
+    assert max(ase) > 100 and min(ase) < MIN_PRESSURE_GPA  # both sides of the hinge occur
+    shortfall = np.maximum(MIN_PRESSURE_GPA - np.array(ase), 0) / GPA
+    assert float(term.loss(model).detach()) == pytest.approx(np.mean(shortfall ** 2), rel=1e-9)
+    assert term.lowest_pressure(model)[1] == pytest.approx(min(ase), abs=0.01)
+
+
+def test_training_on_the_compression_term_alone_lifts_the_lowest_pressure(tmp_path):
+    """With every data weight at zero, only the prior trains. The untrained network leaves a
+    compressed cell below P_min (control: weight ~0); with the term, every cell ends above
+    P_min (a trainer that ignored the term would leave the control's value)."""
+    from tests.test_training import emt_frames
+
+    path = tmp_path / "emt.extxyz"
+    write(path, emt_frames(8) + [labelled(bulk("Cu", "fcc", a=3.6))])
+    model = PotentialConfig(cutoff=4.0, channels=8, lmax=1, lmax_edge=1, num_layers=1,
+                            radial_hidden=8, readout_hidden=8, zbl=False)
+    frames = load_frames(path, model.cutoff, {29: 0, 28: 1})
+    lowest = {}
+    for weight in (1e-12, 100.0):
+        cfg = TrainConfig.from_dict({
+            "max_epochs": 6, "batch_size": 2, "lr": 2e-2, "ema_decay": 0.0, "patience": 100,
+            "threads": 1, "energy_weight": 0.0, "forces_weight": 0.0, "stress_weight": 0.0,
+            "compression_weight": weight, "compression_every": 1, "committee": False,
+            "max_time_min": None})
+        log_path = tmp_path / f"log{weight}.jsonl"
+        train_potential(frames[:7], frames[7:], ["Cu", "Ni"], model, cfg, tmp_path / "m.pt",
+                        progress=False, log_path=log_path)
+        log = [json.loads(line) for line in log_path.read_text().splitlines()]
+        lowest[weight] = log[-1]["compression_lowest_pressure_gpa"]["pressure"]
+    assert lowest[1e-12] < MIN_PRESSURE_GPA - 0.5, lowest  # the term has work to do
+    assert lowest[100.0] > MIN_PRESSURE_GPA + 0.5, lowest
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("compression_max_fraction", 1.2), ("compression_max_fraction", 0.3),
+    ("compression_weight", -1.0), ("compression_every", 0)])
+def test_bad_compression_settings_are_named(key, value):
+    with pytest.raises(ValueError, match=key):
+        TrainConfig.from_dict({key: value})
+
+
+def test_compression_prior_without_an_elemental_reference_fails_before_training():
+    with pytest.raises(ValueError, match="compression_weight.*single-element"):
+        CompressionTerm.build({}, ["Cu"], 4.0, 0.85)
