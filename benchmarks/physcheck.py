@@ -7,6 +7,10 @@ C44 (strains ±0.5 % and ±1 %, as ``matdesign elastic``) and the phonons on a 1
 (stable or not, lowest frequency). Prints each against the DFT reference, the number of
 elastic entries within 5 % and the mean |error| of the elastic entries without Nb C44 (the
 data constrain it poorly: benchmarks/README.md, "Elastic constants and lattice constants").
+
+Short range: E(V) of one-atom bcc, fcc and simple-cubic cells of each element from 0.35 to
+1.3 of the DFT bcc volume (48 volumes). A sane potential has one minimum per lattice and no
+compressed cell (V ≤ 0.8 V0) below the bcc equilibrium energy.
 """
 
 from __future__ import annotations
@@ -60,6 +64,38 @@ def check_element(calc: object, element: str) -> ElementCheck:
                         min_frequency_thz=float(phonon.min_frequency_thz))
 
 
+@dataclass(frozen=True)
+class ShortRangeCheck:
+    """E(V) of one lattice of one element (energies eV/atom, relative to bcc at V0)."""
+
+    element: str
+    lattice: str
+    local_minima: int
+    lowest_compressed_ev: float  # min over V <= 0.8 V0 of E - E_bcc(V0)
+
+
+def short_range(calc: object, element: str) -> list[ShortRangeCheck]:
+    v0 = DFT_A[element] ** 3 / 2
+    reference = bulk(element, "bcc", a=DFT_A[element])
+    reference.calc = calc
+    e0 = reference.get_potential_energy()
+    fractions = np.linspace(0.35, 1.3, 48)
+    out = []
+    for lattice in ("bcc", "fcc", "sc"):
+        energies = []
+        for f in fractions:
+            atoms = bulk(element, lattice, a=3.0)
+            atoms.set_cell(atoms.cell * (f * v0 / atoms.get_volume()) ** (1 / 3),
+                           scale_atoms=True)
+            atoms.calc = calc
+            energies.append(atoms.get_potential_energy() - e0)
+        e = np.array(energies)
+        minima = int(np.sum((e[1:-1] < e[:-2]) & (e[1:-1] < e[2:])))
+        out.append(ShortRangeCheck(element, lattice, minima,
+                                   float(e[fractions <= 0.8].min())))
+    return out
+
+
 def summarise(checks: list[ElementCheck]) -> dict:
     """Elastic entries within 5 % and the mean |relative error| without Nb C44."""
     within, errors = 0, []
@@ -98,11 +134,19 @@ def main() -> None:
               f"   {'stable' if ch.phonons_stable else 'UNSTABLE'} "
               f"(min {ch.min_frequency_thz:.2f} THz)")
     summary = summarise(checks)
+    ranges = [r for el in DFT_A for r in short_range(calc, el)]
+    for r in ranges:
+        print(f"{r.element:3s}{r.lattice:4s} minima {r.local_minima}, lowest compressed "
+              f"(V <= 0.8 V0) {r.lowest_compressed_ev:+.2f} eV/atom vs bcc")
+    summary["lattices_with_one_minimum"] = sum(r.local_minima == 1 for r in ranges)
+    summary["lattices"] = len(ranges)
+    summary["compressed_below_bcc"] = [f"{r.element} {r.lattice}" for r in ranges
+                                       if r.lowest_compressed_ev < 0]
     print(json.dumps(summary))
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"potential": args.potential, "checks": [asdict(c) for c in checks],
-             "summary": summary}, indent=2) + "\n")
+             "short_range": [asdict(r) for r in ranges], "summary": summary}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

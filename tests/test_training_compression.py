@@ -21,6 +21,7 @@ from matdesign.model import PotentialConfig
 from matdesign.training.compression import (
     LATTICES,
     MIN_PRESSURE_GPA,
+    SHIFTS,
     CompressionTerm,
     equilibrium_volumes,
     volume_fractions,
@@ -60,26 +61,37 @@ def test_reference_volume_is_that_of_the_lowest_energy_elemental_frame(tmp_path)
 
 
 def test_pressures_and_hinge_match_ase_lennard_jones():
-    """P = −tr(σ)/3 of every compressed cell equals ASE's Lennard-Jones value on the same
-    lattice and volume built here; the loss is the mean squared shortfall below P_min."""
+    """P = −tr(σ)/3 of every compressed cell of every shifted grid equals ASE's Lennard-Jones
+    value on the same lattice and volume built here; the loss of a call is the mean squared
+    shortfall below P_min over its grid, and the grids together cover 0.40 … 0.85 densely."""
     v0 = 3.6 ** 3 / 4
     term = CompressionTerm.build({"Cu": v0}, ["Cu"], RC, max_fraction=0.85)
-    assert len(term.labels) == len(LATTICES) * len(volume_fractions(0.85))
     model = TorchLJ()
-    ours = term.pressures(model, training=False).detach().numpy() * GPA
-    ase = []
-    for lattice in LATTICES:
-        for f in volume_fractions(0.85):
-            atoms = bulk("Cu", lattice, a=1.0)
-            atoms.set_cell(atoms.cell * (f * v0 / atoms.get_volume()) ** (1 / 3),
-                           scale_atoms=True)
-            atoms.calc = LennardJones(sigma=SIGMA, epsilon=EPSILON, rc=RC)
-            ase.append(-atoms.get_stress(voigt=True)[:3].mean() * GPA)
-    np.testing.assert_allclose(ours, ase, rtol=1e-9, atol=1e-9)
-    assert max(ase) > 100 and min(ase) < MIN_PRESSURE_GPA  # both sides of the hinge occur
-    shortfall = np.maximum(MIN_PRESSURE_GPA - np.array(ase), 0) / GPA
-    assert float(term.loss(model).detach()) == pytest.approx(np.mean(shortfall ** 2), rel=1e-9)
-    assert term.lowest_pressure(model)[1] == pytest.approx(min(ase), abs=0.01)
+    fractions, lowest = [], np.inf
+    for grid in range(SHIFTS):
+        grid_fractions = volume_fractions(0.85, grid)
+        assert len(term.labels[grid]) == len(LATTICES) * len(grid_fractions)
+        fractions += list(grid_fractions)
+        ours = term.pressures(model, grid, training=False).detach().numpy() * GPA
+        ase = []
+        for lattice in LATTICES:
+            for f in grid_fractions:
+                atoms = bulk("Cu", lattice, a=1.0)
+                atoms.set_cell(atoms.cell * (f * v0 / atoms.get_volume()) ** (1 / 3),
+                               scale_atoms=True)
+                atoms.calc = LennardJones(sigma=SIGMA, epsilon=EPSILON, rc=RC)
+                ase.append(-atoms.get_stress(voigt=True)[:3].mean() * GPA)
+        np.testing.assert_allclose(ours, ase, rtol=1e-9, atol=1e-9)
+        lowest = min(lowest, min(ase))
+        assert max(ase) > 100 and min(ase) < MIN_PRESSURE_GPA  # both sides of the hinge
+        shortfall = np.maximum(MIN_PRESSURE_GPA - np.array(ase), 0) / GPA
+        for call in (grid, grid + SHIFTS):  # calls cycle through the grids
+            assert float(term.loss(model, call).detach()) == pytest.approx(
+                np.mean(shortfall ** 2), rel=1e-9)
+    assert term.lowest_pressure(model)[1] == pytest.approx(lowest, abs=0.01)
+    gaps = np.diff(np.sort(fractions))
+    assert min(fractions) == pytest.approx(0.40) and max(fractions) <= 0.85
+    assert gaps.max() <= 0.0126 and len(fractions) == len(set(np.round(fractions, 6)))
 
 
 def test_training_on_the_compression_term_alone_lifts_the_lowest_pressure(tmp_path):

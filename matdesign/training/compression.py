@@ -9,13 +9,15 @@ starts below 0.6 × (sum of covalent radii), 1.94 Å for W-W.
 Physics says more than "no data": any lattice squeezed well below the element's equilibrium
 atomic volume V₀ is under positive pressure, P = −tr(σ)/3 > 0 (ASE sign: compressive stress
 is negative). This term asks exactly that of one-atom bcc, fcc and simple-cubic cells of every
-element at volumes f·V₀, f = 0.40 … ``max_fraction``, with a hinge:
+element at volumes f·V₀, f = 0.40 … ``max_fraction`` in steps of 0.05, with a hinge:
 
     L = mean over cells of max(0, P_min − P)²        (eV²/Å⁶, the stress term's units)
 
-so it is zero wherever the model already behaves and never pulls on the data. With positive
-pressure at every grid volume, E(V) of each lattice rises monotonically under compression, so
-no compressed lattice can fall below its own near-equilibrium energy.
+so it is zero wherever the model already behaves and never pulls on the data. The grid is
+built four times, shifted by a quarter step each, and successive calls cycle through the four
+(so the network cannot hide a dip between grid points at no extra cost per call). With
+positive pressure at every volume, E(V) of each lattice rises monotonically under compression,
+so no compressed lattice can fall below its own near-equilibrium energy.
 
 V₀ per element is read from the training data: the atomic volume of the element's lowest
 energy-per-atom periodic single-element frame. Elements without such a frame are skipped.
@@ -26,6 +28,7 @@ The prior holds for close-packed and bcc metals; for an element whose ground sta
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,8 +44,9 @@ from matdesign.graph import Graph, atoms_to_graph, batch_graphs
 from matdesign.training.data import Frame
 
 LATTICES = ("bcc", "fcc", "sc")
-MIN_FRACTION = 0.40  # smallest V/V₀ of the grid (W sc: a = 1.85 Å)
-POINTS = 6  # grid volumes per lattice and element
+MIN_FRACTION = 0.40  # smallest V/V₀ of the grid (sc: a ≈ 1.9 Å, where ZBL takes over)
+STEP = 0.05  # spacing of the grid in V/V₀
+SHIFTS = 4  # grids shifted by STEP/SHIFTS, used in turn
 MIN_PRESSURE_GPA = 1.0  # P_min of the hinge
 
 
@@ -62,9 +66,10 @@ def equilibrium_volumes(frames: Sequence[Frame]) -> dict[str, float]:
     return {el: v for el, (_, v) in sorted(best.items())}
 
 
-def volume_fractions(max_fraction: float) -> np.ndarray:
-    """The grid of V/V₀ from :data:`MIN_FRACTION` to ``max_fraction``."""
-    return np.linspace(MIN_FRACTION, max_fraction, POINTS)
+def volume_fractions(max_fraction: float, shift: int = 0) -> np.ndarray:
+    """Grid number ``shift`` of V/V₀: MIN_FRACTION + (k + shift/SHIFTS)·STEP ≤ max_fraction."""
+    start = MIN_FRACTION + shift * STEP / SHIFTS
+    return np.arange(start, max_fraction + 1e-9, STEP)
 
 
 def lattice_cell(element: str, lattice: str, volume: float) -> Atoms:
@@ -77,10 +82,10 @@ def lattice_cell(element: str, lattice: str, volume: float) -> Atoms:
 
 @dataclass(frozen=True)
 class CompressionTerm:
-    """The compressed cells of every element, batched once."""
+    """The compressed cells of every element, batched once per shifted grid."""
 
-    labels: tuple[str, ...]  # "W sc 0.40" per cell
-    graph: Graph  # float64, CPU
+    labels: tuple[tuple[str, ...], ...]  # per grid: "W sc 0.400" per cell
+    graphs: tuple[Graph, ...]  # per grid, float64, CPU
 
     @classmethod
     def build(cls, volumes: dict[str, float], species: Sequence[str], cutoff: float,
@@ -94,29 +99,38 @@ class CompressionTerm:
             raise ValueError("train.compression_weight > 0 needs periodic single-element "
                              "frames with stress in the training data (for V0); none found")
         index = {atomic_numbers[s]: k for k, s in enumerate(species)}
-        labels, graphs = [], []
-        for el, v0 in volumes.items():
-            for lattice in LATTICES:
-                for f in volume_fractions(max_fraction):
-                    labels.append(f"{el} {lattice} {f:.2f}")
-                    graphs.append(atoms_to_graph(lattice_cell(el, lattice, f * v0), cutoff,
-                                                 index))
-        return cls(tuple(labels), batch_graphs(graphs))
+        all_labels, all_graphs = [], []
+        for shift in range(SHIFTS):
+            labels, graphs = [], []
+            for el, v0 in volumes.items():
+                for lattice in LATTICES:
+                    for f in volume_fractions(max_fraction, shift):
+                        labels.append(f"{el} {lattice} {f:.3f}")
+                        graphs.append(atoms_to_graph(lattice_cell(el, lattice, f * v0),
+                                                     cutoff, index))
+            all_labels.append(tuple(labels))
+            all_graphs.append(batch_graphs(graphs))
+        return cls(tuple(all_labels), tuple(all_graphs))
 
-    def pressures(self, model: torch.nn.Module, *, training: bool) -> torch.Tensor:
-        """P = −tr(σ)/3 of every cell, eV/Å³."""
+    def pressures(self, model: torch.nn.Module, grid: int = 0, *,
+                  training: bool) -> torch.Tensor:
+        """P = −tr(σ)/3 of every cell of grid number ``grid``, eV/Å³."""
         p = next(model.parameters())
-        out = energy_forces_stress(model, self.graph.to(p.device, p.dtype), stress=True,
-                                   training=training)
+        graph = self.graphs[grid].to(p.device, p.dtype)
+        out = energy_forces_stress(model, graph, stress=True, training=training)
         return -out.stress.diagonal(dim1=1, dim2=2).sum(-1) / 3
 
-    def loss(self, model: torch.nn.Module) -> torch.Tensor:
-        """Mean over cells of max(0, P_min − P)², eV²/Å⁶."""
-        return torch.relu(MIN_PRESSURE_GPA * GPa - self.pressures(model, training=True)
-                          ).pow(2).mean()
+    def loss(self, model: torch.nn.Module, call: int = 0) -> torch.Tensor:
+        """Mean over the cells of grid ``call mod SHIFTS`` of max(0, P_min − P)², eV²/Å⁶."""
+        pressure = self.pressures(model, call % len(self.graphs), training=True)
+        return torch.relu(MIN_PRESSURE_GPA * GPa - pressure).pow(2).mean()
 
     def lowest_pressure(self, model: torch.nn.Module) -> tuple[str, float]:
-        """The cell with the lowest pressure and that pressure, GPa (for the training log)."""
-        p = self.pressures(model, training=False).detach().double().cpu() / GPa
-        k = int(torch.argmin(p))
-        return self.labels[k], round(float(p[k]), 2)
+        """The cell (of every grid) with the lowest pressure and that pressure, GPa."""
+        lowest = ("", math.inf)
+        for grid, labels in enumerate(self.labels):
+            p = self.pressures(model, grid, training=False).detach().double().cpu() / GPa
+            k = int(torch.argmin(p))
+            if float(p[k]) < lowest[1]:
+                lowest = (labels[k], round(float(p[k]), 2))
+        return lowest

@@ -30,7 +30,10 @@ class ExtraTerm:
     def due(self, batch_index: int) -> bool:
         return batch_index % self.every == 0
 
-    def loss(self, model: torch.nn.Module) -> torch.Tensor:
+    def loss(self, model: torch.nn.Module, batch_index: int) -> torch.Tensor:
+        """The term's loss; the compression prior cycles through its shifted grids."""
+        if isinstance(self.term, CompressionTerm):
+            return self.term.loss(model, batch_index // self.every)
         return self.term.loss(model)
 
 

@@ -225,7 +225,7 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
         loss = weighted_loss(terms, cfg, energy_weight(cfg, fraction))
         for t in extra:
             if t.due(k):
-                terms[t.name] = t.loss(model)
+                terms[t.name] = t.loss(model, k)
                 loss = loss + t.every * t.weight * terms[t.name]
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at epoch {fit.state.epoch + 1}, step {k}")
