@@ -29,6 +29,7 @@ The prior holds for close-packed and bcc metals; for an element whose ground sta
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -98,6 +99,10 @@ class CompressionTerm:
         if not volumes:
             raise ValueError("train.compression_weight > 0 needs periodic single-element "
                              "frames with stress in the training data (for V0); none found")
+        missing = [s for s in species if s not in volumes]
+        if missing:
+            warnings.warn(f"train.compression_weight: no periodic single-element frame of "
+                          f"{missing} in the training data; the prior skips them", stacklevel=2)
         index = {atomic_numbers[s]: k for k, s in enumerate(species)}
         all_labels, all_graphs = [], []
         for shift in range(SHIFTS):
