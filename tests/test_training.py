@@ -166,7 +166,7 @@ def test_shipped_model_was_trained_with_its_documented_config():
     from matdesign.checkpoint import load_potential
     from matdesign.model import PotentialConfig
 
-    model_cfg, train_cfg = load_config("examples/train_nbmotaw_element_pairs.yaml")
+    model_cfg, train_cfg = load_config("examples/train_nbmotaw_default.yaml")
     shipped = load_potential("matdesign/models/default.pt")
     for field in dataclasses.fields(PotentialConfig):
         if field.name in ("avg_num_neighbours", "avg_density", "heads", "committee"):
