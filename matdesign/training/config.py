@@ -9,6 +9,7 @@ from typing import Any
 
 from matdesign.config_utils import load_yaml, typed_config
 from matdesign.model import PotentialConfig
+from matdesign.training.compression import MIN_FRACTION
 from matdesign.training.elastic import (
     ElasticTarget,
     parse_elastic_targets,
@@ -60,8 +61,8 @@ class TrainConfig:
     # evaluated on every n-th batch with weight n·w_C (same mean pull, 1/n of the cost:
     # the 4·(targets) tiny cells cost about a third of a batch of 8 NbMoTaW frames)
     elastic_every: int = 4
-    # compressed bcc/fcc/sc cells at V/V0 = 0.40 ... compression_max_fraction must be under
-    # positive pressure (matdesign.training.compression); 0 switches the prior off
+    # compressed bcc/fcc/sc cells at V/V0 = MIN_FRACTION (0.40) ... compression_max_fraction
+    # must be under positive pressure (matdesign.training.compression); weight 0: off
     compression_weight: float = 0.0  # w_P on mean max(0, P_min - P)² [eV²/Å⁶]
     compression_max_fraction: float = 0.85
     compression_every: int = 4
@@ -102,7 +103,7 @@ class TrainConfig:
             "elastic_strain": 0 < self.elastic_strain <= 0.05,
             "elastic_every": self.elastic_every >= 1,
             "compression_weight": self.compression_weight >= 0,
-            "compression_max_fraction": 0.4 < self.compression_max_fraction < 1,
+            "compression_max_fraction": MIN_FRACTION < self.compression_max_fraction < 1,
             "compression_every": self.compression_every >= 1,
         }
         bad = [k for k, ok in checks.items() if not ok]
