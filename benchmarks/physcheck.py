@@ -75,6 +75,8 @@ class ShortRangeCheck:
 
 
 def short_range(calc: object, element: str) -> list[ShortRangeCheck]:
+    from matdesign.training.compression import lattice_cell
+
     v0 = DFT_A[element] ** 3 / 2
     reference = bulk(element, "bcc", a=DFT_A[element])
     reference.calc = calc
@@ -84,9 +86,7 @@ def short_range(calc: object, element: str) -> list[ShortRangeCheck]:
     for lattice in ("bcc", "fcc", "sc"):
         energies = []
         for f in fractions:
-            atoms = bulk(element, lattice, a=3.0)
-            atoms.set_cell(atoms.cell * (f * v0 / atoms.get_volume()) ** (1 / 3),
-                           scale_atoms=True)
+            atoms = lattice_cell(element, lattice, f * v0)
             atoms.calc = calc
             energies.append(atoms.get_potential_energy() - e0)
         e = np.array(energies)

@@ -14,6 +14,7 @@ from matdesign.calculator import load_calculator
 from matdesign.checkpoint import load_potential
 from matdesign.potential_spec import DEFAULT_MODEL
 from matdesign.properties.relax import relax
+from matdesign.training.compression import lattice_cell
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +141,7 @@ def test_compressed_lattices_of_every_element_rise_and_stay_above_bcc(calc, elem
     for lattice in ("bcc", "fcc", "sc"):
         energies = []
         for f in fractions:
-            atoms = bulk(element, lattice, a=3.0)
-            atoms.set_cell(atoms.cell * (f * v0 / atoms.get_volume()) ** (1 / 3),
-                           scale_atoms=True)
+            atoms = lattice_cell(element, lattice, f * v0)
             atoms.calc = calc
             energies.append(atoms.get_potential_energy() - e0)
         e = np.array(energies)
