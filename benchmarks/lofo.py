@@ -65,6 +65,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", required=True, help="folder for the model, log and result JSON")
+    ap.add_argument("--init", help="fine-tune this model (e.g. a stage-1 leave-out fit of the "
+                    "same family) instead of starting from scratch")
     ap.add_argument("--rejudge", action="store_true",
                     help="no training: judge OUT/model.pt again and rewrite OUT/result.json")
     args = ap.parse_args()
@@ -105,9 +107,11 @@ def main() -> None:
     else:
         t0 = time.time()
         summary = train_potential(train, [kept[i] for i in va], species, model_cfg, train_cfg,
-                                  out / "model.pt", log_path=out / "log.jsonl", progress=True)
+                                  out / "model.pt", log_path=out / "log.jsonl", progress=True,
+                                  init=args.init)
         result = {"leave_out": list(prefixes), "config": args.config, "minutes": args.minutes,
                   "threads": args.threads, "epochs": summary.epochs,
+                  **({"init": args.init} if args.init else {}),
                   "wall_min": (time.time() - t0) / 60}
     model = load_potential(out / "model.pt", dtype="float64")
     domain = training_domain(train, model_cfg.cutoff)  # as the trainer records it

@@ -32,6 +32,7 @@ import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,3 +140,10 @@ class CompressionTerm:
             if float(p[k]) < lowest[1]:
                 lowest = (labels[k], round(float(p[k]), 2))
         return lowest
+
+    def report(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
+        """The training log's entry (``compression_lowest_pressure_gpa``) and progress-line
+        suffix."""
+        cell, p = self.lowest_pressure(model)
+        return ({"compression_lowest_pressure_gpa": {"cell": cell, "pressure": p}},
+                f"P min {p:.1f} GPa ({cell})")

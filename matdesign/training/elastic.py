@@ -144,8 +144,9 @@ class ElasticTerm:
         s = out.stress.reshape(len(self.targets), 2, 2, 3, 3)  # (target, mode, sign, 3, 3)
         return (s[:, :, 0] - s[:, :, 1]) / (2 * self.strain)
 
-    def loss(self, model: torch.nn.Module) -> torch.Tensor:
-        """Mean square of (model − target) dσ/dε over modes, components and targets."""
+    def loss(self, model: torch.nn.Module, call: int = 0) -> torch.Tensor:
+        """Mean square of (model − target) dσ/dε over modes, components and targets, eV²/Å⁶
+        (``call``: unused; the cells are the same on every call)."""
         d = self.derivatives(model, training=True)
         return (d - self.target.to(d.device, d.dtype)).pow(2).mean()
 
@@ -159,6 +160,12 @@ class ElasticTerm:
             out[f"{t.element}_C12"] = round(float(diff[k, 0, 1, 1]), 2)
             out[f"{t.element}_C44"] = round(float(diff[k, 1, 1, 2]), 2)
         return out
+
+
+    def report(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
+        """The training log's entry (``elastic_error_gpa``) and progress-line suffix."""
+        errors = self.errors_gpa(model)
+        return {"elastic_error_gpa": errors}, f"C rms {rms_gpa(errors):.1f} GPa"
 
 
 def rms_gpa(errors: dict[str, float]) -> float:

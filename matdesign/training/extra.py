@@ -1,21 +1,34 @@
 """Loss terms beyond the data: elastic-constant targets and the compression prior.
 
 Each is evaluated on every ``every``-th batch with ``every × weight`` (the same mean pull at
-1/every of the cost), and reports one line of the training log per epoch.
+1/every of the cost), and reports one line of the training log per epoch. Both terms offer
+the same two calls (:class:`LossTerm`), so nothing here depends on which one it holds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from matdesign.training.compression import CompressionTerm, equilibrium_volumes
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame
-from matdesign.training.elastic import ElasticTerm, rms_gpa
+from matdesign.training.elastic import ElasticTerm
+
+
+class LossTerm(Protocol):
+    """What the trainer asks of an extra term."""
+
+    def loss(self, model: torch.nn.Module, call: int) -> torch.Tensor:
+        """The term's mean square (eV²/Å⁶) on its ``call``-th evaluation."""
+        ...
+
+    def report(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
+        """Log entries and a progress-line fragment for the (averaged) model."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -23,7 +36,7 @@ class ExtraTerm:
     """One extra loss term and its schedule."""
 
     name: str  # "elastic" or "compression": the log's train_mse_<name>
-    term: ElasticTerm | CompressionTerm
+    term: LossTerm
     weight: float  # w on the term's mean square, (eV/Å³)⁻²
     every: int  # evaluated on every n-th batch with weight n·w
 
@@ -31,10 +44,9 @@ class ExtraTerm:
         return batch_index % self.every == 0
 
     def loss(self, model: torch.nn.Module, batch_index: int) -> torch.Tensor:
-        """The term's loss; the compression prior cycles through its shifted grids."""
-        if isinstance(self.term, CompressionTerm):
-            return self.term.loss(model, batch_index // self.every)
-        return self.term.loss(model)
+        """The term's loss on batch ``batch_index`` (a due one): its ``batch_index // every``-th
+        call, which the compression prior uses to cycle through its shifted grids."""
+        return self.term.loss(model, batch_index // self.every)
 
 
 def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
@@ -64,11 +76,7 @@ def epoch_report(terms: Sequence[ExtraTerm], model: torch.nn.Module,
     record: dict[str, Any] = {}
     line = ""
     for t in terms:
-        if isinstance(t.term, ElasticTerm):
-            record["elastic_error_gpa"] = t.term.errors_gpa(model)
-            line += f" | C rms {rms_gpa(record['elastic_error_gpa']):.1f} GPa"
-        else:
-            cell, p = t.term.lowest_pressure(model)
-            record["compression_lowest_pressure_gpa"] = {"cell": cell, "pressure": p}
-            line += f" | P min {p:.1f} GPa ({cell})"
+        entries, text = t.term.report(model)
+        record.update(entries)
+        line += f" | {text}"
     return record, line
