@@ -83,6 +83,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.init and not Path(args.init).is_file():
+        raise SystemExit(f"--init {args.init}: no such model file")
     prefixes = tuple(p for p in args.leave_out.split(",") if p)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
