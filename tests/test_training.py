@@ -93,6 +93,10 @@ def test_init_fine_tunes_from_saved_weights(data_file, tmp_path):
                       threads=1, energy_weight=1.0, stress_weight=1.0)
     base = tmp_path / "base.pt"
     train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY, cfg, base, progress=False)
+    from matdesign.checkpoint import load_potential, save_potential
+
+    calibrated = load_potential(base)  # as benchmarks/calibrate.py leaves a model
+    save_potential(calibrated, base, metadata={"uncertainty_scale": 3.0})
     one = TrainConfig(**{**cfg.__dict__, "max_epochs": 1, "lr": 1e-4})
     logs = {}
     for name, init in (("fresh", None), ("tuned", base)):
@@ -102,7 +106,10 @@ def test_init_fine_tunes_from_saved_weights(data_file, tmp_path):
     # the fine-tuned run starts where the base model ended, far below a fresh model,
     # and writes its own checkpoint (a fresh best score, not the base run's)
     assert logs["tuned"]["train_mse_forces"] < 0.3 * logs["fresh"]["train_mse_forces"]
-    assert (tmp_path / "tuned.pt").is_file()
+    # the base's calibration describes the base: it is dropped; its settings are the history
+    meta = load_potential(tmp_path / "tuned.pt").metadata
+    assert "uncertainty_scale" not in meta and meta["init_from"] == str(base)
+    assert meta["earlier_stages"] == [cfg.to_dict()] and meta["train_config"] == one.to_dict()
     with pytest.raises(ValueError, match="species"):
         train_potential(frames, frames, ["Ni", "Cu"], TINY, one, tmp_path / "x.pt", init=base,
                         progress=False)

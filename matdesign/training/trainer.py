@@ -109,7 +109,8 @@ def load_init(path: str | Path) -> Potential:
 
 def model_from_checkpoint(init: str | Path | Potential, species: Sequence[str]) -> Potential:
     """A trainable copy of the ``--init`` model (a path, or the model :func:`load_init` read);
-    architecture and species come from the checkpoint.
+    architecture and species come from the checkpoint, metadata only as ``earlier_stages``
+    (the training settings of the base and of its own bases).
 
     Raises:
         ValueError: an ensemble checkpoint, or species that differ from the data's.
@@ -118,7 +119,13 @@ def model_from_checkpoint(init: str | Path | Potential, species: Sequence[str]) 
     if list(model.species) != list(species):
         raise ValueError(f"--init model has species {model.species}, the data/--species "
                          f"give {list(species)}")
-    return copy.deepcopy(model).float().train()
+    trainable = copy.deepcopy(model).float().train()
+    # The base's calibration, figures and domain describe the base: only its settings stay.
+    base = model.metadata
+    stages = [*base.get("earlier_stages", []), *([base["train_config"]]
+                                                  if "train_config" in base else [])]
+    trainable.metadata = {"earlier_stages": stages} if stages else {}
+    return trainable
 
 
 @dataclass
@@ -356,6 +363,7 @@ def train_potential(
             **(metadata or {})}
     if isinstance(init, (str, Path)):
         meta["init_from"] = str(init)
+    meta.update(model.metadata)  # a fine-tuned model: the earlier stages' settings
     extra = build_extra_terms(cfg, species, model.config.cutoff, train)
     stopped = "max_epochs"
     with open(log_path, "a") if log_path else contextlib.nullcontext() as log:
