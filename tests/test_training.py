@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.singlepoint import SinglePointCalculator
@@ -110,6 +111,15 @@ def test_init_fine_tunes_from_saved_weights(data_file, tmp_path):
     meta = load_potential(tmp_path / "tuned.pt").metadata
     assert "uncertainty_scale" not in meta and meta["init_from"] == str(base)
     assert meta["earlier_stages"] == [cfg.to_dict()] and meta["train_config"] == one.to_dict()
+    # the base's committee (fitted around its weights) is replaced by one fitted anew around
+    # the tuned weights, as attaching to the tuned single head gives it
+    from matdesign.training.committee import attach_committee, without_committee
+
+    base_model, tuned = load_potential(base), load_potential(tmp_path / "tuned.pt")
+    assert base_model.config.committee and tuned.config.committee
+    fresh = attach_committee(without_committee(tuned), frames[:12])
+    assert torch.allclose(tuned.committee_deltas, fresh.committee_deltas, rtol=1e-4, atol=1e-6)
+    assert not torch.allclose(tuned.committee_deltas, base_model.committee_deltas, rtol=1e-2)
     with pytest.raises(ValueError, match="species"):
         train_potential(frames, frames, ["Ni", "Cu"], TINY, one, tmp_path / "x.pt", init=base,
                         progress=False)

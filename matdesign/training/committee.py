@@ -76,3 +76,20 @@ def attach_committee(model: Potential, frames: Sequence[Frame],
         "kind": "last-layer Laplace", "members": 2 * hidden, "regularisation": regularisation,
         "n_frames": len(frames)}}
     return out.to(model.dtype).eval()
+
+
+def without_committee(model: Potential) -> Potential:
+    """A copy of ``model`` without its attached committee (the trained single head only), in
+    the model's dtype; the model itself when it has none.
+
+    A committee describes the weights it was fitted around: fine-tuning changes them, so the
+    trainer strips it and attaches a fresh one at the end.
+    """
+    if not model.config.committee:
+        return model
+    plain = Potential(dataclasses.replace(model.config, committee=0), species=list(model.species))
+    state = {k: v for k, v in model.state_dict().items()
+             if not k.startswith("committee_") and "._tensor_constant" not in k}
+    plain.load_state_dict(state, strict=True)
+    plain.metadata = {k: v for k, v in model.metadata.items() if k != "committee"}
+    return plain.to(model.dtype)

@@ -28,6 +28,7 @@ from matdesign.domain import ChemicalDomain
 from matdesign.forces import edge_vectors
 from matdesign.memory import keep_freed_memory
 from matdesign.model import Potential, PotentialConfig
+from matdesign.training.committee import without_committee
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame, batch_to, fit_reference_energies, iterate_batches
 from matdesign.training.ema import ExponentialMovingAverage
@@ -109,8 +110,9 @@ def load_init(path: str | Path) -> Potential:
 
 def model_from_checkpoint(init: str | Path | Potential, species: Sequence[str]) -> Potential:
     """A trainable copy of the ``--init`` model (a path, or the model :func:`load_init` read);
-    architecture and species come from the checkpoint, metadata only as ``earlier_stages``
-    (the training settings of the base and of its own bases).
+    architecture and species come from the checkpoint (an attached committee is dropped: it
+    describes the base's weights), metadata only as ``earlier_stages`` (the training settings
+    of the base and of its own bases).
 
     Raises:
         ValueError: an ensemble checkpoint, or species that differ from the data's.
@@ -119,7 +121,7 @@ def model_from_checkpoint(init: str | Path | Potential, species: Sequence[str]) 
     if list(model.species) != list(species):
         raise ValueError(f"--init model has species {model.species}, the data/--species "
                          f"give {list(species)}")
-    trainable = copy.deepcopy(model).float().train()
+    trainable = copy.deepcopy(without_committee(model)).float().train()
     # The base's calibration, figures and domain describe the base: only its settings stay.
     base = model.metadata
     stages = [*base.get("earlier_stages", []), *([base["train_config"]]
