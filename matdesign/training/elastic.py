@@ -161,7 +161,6 @@ class ElasticTerm:
             out[f"{t.element}_C44"] = round(float(diff[k, 1, 1, 2]), 2)
         return out
 
-
     def report(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
         """The training log's entry (``elastic_error_gpa``) and progress-line suffix."""
         errors = self.errors_gpa(model)
