@@ -75,7 +75,7 @@ def main() -> None:
 
     from matdesign.checkpoint import load_potential
     from matdesign.training.config import load_config
-    from matdesign.training.data import load_frames, split
+    from matdesign.training.data import load_frames, species_in, split
     from matdesign.training.trainer import train_potential, training_domain
 
     model_cfg, train_cfg = load_config(args.config)
@@ -88,12 +88,7 @@ def main() -> None:
     prefixes = tuple(p for p in args.leave_out.split(",") if p)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    species = ["Nb", "Mo", "Ta", "W"] if "NbMoTaW" in args.data else None
-    from ase.io import read
-
-    if species is None:
-        found = {s for a in read(args.data, ":") for s in a.get_chemical_symbols()}
-        species = sorted(found, key=lambda s: atomic_numbers[s])
+    species = ["Nb", "Mo", "Ta", "W"] if "NbMoTaW" in args.data else species_in(args.data)
     index = {atomic_numbers[s]: k for k, s in enumerate(species)}
     frames = load_frames(args.data, model_cfg.cutoff, index)
     left = [f for f in frames if f.config_type.startswith(prefixes)]

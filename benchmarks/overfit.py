@@ -36,19 +36,16 @@ def main() -> None:
 
     import torch
     from ase.data import atomic_numbers
-    from ase.io import read
 
     from matdesign.training.config import load_config
-    from matdesign.training.data import load_frames
+    from matdesign.training.data import load_frames, species_in
     from matdesign.training.trainer import train_potential
 
     torch.set_num_threads(args.threads)
     model_cfg, train_cfg = load_config(None if args.config == "defaults" else args.config)
     train_cfg = dataclasses.replace(train_cfg, max_time_min=args.minutes, max_epochs=100_000,
                                     patience=100_000, committee=False, threads=args.threads)
-    atoms = read(args.data, ":")
-    species = sorted({s for a in atoms for s in a.get_chemical_symbols()},
-                     key=lambda s: atomic_numbers[s])
+    species = species_in(args.data)
     index = {atomic_numbers[s]: k for k, s in enumerate(species)}
     frames = [f for f in load_frames(args.data, model_cfg.cutoff, index)
               if f.config_type.startswith(args.only)][: args.frames]

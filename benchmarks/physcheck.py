@@ -75,21 +75,11 @@ class ShortRangeCheck:
 
 
 def short_range(calc: object, element: str) -> list[ShortRangeCheck]:
-    from matdesign.training.compression import lattice_cell
+    from matdesign.training.compression import energies_above_bcc
 
-    v0 = DFT_A[element] ** 3 / 2
-    reference = bulk(element, "bcc", a=DFT_A[element])
-    reference.calc = calc
-    e0 = reference.get_potential_energy()
     fractions = np.linspace(0.35, 1.3, 48)
     out = []
-    for lattice in ("bcc", "fcc", "sc"):
-        energies = []
-        for f in fractions:
-            atoms = lattice_cell(element, lattice, f * v0)
-            atoms.calc = calc
-            energies.append(atoms.get_potential_energy() - e0)
-        e = np.array(energies)
+    for lattice, e in energies_above_bcc(calc, element, DFT_A[element], fractions).items():
         minima = int(np.sum((e[1:-1] < e[:-2]) & (e[1:-1] < e[2:])))
         out.append(ShortRangeCheck(element, lattice, minima,
                                    float(e[fractions <= 0.8].min())))

@@ -14,7 +14,7 @@ from matdesign.calculator import load_calculator
 from matdesign.checkpoint import load_potential
 from matdesign.potential_spec import DEFAULT_MODEL
 from matdesign.properties.relax import relax
-from matdesign.training.compression import lattice_cell
+from matdesign.training.compression import energies_above_bcc
 
 
 @pytest.fixture(scope="module")
@@ -133,17 +133,8 @@ def test_compressed_lattices_of_every_element_rise_and_stay_above_bcc(calc, elem
     the energy rises at every step and stays above bcc at V0 (the fourteenth session's
     retrain put simple-cubic W at 2.0 Å 2.3 eV/atom below bcc; the shipped ninth-session
     model had a dip in simple-cubic cells near 0.47 V0)."""
-    v0 = DFT_A[element] ** 3 / 2
-    reference = bulk(element, "bcc", a=DFT_A[element])
-    reference.calc = calc
-    e0 = reference.get_potential_energy()
-    fractions = np.linspace(0.35, 0.8, 31)
-    for lattice in ("bcc", "fcc", "sc"):
-        energies = []
-        for f in fractions:
-            atoms = lattice_cell(element, lattice, f * v0)
-            atoms.calc = calc
-            energies.append(atoms.get_potential_energy() - e0)
-        e = np.array(energies)
+    scan = energies_above_bcc(calc, element, DFT_A[element], np.linspace(0.35, 0.8, 31))
+    assert set(scan) == {"bcc", "fcc", "sc"}
+    for lattice, e in scan.items():
         assert np.all(np.diff(e) < 0), (lattice, np.round(e, 2))  # falls as V grows
         assert e.min() > 0.1, (lattice, np.round(e, 2))  # eV/atom above bcc at V0

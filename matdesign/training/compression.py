@@ -82,6 +82,24 @@ def lattice_cell(element: str, lattice: str, volume: float) -> Atoms:
     return atoms
 
 
+def energies_above_bcc(calc: Any, element: str, a_bcc: float,
+                       fractions: np.ndarray) -> dict[str, np.ndarray]:
+    """E(V) scan of the prior's lattices with an ASE calculator: per lattice, the energy
+    (eV/atom) of its one-atom cell at each fraction of V₀ = a_bcc³/2, minus bcc at a_bcc (Å)."""
+    reference = bulk(element, "bcc", a=a_bcc)
+    reference.calc = calc
+    e0 = reference.get_potential_energy()
+    out = {}
+    for lattice in LATTICES:
+        energies = []
+        for f in fractions:
+            atoms = lattice_cell(element, lattice, f * a_bcc**3 / 2)
+            atoms.calc = calc
+            energies.append(atoms.get_potential_energy() - e0)
+        out[lattice] = np.array(energies)
+    return out
+
+
 @dataclass(frozen=True)
 class CompressionTerm:
     """The compressed cells of every element, batched once per shifted grid."""

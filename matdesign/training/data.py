@@ -55,6 +55,14 @@ def read_frames(path: str | Path) -> list[Atoms]:
     return frames
 
 
+def species_in(path: str | Path) -> list[str]:
+    """The elements present in a data file, by atomic number (a model's species order)."""
+    from ase.data import atomic_numbers
+
+    found = {s for a in read_frames(path) for s in a.get_chemical_symbols()}
+    return sorted(found, key=lambda s: atomic_numbers[s])
+
+
 def _label(atoms: Atoms, name: str, source: str) -> np.ndarray | float | None:
     """A label from the attached calculator or ``info``/``arrays``; None if absent."""
     calc = atoms.calc

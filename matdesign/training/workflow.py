@@ -12,13 +12,8 @@ from ase.data import atomic_numbers
 
 from matdesign.model import PotentialConfig
 from matdesign.training.config import TrainConfig
-from matdesign.training.data import load_frames, read_frames, split
+from matdesign.training.data import load_frames, species_in, split
 from matdesign.training.trainer import train_potential
-
-
-def _species_in(path: str) -> list[str]:
-    found = {s for a in read_frames(path) for s in a.get_chemical_symbols()}
-    return sorted(found, key=lambda s: atomic_numbers[s])
 
 
 def run_training(
@@ -39,7 +34,7 @@ def run_training(
 
         base = load_init(init)  # read once: its config and species, then its weights
         model_cfg, species = base.config, species or list(base.species)
-    species = species or _species_in(data)
+    species = species or species_in(data)
     index = {atomic_numbers[s]: k for k, s in enumerate(species)}
     frames = load_frames(data, model_cfg.cutoff, index)
     if valid:
