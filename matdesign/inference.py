@@ -143,7 +143,6 @@ class LeanInteraction(torch.nn.Module):
         self.radial = (RadialTable(radial, TABLE_START, potential.config.cutoff, spacing)
                        if tabulate else radial)
         self.paths = tensor_product_paths(layer.tp)
-        self.dim_mid = dmid
 
     def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor, edge_length: torch.Tensor
@@ -153,8 +152,8 @@ class LeanInteraction(torch.nn.Module):
             weights = self.radial(r)
             return torch.cat([path(x, sh, weights) for path in self.paths], dim=1)
 
-        agg = aggregate_messages(messages, edge_index, h.shape[0], self.dim_mid, h @ self.w_in,
-                                 edge_sh, edge_length, chunked=not self.training)
+        agg = aggregate_messages(messages, edge_index, h.shape[0], h @ self.w_in, edge_sh,
+                                 edge_length, chunked=not self.training)
         own = (h @ self.w_self).view(h.shape[0], -1, self.dgate)
         own = torch.bmm(attrs[:, None, :], own)[:, 0]  # Σ_a attrs_na own_nad
         out = self.gate((agg * self.norm) @ self.w_out + own)

@@ -24,19 +24,20 @@ MAX_EDGE_CHUNKS = 16
 
 
 def aggregate_messages(
-    message_fn: Callable[..., torch.Tensor],
+    message_fn: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
     edge_index: torch.Tensor,
     num_nodes: int,
-    dim: int,
     node_features: torch.Tensor | tuple[torch.Tensor, ...],
     *edge_inputs: torch.Tensor,
     chunked: bool,
-) -> torch.Tensor:
-    """Σ_j m_ij per receiver i, shape (num_nodes, dim).
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """Σ_j m_ij per receiver i, shape (num_nodes, width), or one such sum per message block.
 
-    ``message_fn(*x_sender, *edge_inputs)`` gives the (m, dim) messages of its edges from the
+    ``message_fn(*x_sender, *edge_inputs)`` gives the (m, width) messages of its edges from the
     sender features (one tensor, or a tuple of node tensors gathered separately, which spares
-    the backward pass a concatenation of their gradients). With ``chunked`` and more edges
+    the backward pass a concatenation of their gradients). It may return a tuple of message
+    blocks instead; each is summed on its own and a tuple of sums returned (no edge-sized
+    concatenation in the forward pass, nor a split of its gradient). With ``chunked`` and more edges
     than one chunk (:data:`EDGE_CHUNK` scaled by the features' width in bytes, at most
     :data:`MAX_EDGE_CHUNKS` chunks) the sum runs chunk by chunk under activation
     checkpointing: the same numbers, memory bounded by one chunk, one extra forward pass of the
@@ -47,26 +48,32 @@ def aggregate_messages(
     feats = node_features if isinstance(node_features, tuple) else (node_features,)
     k = len(feats)
 
-    def part(rec: torch.Tensor, snd: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+    single = False
+
+    def part(rec: torch.Tensor, snd: torch.Tensor, *tensors: torch.Tensor
+             ) -> tuple[torch.Tensor, ...]:
+        nonlocal single
         # index_select, not x[snd]: advanced indexing gathers several times slower on CPU and
         # its backward is a serial index_put with accumulate (benchmarks/README.md, issue 12).
         gathered = [x.index_select(0, snd) for x in tensors[:k]]
         messages = message_fn(*gathered, *tensors[k:])
-        return messages.new_zeros(num_nodes, dim).index_add_(0, rec, messages)
+        single = isinstance(messages, torch.Tensor)
+        blocks = (messages,) if single else messages
+        return tuple(b.new_zeros(num_nodes, b.shape[1]).index_add_(0, rec, b) for b in blocks)
 
     m = receiver.shape[0]
     chunk = max(1, EDGE_CHUNK * 4 // feats[0].element_size(), -(-m // MAX_EDGE_CHUNKS))
     if not chunked or m <= chunk:
-        return part(receiver, sender, *feats, *edge_inputs)
-    agg = feats[0].new_zeros(num_nodes, dim)
-    for start in range(0, m, chunk):
-        e = slice(start, start + chunk)
-        args = (receiver[e], sender[e], *feats, *(t[e] for t in edge_inputs))
-        if torch.is_grad_enabled():
-            agg = agg + checkpoint(part, *args, use_reentrant=False)
-        else:
-            agg = agg + part(*args)
-    return agg
+        sums = part(receiver, sender, *feats, *edge_inputs)
+    else:
+        sums = None
+        for start in range(0, m, chunk):
+            e = slice(start, start + chunk)
+            args = (receiver[e], sender[e], *feats, *(t[e] for t in edge_inputs))
+            got = (checkpoint(part, *args, use_reentrant=False) if torch.is_grad_enabled()
+                   else part(*args))
+            sums = got if sums is None else tuple(a + b for a, b in zip(sums, got, strict=True))
+    return sums[0] if single else sums
 
 
 def hidden_irreps(channels: int, lmax: int) -> o3.Irreps:
@@ -157,8 +164,7 @@ class Interaction(torch.nn.Module):
             return fusion(self, h, species_onehot, edge_index, edge_sh, edge_radial)
         agg = aggregate_messages(
             lambda x, sh, radial: self.tp(x, sh, self.radial(radial)), edge_index,
-            h.shape[0], self.tp.irreps_out.dim, self.linear_in(h), edge_sh, edge_radial,
-            chunked=not self.training)
+            h.shape[0], self.linear_in(h), edge_sh, edge_radial, chunked=not self.training)
         out = self.linear_out(agg * self.norm) + self.self_connection(h, species_onehot)
         out = self.gate(out)
         return out + h if self.residual else out

@@ -204,9 +204,18 @@ def test_edge_chunks_scale_with_bytes_and_are_capped(monkeypatch, dtype, edges, 
     x = torch.randn(nodes, 3, generator=gen, dtype=dtype, requires_grad=True)
     edge_index = torch.randint(0, nodes, (2, edges), generator=gen)
     w = torch.randn(edges, 3, generator=gen, dtype=dtype)
-    agg = matdesign.layers.aggregate_messages(lambda xs, we: xs * we, edge_index, nodes, 3, x, w,
+    agg = matdesign.layers.aggregate_messages(lambda xs, we: xs * we, edge_index, nodes, x, w,
                                               chunked=True)
     assert len(calls) == chunks and sum(calls) == edges
     expected = torch.zeros(nodes, 3, dtype=dtype).index_add_(0, edge_index[0],
                                                              x[edge_index[1]] * w)
     torch.testing.assert_close(agg, expected)
+    # Message blocks are summed one by one, chunked the same way.
+    calls.clear()
+    blocks = matdesign.layers.aggregate_messages(
+        lambda xs, we: (xs * we, (xs * we)[:, :1].exp()), edge_index, nodes, x, w, chunked=True)
+    assert len(calls) == chunks and len(blocks) == 2
+    torch.testing.assert_close(blocks[0], expected)
+    exp_sum = torch.zeros(nodes, 1, dtype=dtype).index_add_(
+        0, edge_index[0], (x[edge_index[1]] * w)[:, :1].exp())
+    torch.testing.assert_close(blocks[1], exp_sum)

@@ -20,6 +20,7 @@ from matdesign.fused_layers import (
     fusable,
     fused_maps,
     fused_messages,
+    fused_output,
     sender_blocks,
 )
 from matdesign.layers import Interaction, aggregate_messages
@@ -45,10 +46,10 @@ class TrainingFusion:
             weights = layer.radial(radial).split(self.layout.channels, dim=1)
             return fused_messages(tuple(x), sh, weights, self.layout)
 
-        agg = aggregate_messages(messages, edge_index, h.shape[0], w_out.shape[0],
-                                 sender_blocks(h, w_in, self.layout), edge_sh, edge_radial,
-                                 chunked=False)
-        out = layer.gate(agg @ w_out + layer.self_connection(h, species_onehot))
+        aggs = aggregate_messages(messages, edge_index, h.shape[0],
+                                  sender_blocks(h, w_in, self.layout), edge_sh, edge_radial,
+                                  chunked=False)
+        out = layer.gate(fused_output(aggs, w_out) + layer.self_connection(h, species_onehot))
         return out + h if layer.residual else out
 
 
