@@ -222,7 +222,7 @@ class FusedInteraction(torch.nn.Module):
         # Only scalars reach scalars through the species (0e) self-connection: the rows of
         # vector inputs and the columns of vector gate inputs are zero, and are dropped.
         c = self.layout.channels
-        n_scalar = _leading_scalars(layer.gate.irreps_in)
+        n_scalar = self.gate.n_scalars + self.gate.n_gates  # the gate input's 0e entries
         blocks = w_self.view(din, n_attr, dgate)
         if blocks[c:].abs().sum() > 0 or blocks[:, :, n_scalar:].abs().sum() > 0:
             raise ValueError("FusedInteraction: the self-connection maps vectors or makes them")
@@ -308,16 +308,6 @@ def fused_maps(layer: Interaction, layout: FusedLayout, dtype: torch.dtype
             rows_k = rows_k.view(c, 3, -1).transpose(0, 1).reshape(3 * c, -1)
         rows.append(rows_k)
     return w_in, torch.cat(rows)
-
-
-def _leading_scalars(irreps: o3.Irreps) -> int:
-    """Width of the ℓ = 0 entries at the start of ``irreps`` (a gate's scalars and gates)."""
-    width = 0
-    for mul, ir in irreps:
-        if ir.l > 0:
-            break
-        width += mul
-    return width
 
 
 def _device_of(module: torch.nn.Module) -> torch.device:
