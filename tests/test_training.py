@@ -303,6 +303,49 @@ def test_pair_first_stage_trains_the_pair_term_and_never_saves_a_gated_model(dat
         TrainConfig(pair_first_fraction=1.0).validate()
 
 
+def _pair_term_step(data_file, factor: float) -> tuple[float, bool]:
+    """One epoch past the pair-first stage with ``pair_lr_factor`` = factor: how far the pair
+    terms moved (largest |Δw|) and whether the network moved."""
+    import time
+
+    from matdesign.training.trainer import Fit, _Budget, build_model, train_one_epoch
+
+    config = dataclasses.replace(TINY, element_pairs=True, chemical_pairs=True)
+    frames = load_frames(data_file, config.cutoff, {29: 0, 28: 1})
+    cfg = TrainConfig(batch_size=4, threads=1, lr=5e-3, lr_min_fraction=1.0, committee=False,
+                      pair_first_fraction=0.5, pair_lr_factor=factor, max_time_min=1.0)
+    torch.manual_seed(0)
+    model = build_model(config, ["Cu", "Ni"], frames, {})
+    with torch.no_grad():
+        for p in (model.element_pairs.weights, model.chemical_pairs.weights):
+            p.normal_(std=0.05)
+    pairs = torch.cat([model.element_pairs.weights.detach().flatten(),
+                       model.chemical_pairs.weights.detach().flatten()])
+    readout = model.heads[0][2].weight.detach().clone()
+    fit = Fit.start(model, cfg)
+    # the clock is past the pair stage: every step trains the network
+    budget = _Budget(steps_per_epoch=4, total_steps=4, t0=time.time() - 3600.0)
+    train_one_epoch(fit, frames, cfg, budget, np.random.default_rng(0), "cpu", progress=False)
+    assert float(model.network_gate) == 1.0
+    after = torch.cat([model.element_pairs.weights.detach().flatten(),
+                       model.chemical_pairs.weights.detach().flatten()])
+    return float((after - pairs).abs().max()), not torch.equal(model.heads[0][2].weight, readout)
+
+
+def test_pair_lr_factor_slows_or_keeps_the_pair_terms(data_file):
+    """``pair_lr_factor`` 0 keeps the pair terms as the pair stage left them (weight decay
+    included) while the network trains; 0.1 moves them far less than 1 (Adam's steps scale
+    with the learning rate)."""
+    moved = {f: _pair_term_step(data_file, f) for f in (0.0, 0.1, 1.0)}
+    assert all(net for _, net in moved.values())  # the network trained in every case
+    assert moved[0.0][0] == 0.0
+    assert 0.0 < moved[0.1][0] < 0.5 * moved[1.0][0]
+    with pytest.raises(ValueError, match="pair_lr_factor"):
+        TrainConfig(pair_lr_factor=-0.5).validate()
+    with pytest.raises(ValueError, match="pair_lr_factor"):
+        TrainConfig(pair_lr_factor=0.0).validate()  # no pair stage: the terms stay zero
+
+
 def test_pair_first_stage_leaves_the_learning_rate_alone(data_file, tmp_path):
     """Epochs with the network off never count towards the plateau rule: with patience 1 and
     two pair-only epochs, the old trainer had quartered the network's learning rate before

@@ -33,6 +33,9 @@ class TrainConfig:
     # first part of the budget fits only the model's pair terms (element_pairs,
     # chemical_pairs) with the network switched off; the network then learns the residual
     pair_first_fraction: float = 0.0
+    # learning rate of the pair terms, × the network's, once the network trains (0 keeps them
+    # as the pair-first stage left them; 1 trains everything alike)
+    pair_lr_factor: float = 1.0
     late_energy_factor: float = 4.0  # energy_weight × this in that late stage (MACE-like)
     batch_size: int = 4
     lr: float = 5e-3
@@ -91,6 +94,9 @@ class TrainConfig:
             "late_fraction": 0 <= self.late_fraction < 1,
             "late_energy_factor": self.late_energy_factor > 0,
             "pair_first_fraction": 0 <= self.pair_first_fraction < 1,
+            # 0 without a pair stage would leave the pair terms at their zero start
+            "pair_lr_factor": self.pair_lr_factor > 0 or (
+                self.pair_lr_factor == 0 and self.pair_first_fraction > 0),
             "batch_size": self.batch_size >= 1, "lr": self.lr > 0,
             "lr_min_fraction": 0 <= self.lr_min_fraction <= 1,
             "plateau_patience": self.plateau_patience >= 1,

@@ -153,6 +153,10 @@ class Fit:
     @classmethod
     def start(cls, model: Potential, cfg: TrainConfig) -> Fit:
         trainable = [p for p in model.parameters() if p.requires_grad]
+        if cfg.pair_lr_factor != 1.0:  # the pair terms in a group of their own
+            pairs = {id(p) for p in pair_term_parameters(model)}
+            trainable = [{"params": [p for p in trainable if id(p) not in pairs]},
+                         {"params": [p for p in trainable if id(p) in pairs], "pair_terms": True}]
         opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         return cls(model, ExponentialMovingAverage(model, cfg.ema_decay), opt, TrainState())
 
@@ -191,6 +195,13 @@ class _Budget:
         return budget_fraction(step, self.total_steps, cfg, time.time() - self.t0)
 
 
+def pair_term_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters of the model's pair terms (element_pairs, chemical_pairs): what the
+    pair-first stage fits and ``pair_lr_factor`` slows afterwards."""
+    terms = (getattr(model, name, None) for name in ("element_pairs", "chemical_pairs"))
+    return [p for term in terms if term is not None for p in term.parameters()]
+
+
 def set_network_gate(fit: Fit, on: bool) -> None:
     """Switch the network's share of the energy on or off (pair-first stage) in the trained and
     the averaged model alike."""
@@ -223,10 +234,12 @@ def train_one_epoch(fit: Fit, train: Sequence[Frame], cfg: TrainConfig, budget: 
     lr = cfg.lr
     for k, batch in enumerate(batches):
         fraction = budget.fraction(fit.state.epoch * budget.steps_per_epoch + k, cfg)
-        set_network_gate(fit, on=fraction >= cfg.pair_first_fraction)
+        network_on = fraction >= cfg.pair_first_fraction
+        set_network_gate(fit, on=network_on)
         lr = learning_rate(cfg, fraction, fit.state.plateau.factor)
         for group in fit.optimizer.param_groups:
-            group["lr"] = lr
+            pair_group = group.get("pair_terms", False) and network_on
+            group["lr"] = lr * cfg.pair_lr_factor if pair_group else lr
         b = batch.graph.num_structures
         boot = (torch.from_numpy(rng.poisson(1.0, size=(heads, b))).to(device, dtype)
                 if heads > 1 else None)
