@@ -10,12 +10,6 @@ buffers ran 10× slower in the model than in isolation. :func:`keep_freed_memory
 two thresholds once per process so freed blocks are reused: no page faults after the first
 call (benchmarks/README.md, issue 12).
 
-glibc caps the mmap threshold at 32 MiB, so blocks above it (a 1,024-atom float64 call's
-(edges, 3, 64) and (edges, 256) buffers are 41 and 55 MB) were still mapped afresh and zeroed
-on every call: 6,000-10,000 page faults a call, none in float32 at that size. Setting glibc's
-mmap count limit to zero serves them from the heap as well (where the heap cannot grow,
-glibc still falls back to mmap), eighteenth session.
-
 The cost: the process keeps its peak heap (a 10,000-atom float32 call peaks near 1 GB) until
 it exits instead of returning it between calls. Set ``MATDESIGN_KEEP_FREED_MEMORY=0`` to leave
 malloc as it is.
@@ -30,7 +24,6 @@ import os
 # glibc's mallopt parameters (malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
-M_MMAP_MAX = -4
 #: blocks up to this size come from the heap, never from mmap: glibc's largest allowed value
 #: on 64-bit (HEAP_MAX_SIZE / 2)
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
@@ -73,7 +66,6 @@ def keep_freed_memory() -> bool:
     mallopt.restype = ctypes.c_int
     # mallopt returns 1 on success; setting the mmap threshold also stops glibc's own dynamic
     # adjustment of both thresholds
-    _done = (bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
-             and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
-             and bool(mallopt(M_MMAP_MAX, 0)))  # blocks above the threshold: heap too
+    _done = bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
     return _done

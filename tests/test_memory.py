@@ -18,10 +18,9 @@ CHILD = textwrap.dedent("""
     if sys.argv[1] == "on":
         from matdesign.memory import keep_freed_memory
         assert keep_freed_memory()
-    size = int(sys.argv[2]) * 1024 * 1024
     def one_call():
-        # like a model call: ten per-edge buffers alive at once, all freed at the end
-        blocks = [np.empty(size, dtype=np.uint8) for _ in range(10)]
+        # like a model call: ten 3 MiB per-edge buffers alive at once, all freed at the end
+        blocks = [np.empty(3 * 1024 * 1024, dtype=np.uint8) for _ in range(10)]
         for a in blocks:
             a[::4096] = 1  # one write per page
     one_call()
@@ -32,24 +31,21 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _faults(mode: str, mib: int) -> int:
+def _faults(mode: str) -> int:
     env = {**os.environ, "MATDESIGN_KEEP_FREED_MEMORY": "1"}
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(mib)], capture_output=True,
-                         text=True, env=env, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD, mode], capture_output=True, text=True,
+                         env=env, check=True)
     return int(out.stdout.strip())
 
 
 @pytest.mark.skipif(platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc",
                     reason="mallopt thresholds are glibc's")
-@pytest.mark.parametrize("mib", [3, 40])  # below and above glibc's 32 MiB mmap threshold cap
-def test_freed_blocks_are_reused_instead_of_faulted_in_again(mib: int) -> None:
-    pages = mib * 1024 * 1024 // resource.getpagesize()
-    off, on = _faults("off", mib), _faults("on", mib)
-    # glibc's default hands freed blocks back (trim or munmap): every call faults them in
-    # again, page by page (numpy asks for 2 MiB transparent huge pages above 4 MiB, so the
-    # 40 MiB blocks fault once per huge page)
-    assert off > (5 * 10 * pages // 2 if mib < 4 else 5 * 10 * mib // 2)
-    assert on < pages // 10
+def test_freed_blocks_are_reused_instead_of_faulted_in_again() -> None:
+    pages = 3 * 1024 * 1024 // resource.getpagesize()
+    off, on = _faults("off"), _faults("on")
+    # glibc's default hands the freed 30 MiB back (trim): every call faults all pages again
+    assert off > 5 * 10 * pages // 2
+    assert on < pages
 
 
 def test_the_setting_can_be_switched_off(monkeypatch: pytest.MonkeyPatch) -> None:
