@@ -344,6 +344,12 @@ def test_pair_lr_factor_slows_or_keeps_the_pair_terms(data_file):
         TrainConfig(pair_lr_factor=-0.5).validate()
     with pytest.raises(ValueError, match="pair_lr_factor"):
         TrainConfig(pair_lr_factor=0.0).validate()  # no pair stage: the terms stay zero
+    from matdesign.training.trainer import Fit, build_model
+
+    frames = load_frames(data_file, TINY.cutoff, {29: 0, 28: 1})
+    plain = build_model(TINY, ["Cu", "Ni"], frames, {})  # no pair terms to slow
+    with pytest.raises(ValueError, match="pair_lr_factor applies to pair terms"):
+        Fit.start(plain, TrainConfig(pair_lr_factor=0.1, committee=False))
 
 
 def test_pair_first_stage_leaves_the_learning_rate_alone(data_file, tmp_path):

@@ -155,6 +155,9 @@ class Fit:
         trainable = [p for p in model.parameters() if p.requires_grad]
         if cfg.pair_lr_factor != 1.0:  # the pair terms in a group of their own
             pairs = {id(p) for p in pair_term_parameters(model)}
+            if not pairs:
+                raise ValueError("train.pair_lr_factor applies to pair terms, but the model has "
+                                 "none: set model.element_pairs or model.chemical_pairs")
             trainable = [{"params": [p for p in trainable if id(p) not in pairs]},
                          {"params": [p for p in trainable if id(p) in pairs], "pair_terms": True}]
         opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
