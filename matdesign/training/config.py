@@ -30,11 +30,13 @@ class TrainConfig:
     stress_config_type_weights: dict[str, float] = field(default_factory=dict)  # {type: w}
     head_weight: float = 1.0  # committee heads' own bootstrapped energy loss, × energy_weight
     late_fraction: float = 0.2  # last part of the budget trains with a higher energy weight
-    # first part of the budget fits only the model's pair terms (element_pairs,
-    # chemical_pairs) with the network switched off; the network then learns the residual
+    # first part of the budget fits only the model's terms outside the network (element_pairs,
+    # chemical_pairs, embedded_atom) with the network switched off; the network then learns
+    # the residual
     pair_first_fraction: float = 0.0
-    # learning rate of the pair terms, × the network's, once the network trains (0 keeps them
-    # as the pair-first stage left them; 1 trains everything alike)
+    # learning rate of the pair terms (element_pairs, chemical_pairs; not embedded_atom), × the
+    # network's, once the network trains (0 keeps them as the pair-first stage left them; 1
+    # trains everything alike)
     pair_lr_factor: float = 1.0
     late_energy_factor: float = 4.0  # energy_weight × this in that late stage (MACE-like)
     batch_size: int = 4

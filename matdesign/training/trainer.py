@@ -199,8 +199,9 @@ class _Budget:
 
 
 def pair_term_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
-    """The parameters of the model's pair terms (element_pairs, chemical_pairs): what the
-    pair-first stage fits and ``pair_lr_factor`` slows afterwards."""
+    """The parameters of the model's pair terms (element_pairs, chemical_pairs), which
+    ``pair_lr_factor`` slows once the network trains. The embedded-atom term, also fitted in
+    the pair-first stage (it is outside the network), is not among them."""
     terms = (getattr(model, name, None) for name in ("element_pairs", "chemical_pairs"))
     return [p for term in terms if term is not None for p in term.parameters()]
 
