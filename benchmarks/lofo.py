@@ -111,7 +111,8 @@ def main() -> None:
                   **({"init": args.init} if args.init else {}),
                   "wall_min": (time.time() - t0) / 60}
     model = load_potential(out / "model.pt", dtype="float64")
-    domain = training_domain(train, model_cfg.cutoff)  # as the trainer records it
+    # as the trainer records it
+    domain = training_domain(train, model_cfg.cutoff, model_cfg.chemical_pairs)
     result["valid"] = judge(model, [kept[i] for i in va], domain)
     result["left_out"] = judge(model, left, domain)
     (out / "result.json").write_text(json.dumps(result, indent=1))

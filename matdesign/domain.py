@@ -20,7 +20,8 @@ them, numpy only:
   that is where the error of a hot quaternary triples over a cold one.
 
 * **a prior for unseen pairs**: the energy of a never-seen pair's bonds is unknown; its size
-  is that of the seen pairs' mixing coefficients (:func:`pair_prior`). The calculator adds
+  is that of the seen pairs' mixing coefficients, or, for a model with the chemical pair
+  term, that term's leave-one-pair-out error (:func:`pair_prior`). The calculator adds
   σ_pair · (fraction of edges joining an unseen pair) to the committee's spread
   (:func:`energy_spread`), so a structure with an unseen pair is uncertain by the typical
   mixing energy, not as confident as in domain.
@@ -104,22 +105,29 @@ def structure_environment(atoms: Atoms, cutoff: float
     return (*environment(symbols, i, j), shortest_contacts(symbols, i, j, d))
 
 
-def pair_prior(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, float]]) -> float:
-    """σ_pair (eV/atom): the RMS mixing coefficient of the unlike pairs the data contain.
+def pair_coefficients(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, float]]
+                      ) -> dict[str, float]:
+    """ε_AB (eV/atom) of every unlike pair the data contain, by least squares.
 
-    Least squares over the structures with at least two elements:
-    E/N ≈ Σ_s x_s e_s + Σ_AB ε_AB u_AB, with x_s the fraction of atoms of element s and u_AB
-    the fraction of edges joining A and B. ε_AB is the energy per atom, beyond the elements'
-    references, of a structure whose every edge were an A-B bond: the scale of what an unseen
-    pair could contribute. 0 when no structure has two elements.
+    Over the structures with at least two elements: E/N ≈ Σ_s x_s e_s + Σ_AB ε_AB u_AB, with
+    x_s the fraction of atoms of element s and u_AB the fraction of edges joining A and B.
+    ε_AB is the energy per atom, beyond the elements' references, of a structure whose every
+    edge were an A-B bond. An element's reference e_s is its lowest energy per atom among the
+    structures of that element alone (its ground state), so ε measures mixing against the
+    pure elements; an element with no such structure gets e_s fitted with the ε (free
+    references absorb part of the mixing where the binaries' compositions and volumes
+    correlate). Empty when no structure has two elements.
 
     Args:
         samples: per structure (symbols (n,), receivers (m,), senders (m,), energy in eV).
     """
     rows = []  # (composition {element: x}, unlike-edge fractions {pair: u}, E/N)
+    ground: dict[str, float] = {}  # lowest E/N of each element's own structures
     for symbols, receivers, senders, energy in samples:
         symbols = np.asarray(symbols)
         names, codes, pair = _pair_codes(symbols, receivers, senders)
+        if len(names) == 1:
+            ground[str(names[0])] = min(energy / len(symbols), ground.get(str(names[0]), np.inf))
         if len(names) < 2 or len(pair) == 0:
             continue
         counts = np.bincount(codes, minlength=len(names)) / len(symbols)
@@ -129,17 +137,72 @@ def pair_prior(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, float
         rows.append((dict(zip(names.tolist(), counts, strict=True)), fractions,
                      energy / len(symbols)))
     if not rows:
-        return 0.0
-    columns = sorted({e for x, _, _ in rows for e in x})
-    n_elements = len(columns)
+        return {}
+    columns = sorted({e for x, _, _ in rows for e in x} - set(ground))
+    n_free = len(columns)
     columns += sorted({p for _, u, _ in rows for p in u})
     where = {name: k for k, name in enumerate(columns)}
     design = np.zeros((len(rows), len(columns)))
-    for k, (x, u, _) in enumerate(rows):
+    target = np.zeros(len(rows))
+    for k, (x, u, e) in enumerate(rows):
+        target[k] = e - sum(v * ground[s] for s, v in x.items() if s in ground)
         for name, value in (*x.items(), *u.items()):
-            design[k, where[name]] = value
-    coef, *_ = np.linalg.lstsq(design, np.array([e for *_, e in rows]), rcond=None)
-    return float(np.sqrt(np.mean(coef[n_elements:] ** 2)))
+            if name in where:
+                design[k, where[name]] = value
+    coef, *_ = np.linalg.lstsq(design, target, rcond=None)
+    return {name: float(c) for name, c in zip(columns[n_free:], coef[n_free:], strict=True)}
+
+
+def descriptor_loo_residuals(coefficients: dict[str, float]) -> np.ndarray | None:
+    """Leave-one-pair-out residuals (eV/atom) of ε_AB as a quadratic form of the (period,
+    group) difference, the form of :class:`matdesign.mixing.ChemicalPairTerm`.
+
+    Each pair's ε is predicted from the others' by least squares on q = (Δperiod², Δgroup²,
+    Δperiod·Δgroup), no intercept (like atoms have d = 0). A component no other pair carries
+    gets weight 0 (minimum-norm solution), so a pair whose kind no other pair shows is
+    predicted without it, as a model fitted without it would be. None with fewer than four
+    pairs (three weights leave nothing to test).
+    """
+    if len(coefficients) < 4:
+        return None
+    from pymatgen.core import Element
+
+    def q(name: str) -> list[float]:
+        a, b = (Element(s) for s in name.split("-"))
+        dp, dg = float(a.row - b.row), float(a.group - b.group)
+        return [dp * dp, dg * dg, dp * dg]
+
+    names = sorted(coefficients)
+    design = np.array([q(n) for n in names])
+    target = np.array([coefficients[n] for n in names])
+    out = np.empty(len(names))
+    for k in range(len(names)):
+        keep = np.arange(len(names)) != k
+        w, *_ = np.linalg.lstsq(design[keep], target[keep], rcond=None)
+        out[k] = target[k] - design[k] @ w
+    return out
+
+
+def pair_prior(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, float]],
+               chemical: bool = False) -> float:
+    """σ_pair (eV/atom): how wrong a never-seen pair's bonds may be.
+
+    Without a chemical pair term the model knows nothing of an unseen pair's mixing, so σ_pair
+    is the RMS of the seen pairs' ε_AB (:func:`pair_coefficients`). With one
+    (``chemical=True``) the term predicts an unseen pair from the seen ones, and σ_pair is the
+    RMS of its leave-one-pair-out residuals (:func:`descriptor_loo_residuals`); with fewer
+    than four seen pairs, the RMS of ε as without. 0 when no structure has two elements.
+
+    Args:
+        samples: per structure (symbols (n,), receivers (m,), senders (m,), energy in eV).
+        chemical: the model has :class:`matdesign.mixing.ChemicalPairTerm`.
+    """
+    coefficients = pair_coefficients(samples)
+    if not coefficients:
+        return 0.0
+    residuals = descriptor_loo_residuals(coefficients) if chemical else None
+    values = np.array(list(coefficients.values())) if residuals is None else residuals
+    return float(np.sqrt(np.mean(values ** 2)))
 
 
 def energy_spread(committee: np.ndarray | float, unseen_edge_fraction: np.ndarray | float,
@@ -217,15 +280,16 @@ class ChemicalDomain:
     @classmethod
     def from_edges(cls, structures: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray,
                                                     np.ndarray, float]],
-                   cutoff_a: float) -> ChemicalDomain:
+                   cutoff_a: float, chemical: bool = False) -> ChemicalDomain:
         """The domain of structures given as (symbols (n,), receivers (m,), senders (m,),
         edge lengths (m,) in Å, energy in eV), their edges within ``cutoff_a``: pairs,
-        species per neighbourhood, shortest contacts and :func:`pair_prior`."""
+        species per neighbourhood, shortest contacts and :func:`pair_prior` (``chemical``:
+        the model has the chemical pair term)."""
         structures = list(structures)
         return cls.from_environments(
             (environment(s, i, j) for s, i, j, _, _ in structures), cutoff_a,
             (shortest_contacts(s, i, j, d) for s, i, j, d, _ in structures),
-            pair_prior((s, i, j, e) for s, i, j, _, e in structures))
+            pair_prior(((s, i, j, e) for s, i, j, _, e in structures), chemical))
 
     @classmethod
     def from_dict(cls, data: dict) -> ChemicalDomain:

@@ -154,6 +154,80 @@ def test_pair_prior_recovers_known_mixing_coefficients():
     assert pair_prior(nb) == 0.0
 
 
+def _mixing_samples(element: dict[str, float], mixing: dict[str, float], n: int = 24,
+                    seed: int = 0) -> list:
+    """Random binary 16-atom bcc cells of the four refractory elements with energies
+    Σ x_s e_s + Σ ε_AB u_AB (per atom), plus each element alone at e_s and, strained, above
+    it."""
+    from ase.neighborlist import neighbor_list
+
+    rng = np.random.default_rng(seed)
+    samples = []
+    for el, e in element.items():
+        for a, excess in ((3.25, 0.0), (3.05, 0.3)):  # ground state, then a compressed cell
+            atoms = _bcc([el] * 16, a=a)
+            i, j = neighbor_list("ij", atoms, 4.0)
+            samples.append((np.array(atoms.get_chemical_symbols()), i, j, (e + excess) * 16))
+    names = sorted(element)
+    for k in range(n):
+        pair = [names[t] for t in rng.choice(len(names), 2, replace=False)]
+        atoms = _bcc(list(rng.choice(pair, 16)), a=3.2 + 0.01 * (k % 5))
+        pairs = _edge_pairs(atoms, 4.0)
+        per_atom = (np.mean([element[s] for s in atoms.get_chemical_symbols()])
+                    + sum(mixing.get(p, 0.0) for p in pairs) / len(pairs))
+        i, j = neighbor_list("ij", atoms, 4.0)
+        samples.append((np.array(atoms.get_chemical_symbols()), i, j, per_atom * 16))
+    return samples
+
+
+def _quadratic_mixing(w_pp: float, w_gg: float, w_pg: float) -> dict[str, float]:
+    """ε_AB = q(Δperiod, Δgroup)·w for the six Nb-Mo-Ta-W pairs (Nb 5/5, Mo 5/6, Ta 6/5,
+    W 6/6 as period/group), eV/atom."""
+    table = {"Nb": (5, 5), "Mo": (5, 6), "Ta": (6, 5), "W": (6, 6)}
+    out = {}
+    for a, b in (("Mo", "Nb"), ("Mo", "Ta"), ("Mo", "W"), ("Nb", "Ta"), ("Nb", "W"),
+                 ("Ta", "W")):
+        dp, dg = table[a][0] - table[b][0], table[a][1] - table[b][1]
+        out[f"{a}-{b}"] = w_pp * dp * dp + w_gg * dg * dg + w_pg * dp * dg
+    return out
+
+
+def test_pair_coefficients_measure_mixing_against_each_elements_ground_state():
+    """With the elements' own cells present, ε comes back exactly; a strained element cell
+    above the ground state does not shift the reference."""
+    from matdesign.domain import pair_coefficients
+
+    element = {"Nb": -10.1, "Mo": -10.9, "Ta": -11.8, "W": -13.0}
+    mixing = _quadratic_mixing(-0.01, -0.1, 0.05)
+    got = pair_coefficients(_mixing_samples(element, mixing))
+    assert got == pytest.approx(mixing, abs=1e-9)
+
+
+def test_chemical_prior_is_the_quadratic_forms_leave_one_pair_out_error():
+    """An exactly quadratic ε_AB(Δperiod, Δgroup) is predicted for every left-out pair
+    (σ_pair = 0 with the chemical term, RMS ε without); one pair off the form by δ makes
+    σ_pair positive and below δ."""
+    from matdesign.domain import descriptor_loo_residuals, pair_prior
+
+    element = {"Nb": -10.1, "Mo": -10.9, "Ta": -11.8, "W": -13.0}
+    mixing = _quadratic_mixing(-0.01, -0.1, 0.05)
+    samples = _mixing_samples(element, mixing)
+    assert pair_prior(samples, chemical=True) == pytest.approx(0.0, abs=1e-8)
+    rms = np.sqrt(np.mean(np.square(list(mixing.values()))))
+    assert pair_prior(samples) == pytest.approx(rms, rel=1e-6)
+    # Nb-Mo off by +0.04. Left out, it misses by 0.04 (the other five are exact). Ta-W left
+    # out: w_gg is -0.06 from Nb-Mo and -0.10 from Nb-W + Mo-Ta (with w_pp from Nb-Ta, Mo-W);
+    # least squares splits the difference, so Ta-W (Δgroup² only) misses by -0.02.
+    off = {**mixing, "Mo-Nb": mixing["Mo-Nb"] + 0.04}
+    residuals = descriptor_loo_residuals(off)
+    assert residuals[sorted(off).index("Mo-Nb")] == pytest.approx(0.04, abs=1e-9)
+    assert residuals[sorted(off).index("Ta-W")] == pytest.approx(-0.02, abs=1e-9)
+    assert 0.0 < pair_prior(_mixing_samples(element, off), chemical=True) < 0.04
+    # three pairs cannot test a three-weight form: the plain RMS instead
+    three = {k: off[k] for k in ("Mo-Nb", "Nb-Ta", "Nb-W")}
+    assert descriptor_loo_residuals(three) is None
+
+
 def test_unseen_pairs_add_the_prior_to_the_calculators_spread():
     """σ = √(committee² + (σ_pair·u·N)²) with u counted on ASE's neighbour list."""
     calc = make_calc(arch="product")  # a 3-head committee (Cu, Au), cutoff 3.8 Å

@@ -323,10 +323,11 @@ def _write_log(log: TextIO | None, record: dict[str, Any], metrics: dict[str, An
         log.flush()
 
 
-def training_domain(frames: Sequence[Frame], cutoff: float) -> ChemicalDomain:
+def training_domain(frames: Sequence[Frame], cutoff: float,
+                    chemical: bool = False) -> ChemicalDomain:
     """:meth:`ChemicalDomain.from_edges` of the training frames (their graphs' edges, built
-    with the model's cutoff, Å)."""
-    return ChemicalDomain.from_edges((_edges(f) for f in frames), cutoff)
+    with the model's cutoff, Å); ``chemical``: the model has the chemical pair term."""
+    return ChemicalDomain.from_edges((_edges(f) for f in frames), cutoff, chemical)
 
 
 def _edges(frame: Frame) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
@@ -378,7 +379,8 @@ def train_potential(
     budget = _Budget(steps, steps * cfg.max_epochs, time.time() - fit.state.elapsed_s)
     meta = {"species": list(species), "train_config": cfg.to_dict(),
             "n_train": len(train), "n_valid": len(valid),
-            DOMAIN_KEY: training_domain(train, model.config.cutoff).to_dict(),
+            DOMAIN_KEY: training_domain(train, model.config.cutoff,
+                                         model.config.chemical_pairs).to_dict(),
             **(metadata or {})}
     if isinstance(init, (str, Path)):
         meta["init_from"] = str(init)
