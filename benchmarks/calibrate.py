@@ -18,7 +18,11 @@ in-domain and never-seen chemistry. The uncertainty is the calculator's
 ``--no-prior`` drops the unseen-pair term (u = 0 everywhere: the committee alone, α over all
 frames), for comparison. ``--write-to MODEL.pt`` stores α as
 ``metadata["uncertainty_scale"]`` and τ as ``metadata["uncertainty_threshold_ev_per_atom"]``
-(σ_pair comes with the checkpoint's chemical domain).
+(σ_pair comes with the checkpoint's chemical domain). ``--refresh-domain DATA`` first recomputes
+that domain (pairs, contacts, σ_pair) from the checkpoint's training frames: DATA split as the
+trainer split it (the checkpoint's ``valid_fraction`` and ``seed``), refused when the
+training-frame count differs from the checkpoint's ``n_train`` (another file). It is for a
+model trained before σ_pair's definition changed (nineteenth session).
 
 Usage:
     python benchmarks/calibrate.py runs/lofo/*/result.json --write-to matdesign/models/default.pt
@@ -29,11 +33,16 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from lofo import spearman  # benchmarks/ is on sys.path when run as a script
 
 from matdesign.domain import energy_spread
+
+if TYPE_CHECKING:
+    from matdesign.checkpoint import PotentialEnsemble
+    from matdesign.model import Potential
 
 
 def calibrate(err: np.ndarray, spread: np.ndarray, unseen: np.ndarray, prior: np.ndarray,
@@ -79,7 +88,12 @@ def main() -> None:
     ap.add_argument("--no-prior", action="store_true", help="the committee alone (u = 0)")
     ap.add_argument("--write-to", help="checkpoint whose metadata receives α and τ")
     ap.add_argument("--json", help="write the calibration here")
+    ap.add_argument("--refresh-domain", metavar="DATA",
+                    help="recompute the --write-to checkpoint's chemical domain from its "
+                    "training frames in DATA (the file it was trained on)")
     args = ap.parse_args()
+    if args.refresh_domain and not args.write_to:
+        raise SystemExit("--refresh-domain needs --write-to MODEL.pt")
     parts = {key: [_load(p, key, not args.no_prior) for p in args.results]
              for key in ("valid", "left_out")}
     pooled = np.concatenate([x for runs in parts.values() for x in runs], axis=1)
@@ -102,10 +116,40 @@ def main() -> None:
         from matdesign.checkpoint import load_potential, save_potential
 
         model = load_potential(args.write_to)
-        save_potential(model, args.write_to, metadata={
-            "uncertainty_scale": alpha, "uncertainty_threshold_ev_per_atom": tau,
-            "uncertainty_calibration": result})
+        meta = {"uncertainty_scale": alpha, "uncertainty_threshold_ev_per_atom": tau,
+                "uncertainty_calibration": result}
+        if args.refresh_domain:
+            meta.update(_training_domain(model, args.refresh_domain))
+        save_potential(model, args.write_to, metadata=meta)
         print(f"wrote α and τ into {args.write_to}")
+
+
+def _training_domain(model: Potential | PotentialEnsemble, data: str) -> dict:
+    """``{chemical_domain: ...}`` of ``model``'s training frames in ``data``, split as the
+    trainer split them; SystemExit when the count of training frames is not the model's."""
+    from ase.data import atomic_numbers
+
+    from matdesign.domain import METADATA_KEY
+    from matdesign.training.data import load_frames, split
+    from matdesign.training.trainer import training_domain
+
+    if not Path(data).is_file():
+        raise SystemExit(f"--refresh-domain {data}: no such file")
+    meta, config = model.metadata, model.config
+    train_config = meta.get("train_config", {})
+    if "n_train" not in meta or "valid_fraction" not in train_config:
+        raise SystemExit("--refresh-domain: the checkpoint records no training split "
+                         "(n_train, train_config.valid_fraction)")
+    index = {atomic_numbers[s]: k for k, s in enumerate(model.species)}
+    frames = load_frames(data, config.cutoff, index)
+    tr, _ = split(len(frames), train_config["valid_fraction"], train_config.get("seed", 0))
+    if len(tr) != meta["n_train"]:
+        raise SystemExit(f"--refresh-domain {data}: {len(tr)} training frames, the checkpoint "
+                         f"was trained on {meta['n_train']}: not its training file")
+    domain = training_domain([frames[i] for i in tr], config.cutoff, config.chemical_pairs)
+    print(f"chemical domain recomputed from {data}: σ_pair "
+          f"{domain.pair_prior_ev_per_atom * 1000:.1f} meV/atom")
+    return {METADATA_KEY: domain.to_dict()}
 
 
 if __name__ == "__main__":
