@@ -26,6 +26,22 @@ from __future__ import annotations
 
 import torch
 
+#: Width (Å) of the smooth floor of :func:`smooth_floor`.
+FLOOR_WIDTH_A = 0.1
+
+
+def smooth_floor(r: torch.Tensor, r_min: float, width: float = FLOOR_WIDTH_A) -> torch.Tensor:
+    """r_min + w·softplus((r − r_min)/w): r itself well above r_min (within 1e-3 Å from r_min
+    + 0.5 Å for w = 0.1 Å), r_min below it, smooth in between (Å).
+
+    The chemical pair term takes its radial functions at this distance when
+    ``model.chemical_pairs_min_r`` is set: its functions are fitted on unlike pairs no closer
+    than the data's relaxed binaries, so closer contacts (hot alloys) keep the mixing value of
+    the closest fitted distance instead of extrapolating it; the repulsion there is left to
+    the element pair term and ZBL.
+    """
+    return r_min + width * torch.nn.functional.softplus((r - r_min) / width)
+
 
 class ChemicalPairTerm(torch.nn.Module):
     """Per-atom energies (eV) of the descriptor-space pair term.

@@ -13,7 +13,7 @@ from e3nn import o3
 
 from matdesign.graph import Graph
 from matdesign.layers import Interaction, hidden_irreps
-from matdesign.mixing import ChemicalPairTerm, ElementPairTerm, EmbeddedAtomTerm
+from matdesign.mixing import ChemicalPairTerm, ElementPairTerm, EmbeddedAtomTerm, smooth_floor
 from matdesign.product import ProductInteraction
 from matdesign.radial import BesselBasis, radial_features
 from matdesign.repulsion import ZBLRepulsion
@@ -48,6 +48,9 @@ class PotentialConfig:
         zbl: add the switched ZBL core repulsion (:mod:`matdesign.repulsion`).
         chemical_pairs: add the descriptor-space pair term of :mod:`matdesign.mixing` (unlike
             pairs interact through a quadratic form of their (period, group) difference).
+        chemical_pairs_min_r: Å; when positive, the chemical pair term sees every distance
+            through :func:`matdesign.mixing.smooth_floor`, so it stays flat below this
+            distance instead of extrapolating to contacts the data never had; 0: off.
         element_pairs: add the per-element pair term of :mod:`matdesign.mixing` (unlike pairs by
             the arithmetic-mean mixing rule, carrying the elements' hot-cell stiffness into
             alloys).
@@ -81,6 +84,7 @@ class PotentialConfig:
     species_descriptors: bool = False
     zbl: bool = True
     chemical_pairs: bool = False
+    chemical_pairs_min_r: float = 0.0
     element_pairs: bool = False
     embedded_atom: bool = False
     isolated_reference: bool = True
@@ -111,6 +115,11 @@ class PotentialConfig:
                 raise ValueError(f"model.{name} must be 0..4, got {getattr(self, name)!r}")
         if self.correlation == 1 and self.lmax_edge != self.lmax:
             raise ValueError("model.correlation 1 (two-body layers) needs lmax_edge == lmax")
+        if not 0 <= self.chemical_pairs_min_r < self.cutoff:
+            raise ValueError("model.chemical_pairs_min_r must be in [0, cutoff), got "
+                             f"{self.chemical_pairs_min_r!r}")
+        if self.chemical_pairs_min_r and not self.chemical_pairs:
+            raise ValueError("model.chemical_pairs_min_r needs model.chemical_pairs: true")
         if self.committee < 0 or (self.committee and self.heads > 1):
             raise ValueError("model.committee must be >= 0 and needs heads: 1")
         if self.correlation > 1 and self.lmax != 0:
@@ -308,7 +317,11 @@ class Potential(torch.nn.Module):
         if self.zbl is not None:
             energy = energy + self.zbl(s, graph.edge_index, r)
         if self.chemical_pairs is not None:
-            energy = energy + self.chemical_pairs(s, graph.edge_index, radial)
+            chem = radial
+            if cfg.chemical_pairs_min_r:
+                floor = smooth_floor(r, cfg.chemical_pairs_min_r)
+                chem = radial_features(self.basis, floor, cfg.envelope_p)[1]
+            energy = energy + self.chemical_pairs(s, graph.edge_index, chem)
         if self.element_pairs is not None:
             energy = energy + self.element_pairs(s, graph.edge_index, radial)
         if self.embedded_atom is not None:

@@ -144,3 +144,48 @@ def test_checkpoint_keeps_the_term(tmp_path):
         loaded.chemical_pairs.weights.zero_()
     atoms.calc = MatdesignCalculator(loaded)
     assert abs(atoms.get_potential_energy() - e0) > 1e-4
+
+
+def _dimer_chemical_energy(model: Potential, r: float) -> float:
+    """Energy of an isolated Nb-W pair at distance ``r`` (Å) minus the pair far apart, with
+    only the chemical term switched on (network, ZBL and baseline out of the difference)."""
+    def energy(d: float) -> float:
+        atoms = Atoms("NbW", positions=[[0, 0, 0], [d, 0, 0]], cell=[30.0] * 3, pbc=False)
+        atoms.calc = MatdesignCalculator(model)
+        return atoms.get_potential_energy()
+
+    with torch.no_grad():
+        saved = model.chemical_pairs.weights.clone()
+        model.chemical_pairs.weights.zero_()
+    without = energy(r)
+    with torch.no_grad():
+        model.chemical_pairs.weights.copy_(saved)
+    return energy(r) - without
+
+
+def test_chemical_term_is_flat_below_its_floor_and_unchanged_above():
+    """With ``chemical_pairs_min_r`` the term holds its value below the floor (no force from
+    it there) and equals the unfloored term 0.6 Å above it; forces stay exact (finite
+    differences) across the floor."""
+    import dataclasses
+
+    plain = _binary_model()
+    floored = Potential(dataclasses.replace(plain.config, chemical_pairs_min_r=2.6),
+                        SPECIES).double()
+    floored.load_state_dict(plain.state_dict())
+    near, nearer = _dimer_chemical_energy(floored, 2.0), _dimer_chemical_energy(floored, 1.8)
+    assert abs(_dimer_chemical_energy(plain, 2.0) - _dimer_chemical_energy(plain, 1.8)) > 1e-3
+    assert near == pytest.approx(nearer, abs=1e-4)  # flat below 2.6 Å
+    assert _dimer_chemical_energy(floored, 3.2) == pytest.approx(
+        _dimer_chemical_energy(plain, 3.2), rel=1e-3)
+    atoms = _binary_cell()
+    atoms.set_cell(atoms.cell * 0.9, scale_atoms=True)  # nearest contacts ~2.57 Å, at the floor
+    atoms.calc = MatdesignCalculator(floored)
+    np.testing.assert_allclose(atoms.get_forces(), fd_forces(atoms), atol=1e-6)
+
+
+def test_chemical_floor_is_validated():
+    with pytest.raises(ValueError, match="chemical_pairs_min_r"):
+        PotentialConfig(chemical_pairs=True, chemical_pairs_min_r=6.0).validate()
+    with pytest.raises(ValueError, match="chemical_pairs_min_r needs"):
+        PotentialConfig(chemical_pairs_min_r=2.5).validate()
