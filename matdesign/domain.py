@@ -5,7 +5,7 @@ does not see chemistry the data never contained. Left without one binary family,
 recipe predicts that pair's mixing wrongly by the full mixing energy (40–90 meV/atom) while
 its committee stays as confident as in domain (benchmarks/README.md, leave one family out).
 This module records two plain facts about the training data and checks a structure against
-them, numpy only:
+them (numpy; pymatgen only for the chemical prior's periods and groups):
 
 * **element pairs** that ever met within the cutoff (``"Mo-Ta"``): an unseen pair has no data;
 * **species per neighbourhood**: the most distinct elements in one atom's cutoff sphere (the
