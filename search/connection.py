@@ -46,7 +46,11 @@ def open_database(url: str, role: str) -> Any:
     try:
         if "://" not in url:
             Path(url).parent.mkdir(parents=True, exist_ok=True)
-        db = ase.db.connect(url)
+        # SQLite locks the file itself (busy timeout, retry_when_locked); ase.db's extra lock
+        # file, made with O_EXCL, outlives a SIGKILLed writer and then blocks every other
+        # process forever, so it is off for SQLite files (kept for other file formats).
+        sqlite_name = "://" not in url and Path(url).suffix in ("", ".db")
+        db = ase.db.connect(url, use_lock_file=not sqlite_name)
     except Exception as exc:
         raise ValueError(f"cannot open {role} database {url}: {exc}") from exc
     path = sqlite_file(db)

@@ -177,3 +177,20 @@ def test_claim_timeout_option_is_checked(tmp_path: Path) -> None:
     out = subprocess.run(screen_cmd(inputs, tmp_path / "r.db", "--claim-timeout", "0"),
                          env=ENV, capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "claim timeout must be positive" in out.stderr, out.stderr
+
+
+def test_lock_file_of_a_killed_writer_does_not_block(tmp_path: Path) -> None:
+    """ase.db's O_EXCL lock file outlives a writer SIGKILLed inside a write; on SQLite it is
+    not used, so a later run with such a file beside the database still finishes (it used to
+    wait forever)."""
+    inputs = write_alloys(tmp_path / "in", 1)
+    db = tmp_path / "r.db"
+    first = subprocess.run(screen_cmd(inputs, db), env=ENV, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "r.db.lock").write_text("")  # what a writer killed mid-write leaves behind
+    more = write_alloys(tmp_path / "more", 2)
+    second = subprocess.run(screen_cmd(more, db), env=ENV, capture_output=True, text=True,
+                            timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert ResultsDB(str(db)).count() >= 2
