@@ -48,6 +48,9 @@ def judge(model, frames, domain=None) -> dict:
         row["spread_spearman"] = spearman(std, err)
         row["spread_median_mev_per_atom"] = float(np.median(std) * 1000)
         row["errors_mev_per_atom"] = (err * 1000).round(3).tolist()
+        # prediction - reference per frame: several fits' signed errors on the same frames
+        # form a committee of seeds (benchmarks/seed_committee.py)
+        row["signed_errors_mev_per_atom"] = (signed * 1000).round(4).tolist()
         row["spread_mev_per_atom"] = (std * 1000).round(4).tolist()
     if domain is not None:
         row["pair_prior_mev_per_atom"] = domain.pair_prior_ev_per_atom * 1000
@@ -67,6 +70,9 @@ def main() -> None:
     ap.add_argument("--out", required=True, help="folder for the model, log and result JSON")
     ap.add_argument("--init", help="fine-tune this model (e.g. a stage-1 leave-out fit of the "
                     "same family) instead of starting from scratch")
+    ap.add_argument("--split-seed", type=int, default=None,
+                    help="seed of the validation split (default: the config's train.seed); "
+                    "fits that differ only in train.seed share a split with this")
     ap.add_argument("--rejudge", action="store_true",
                     help="no training: judge OUT/model.pt again and rewrite OUT/result.json")
     args = ap.parse_args()
@@ -95,7 +101,8 @@ def main() -> None:
     kept = [f for f in frames if not f.config_type.startswith(prefixes)]
     if not left:
         raise SystemExit(f"no frame's config_type starts with {prefixes}")
-    tr, va = split(len(kept), train_cfg.valid_fraction, train_cfg.seed)
+    split_seed = train_cfg.seed if args.split_seed is None else args.split_seed
+    tr, va = split(len(kept), train_cfg.valid_fraction, split_seed)
     train = [kept[i] for i in tr]
     if args.rejudge:
         if not (out / "result.json").is_file() or not (out / "model.pt").is_file():
@@ -108,6 +115,7 @@ def main() -> None:
                                   init=args.init)
         result = {"leave_out": list(prefixes), "config": args.config, "minutes": args.minutes,
                   "threads": args.threads, "epochs": summary.epochs,
+                  "seed": train_cfg.seed, "split_seed": split_seed,
                   **({"init": args.init} if args.init else {}),
                   "wall_min": (time.time() - t0) / 60}
     model = load_potential(out / "model.pt", dtype="float64")
