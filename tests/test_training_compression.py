@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.calculators.lj import LennardJones
@@ -135,3 +136,99 @@ def test_bad_compression_settings_are_named(key, value):
 def test_compression_prior_without_an_elemental_reference_fails_before_training():
     with pytest.raises(ValueError, match="compression_weight.*single-element"):
         CompressionTerm.build({}, ["Cu"], 4.0, 0.85)
+
+
+def test_stretched_cells_pressures_and_hinge_match_ase_lennard_jones():
+    """The expansion prior: stretched cells (1.25 … 2.5 V0) carry ASE's Lennard-Jones pressure
+    exactly, the hinge asks P ≤ −P_min (this weak LJ, ε = 0.01 eV, is under tension there, in
+    some cells by less than P_min: those pay (P_min + P)²), and the grids cover 1.25 … 2.5."""
+    v0 = (2 ** (1 / 6) * SIGMA) ** 3 / np.sqrt(2)  # fcc at the LJ pair minimum
+    term = CompressionTerm.build({"Cu": v0}, ["Cu"], RC, max_fraction=2.5, expanded=True)
+    model = TorchLJ()
+    fractions, paid = [], []
+    for grid in range(SHIFTS):
+        grid_fractions = volume_fractions(2.5, grid, expanded=True)
+        fractions += list(grid_fractions)
+        ours = term.pressures(model, grid, training=False).detach().numpy() * GPA
+        ase = []
+        for lattice in LATTICES:
+            for f in grid_fractions:
+                atoms = bulk("Cu", lattice, a=1.0)
+                atoms.set_cell(atoms.cell * (f * v0 / atoms.get_volume()) ** (1 / 3),
+                               scale_atoms=True)
+                atoms.calc = LennardJones(sigma=SIGMA, epsilon=EPSILON, rc=RC)
+                ase.append(-atoms.get_stress(voigt=True)[:3].mean() * GPA)
+        np.testing.assert_allclose(ours, ase, rtol=1e-9, atol=1e-9)
+        assert max(ase) < 0  # stretched LJ is under tension ...
+        excess = np.maximum(MIN_PRESSURE_GPA + np.array(ase), 0) / GPA
+        paid += list(excess)
+        assert float(term.loss(model, grid).detach()) == pytest.approx(
+            np.mean(excess ** 2), rel=1e-9, abs=1e-30)
+    assert max(paid) > 0 and min(paid) == 0  # ... on both sides of the hinge
+    assert min(fractions) == pytest.approx(1.25) and max(fractions) <= 2.5 + 1e-9
+    assert np.diff(np.sort(fractions)).max() <= 0.0251
+    cell, p = term.weakest(model)
+    assert cell.startswith("Cu ") and p < 0
+    report, line = term.report(model)
+    assert report["expansion_highest_pressure_gpa"]["pressure"] == pytest.approx(p)
+    assert "P max" in line
+
+
+def test_expansion_hinge_penalises_a_stretched_cell_under_compression():
+    """A model whose stretched cells push outwards (a purely repulsive pair energy) gets a
+    positive loss equal to the mean of (P_min + P)² over the cells, and its weakest cell is the
+    one with the highest pressure."""
+
+    class Repulsive(TorchLJ):
+        def forward(self, graph, vectors):
+            r = torch.linalg.norm(vectors, dim=1)
+            pair = 0.5 * 10.0 * torch.exp(-r)  # eV, halved: each pair appears twice
+            return torch.zeros(graph.positions.shape[0], dtype=r.dtype).index_add(
+                0, graph.edge_index[0], pair)
+
+    term = CompressionTerm.build({"Cu": 12.0}, ["Cu"], RC, max_fraction=2.0, expanded=True)
+    model = Repulsive()
+    p = term.pressures(model, 0, training=False).detach().numpy()
+    assert (p > 0).all()  # pure repulsion: compressive stress everywhere
+    expected = np.mean((MIN_PRESSURE_GPA / GPA + p) ** 2)
+    assert float(term.loss(model, 0).detach()) == pytest.approx(expected, rel=1e-9)
+    cell, highest = term.weakest(model)
+    all_p = np.concatenate([term.pressures(model, g, training=False).detach().numpy()
+                            for g in range(SHIFTS)]) * GPA
+    assert highest == pytest.approx(all_p.max(), abs=0.01)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("expansion_max_fraction", 1.2), ("expansion_max_fraction", 5.0),
+    ("expansion_weight", -1.0)])
+def test_bad_expansion_settings_are_named(key, value):
+    with pytest.raises(ValueError, match=key):
+        TrainConfig.from_dict({key: value})
+
+
+@pytest.mark.filterwarnings("ignore:train.expansion_weight")  # Ni has no reference
+def test_training_on_the_expansion_term_alone_puts_stretched_cells_under_tension(tmp_path):
+    """Only the expansion prior trains: the control (weight ~0) leaves a stretched cell short
+    of the tension P_min asks; with the term every stretched cell ends under about that tension
+    (the hinge stops pulling there)."""
+    from tests.test_training import emt_frames
+
+    path = tmp_path / "emt.extxyz"
+    write(path, emt_frames(8) + [labelled(bulk("Cu", "fcc", a=3.6))])
+    model = PotentialConfig(cutoff=4.0, channels=8, lmax=1, lmax_edge=1, num_layers=1,
+                            radial_hidden=8, readout_hidden=8, zbl=False)
+    frames = load_frames(path, model.cutoff, {29: 0, 28: 1})
+    highest = {}
+    for weight in (1e-12, 100.0):
+        cfg = TrainConfig.from_dict({
+            "max_epochs": 6, "batch_size": 2, "lr": 2e-2, "ema_decay": 0.0, "patience": 100,
+            "threads": 1, "energy_weight": 0.0, "forces_weight": 0.0, "stress_weight": 0.0,
+            "expansion_weight": weight, "expansion_max_fraction": 2.0, "compression_every": 1,
+            "committee": False, "max_time_min": None})
+        log_path = tmp_path / f"log{weight}.jsonl"
+        train_potential(frames[:7], frames[7:], ["Cu", "Ni"], model, cfg, tmp_path / "m.pt",
+                        progress=False, log_path=log_path)
+        log = [json.loads(line) for line in log_path.read_text().splitlines()]
+        highest[weight] = log[-1]["expansion_highest_pressure_gpa"]["pressure"]
+    assert highest[1e-12] > -MIN_PRESSURE_GPA + 0.5, highest  # the term has work to do
+    assert highest[100.0] < -MIN_PRESSURE_GPA + 0.1, highest  # the hinge stops near -P_min

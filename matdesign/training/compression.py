@@ -19,6 +19,20 @@ built four times, shifted by a quarter step each, and successive calls cycle thr
 positive pressure at every volume, E(V) of each lattice rises monotonically under compression,
 so no compressed lattice can fall below its own near-equilibrium energy.
 
+The same holds on the other side (``expansion_weight``, twentieth session): a lattice
+stretched well above V₀ is under tension, P < 0, at f = 1.25 … ``expansion_max_fraction``
+(2.5 by default) in steps of 0.1,
+
+    L = mean over cells of max(0, P_min + P)²
+
+so E(V) of each lattice rises monotonically on expansion and no stretched lattice can hold a
+spurious minimum. The shipped v15 model had one: simple-cubic W at a = 3.10 Å (1.84 V₀, a
+nearest-neighbour distance 12 % *longer* than bcc W's) only 0.36 eV/atom above bcc, and
+simple-cubic Nb at 1.63 V₀ 0.14 eV/atom above bcc, while a lower coordination shortens bonds
+in every metal. The simple-cubic, bcc and fcc equilibrium volumes of these metals lie within
+about ±10 % of bcc's, so 1.25 V₀ is past all of them; under the universal binding-energy
+relation a bcc metal stretched to 2.5 V₀ is still under tens of GPa of tension.
+
 V₀ per element is read from the training data: the atomic volume of the element's lowest
 energy-per-atom periodic single-element frame. Elements without such a frame are skipped.
 The prior holds for close-packed and bcc metals; for an element whose ground state is open
@@ -49,7 +63,9 @@ LATTICES = ("bcc", "fcc", "sc")
 MIN_FRACTION = 0.40  # smallest V/V₀ of the grid (sc: a ≈ 1.9 Å, where ZBL takes over)
 STEP = 0.05  # spacing of the grid in V/V₀
 SHIFTS = 4  # grids shifted by STEP/SHIFTS, used in turn
-MIN_PRESSURE_GPA = 1.0  # P_min of the hinge
+MIN_PRESSURE_GPA = 1.0  # P_min of the hinge (compressed cells: P ≥ P_min; stretched: P ≤ −P_min)
+EXPANSION_MIN_FRACTION = 1.25  # smallest V/V₀ of the stretched grid
+EXPANSION_STEP = 0.1  # spacing of the stretched grid in V/V₀
 
 
 def equilibrium_volumes(frames: Sequence[Frame]) -> dict[str, float]:
@@ -68,10 +84,12 @@ def equilibrium_volumes(frames: Sequence[Frame]) -> dict[str, float]:
     return {el: v for el, (_, v) in sorted(best.items())}
 
 
-def volume_fractions(max_fraction: float, shift: int = 0) -> np.ndarray:
-    """Grid number ``shift`` of V/V₀: MIN_FRACTION + (k + shift/SHIFTS)·STEP ≤ max_fraction."""
-    start = MIN_FRACTION + shift * STEP / SHIFTS
-    return np.arange(start, max_fraction + 1e-9, STEP)
+def volume_fractions(max_fraction: float, shift: int = 0, *, expanded: bool = False
+                     ) -> np.ndarray:
+    """Grid number ``shift`` of V/V₀: MIN_FRACTION + (k + shift/SHIFTS)·STEP ≤ max_fraction, or
+    for the stretched cells EXPANSION_MIN_FRACTION + (k + shift/SHIFTS)·EXPANSION_STEP."""
+    first, step = (EXPANSION_MIN_FRACTION, EXPANSION_STEP) if expanded else (MIN_FRACTION, STEP)
+    return np.arange(first + shift * step / SHIFTS, max_fraction + 1e-9, step)
 
 
 def lattice_cell(element: str, lattice: str, volume: float) -> Atoms:
@@ -102,25 +120,29 @@ def energies_above_bcc(calc: Any, element: str, a_bcc: float,
 
 @dataclass(frozen=True)
 class CompressionTerm:
-    """The compressed cells of every element, batched once per shifted grid."""
+    """The compressed (or, with ``expanded``, the stretched) cells of every element, batched
+    once per shifted grid."""
 
     labels: tuple[tuple[str, ...], ...]  # per grid: "W sc 0.400" per cell
     graphs: tuple[Graph, ...]  # per grid, float64, CPU
+    expanded: bool = False  # stretched cells: the hinge asks P ≤ −P_min instead of P ≥ P_min
 
     @classmethod
     def build(cls, volumes: dict[str, float], species: Sequence[str], cutoff: float,
-              max_fraction: float) -> CompressionTerm:
-        """Raises ``ValueError`` when ``max_fraction`` is outside (0.4, 1) or no element has
-        a reference volume."""
-        if not MIN_FRACTION < max_fraction < 1:
-            raise ValueError(f"train.compression_max_fraction must be in ({MIN_FRACTION}, 1), "
+              max_fraction: float, *, expanded: bool = False) -> CompressionTerm:
+        """Raises ``ValueError`` when ``max_fraction`` is outside (0.4, 1) (stretched cells:
+        outside (1.25, 4)) or no element has a reference volume."""
+        key = "expansion" if expanded else "compression"
+        low, high = (EXPANSION_MIN_FRACTION, 4.0) if expanded else (MIN_FRACTION, 1.0)
+        if not low < max_fraction < high:
+            raise ValueError(f"train.{key}_max_fraction must be in ({low}, {high:g}), "
                              f"got {max_fraction}")
         if not volumes:
-            raise ValueError("train.compression_weight > 0 needs periodic single-element "
+            raise ValueError(f"train.{key}_weight > 0 needs periodic single-element "
                              "frames with stress in the training data (for V0); none found")
         missing = [s for s in species if s not in volumes]
         if missing:
-            warnings.warn(f"train.compression_weight: no periodic single-element frame of "
+            warnings.warn(f"train.{key}_weight: no periodic single-element frame of "
                           f"{missing} in the training data; the prior skips them", stacklevel=2)
         index = {atomic_numbers[s]: k for k, s in enumerate(species)}
         all_labels, all_graphs = [], []
@@ -128,13 +150,18 @@ class CompressionTerm:
             labels, graphs = [], []
             for el, v0 in volumes.items():
                 for lattice in LATTICES:
-                    for f in volume_fractions(max_fraction, shift):
+                    for f in volume_fractions(max_fraction, shift, expanded=expanded):
                         labels.append(f"{el} {lattice} {f:.3f}")
                         graphs.append(atoms_to_graph(lattice_cell(el, lattice, f * v0),
                                                      cutoff, index))
             all_labels.append(tuple(labels))
             all_graphs.append(batch_graphs(graphs))
-        return cls(tuple(all_labels), tuple(all_graphs))
+        return cls(tuple(all_labels), tuple(all_graphs), expanded)
+
+    @property
+    def sign(self) -> float:
+        """+1 for compressed cells (P must exceed P_min), −1 for stretched ones (−P must)."""
+        return -1.0 if self.expanded else 1.0
 
     def pressures(self, model: torch.nn.Module, grid: int = 0, *,
                   training: bool) -> torch.Tensor:
@@ -145,23 +172,34 @@ class CompressionTerm:
         return -out.stress.diagonal(dim1=1, dim2=2).sum(-1) / 3
 
     def loss(self, model: torch.nn.Module, call: int = 0) -> torch.Tensor:
-        """Mean over the cells of grid ``call mod SHIFTS`` of max(0, P_min − P)², eV²/Å⁶."""
+        """Mean over the cells of grid ``call mod SHIFTS`` of max(0, P_min − P)² (stretched
+        cells: max(0, P_min + P)²), eV²/Å⁶."""
         pressure = self.pressures(model, call % len(self.graphs), training=True)
-        return torch.relu(MIN_PRESSURE_GPA * GPa - pressure).pow(2).mean()
+        return torch.relu(MIN_PRESSURE_GPA * GPa - self.sign * pressure).pow(2).mean()
 
-    def lowest_pressure(self, model: torch.nn.Module) -> tuple[str, float]:
-        """The cell (of every grid) with the lowest pressure and that pressure, GPa."""
-        lowest = ("", math.inf)
+    def weakest(self, model: torch.nn.Module) -> tuple[str, float]:
+        """The cell (of every grid) farthest on the wrong side, and its pressure (GPa): the
+        lowest pressure among compressed cells, the highest among stretched ones."""
+        weakest = ("", math.inf)
         for grid, labels in enumerate(self.labels):
             p = self.pressures(model, grid, training=False).detach().double().cpu() / GPa
-            k = int(torch.argmin(p))
-            if float(p[k]) < lowest[1]:
-                lowest = (labels[k], round(float(p[k]), 2))
-        return lowest
+            k = int(torch.argmin(self.sign * p))
+            if self.sign * float(p[k]) < weakest[1]:
+                weakest = (labels[k], self.sign * round(float(p[k]), 2))
+        return weakest[0], self.sign * weakest[1]
+
+    def lowest_pressure(self, model: torch.nn.Module) -> tuple[str, float]:
+        """The compressed cell (of every grid) with the lowest pressure and that pressure, GPa."""
+        if self.expanded:
+            raise ValueError("lowest_pressure is the compressed cells' figure; use weakest")
+        return self.weakest(model)
 
     def report(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
-        """The training log's entry (``compression_lowest_pressure_gpa``) and progress-line
-        suffix."""
-        cell, p = self.lowest_pressure(model)
+        """The training log's entry (``compression_lowest_pressure_gpa``, or for stretched
+        cells ``expansion_highest_pressure_gpa``) and progress-line suffix."""
+        cell, p = self.weakest(model)
+        if self.expanded:
+            return ({"expansion_highest_pressure_gpa": {"cell": cell, "pressure": p}},
+                    f"P max {p:.1f} GPa ({cell})")
         return ({"compression_lowest_pressure_gpa": {"cell": cell, "pressure": p}},
                 f"P min {p:.1f} GPa ({cell})")

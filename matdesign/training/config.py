@@ -9,7 +9,7 @@ from typing import Any
 
 from matdesign.config_utils import load_yaml, typed_config
 from matdesign.model import PotentialConfig
-from matdesign.training.compression import MIN_FRACTION
+from matdesign.training.compression import EXPANSION_MIN_FRACTION, MIN_FRACTION
 from matdesign.training.elastic import (
     ElasticTarget,
     parse_elastic_targets,
@@ -71,6 +71,10 @@ class TrainConfig:
     compression_weight: float = 0.0  # w_P on mean max(0, P_min - P)² [eV²/Å⁶]
     compression_max_fraction: float = 0.85
     compression_every: int = 4
+    # stretched bcc/fcc/sc cells at V/V0 = 1.25 ... expansion_max_fraction must be under
+    # tension, P ≤ -P_min (same module; evaluated on every compression_every-th batch too)
+    expansion_weight: float = 0.0  # w_T on mean max(0, P_min + P)² [eV²/Å⁶]; 0: off
+    expansion_max_fraction: float = 2.5
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -113,6 +117,8 @@ class TrainConfig:
             "compression_weight": self.compression_weight >= 0,
             "compression_max_fraction": MIN_FRACTION < self.compression_max_fraction < 1,
             "compression_every": self.compression_every >= 1,
+            "expansion_weight": self.expansion_weight >= 0,
+            "expansion_max_fraction": EXPANSION_MIN_FRACTION < self.expansion_max_fraction < 4,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

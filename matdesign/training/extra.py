@@ -1,4 +1,5 @@
-"""Loss terms beyond the data: elastic-constant targets and the compression prior.
+"""Loss terms beyond the data: elastic-constant targets and the compression and expansion
+priors.
 
 Each is evaluated on every ``every``-th batch with ``every × weight`` (the same mean pull at
 1/every of the cost), and reports one line of the training log per epoch. Both terms offer
@@ -35,7 +36,7 @@ class LossTerm(Protocol):
 class ExtraTerm:
     """One extra loss term and its schedule."""
 
-    name: str  # "elastic" or "compression": the log's train_mse_<name>
+    name: str  # "elastic", "compression" or "expansion": the log's train_mse_<name>
     term: LossTerm
     weight: float  # w on the term's mean square, (eV/Å³)⁻²
     every: int  # evaluated on every n-th batch with weight n·w
@@ -51,7 +52,8 @@ class ExtraTerm:
 
 def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
                       train: Sequence[Frame]) -> tuple[ExtraTerm, ...]:
-    """The terms ``cfg`` switches on (elastic targets given; compression weight > 0).
+    """The terms ``cfg`` switches on (elastic targets given; compression or expansion weight
+    > 0).
 
     Raises:
         ValueError: a target element outside ``species``, or no reference volume for the
@@ -66,13 +68,18 @@ def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
         terms.append(ExtraTerm("compression", CompressionTerm.build(
             equilibrium_volumes(train), species, cutoff, cfg.compression_max_fraction),
             cfg.compression_weight, cfg.compression_every))
+    if cfg.expansion_weight > 0:
+        terms.append(ExtraTerm("expansion", CompressionTerm.build(
+            equilibrium_volumes(train), species, cutoff, cfg.expansion_max_fraction,
+            expanded=True), cfg.expansion_weight, cfg.compression_every))
     return tuple(terms)
 
 
 def epoch_report(terms: Sequence[ExtraTerm], model: torch.nn.Module,
                  ) -> tuple[dict[str, Any], str]:
     """The averaged model's log entries and progress-line suffix for the extra terms:
-    C_ij − target (GPa) and the lowest pressure of the compressed cells (GPa)."""
+    C_ij − target (GPa), the lowest pressure of the compressed cells and the highest of the
+    stretched ones (GPa)."""
     record: dict[str, Any] = {}
     line = ""
     for t in terms:
