@@ -138,3 +138,29 @@ def test_compressed_lattices_of_every_element_rise_and_stay_above_bcc(calc, elem
     for lattice, e in scan.items():
         assert np.all(np.diff(e) < 0), (lattice, np.round(e, 2))  # falls as V grows
         assert e.min() > 0.1, (lattice, np.round(e, 2))  # eV/atom above bcc at V0
+
+
+@pytest.mark.parametrize("element", list(DFT_A))
+def test_no_lattice_falls_below_bcc_near_equilibrium(calc, element):
+    """bcc is the ground state of Nb, Mo, Ta and W: fcc and simple-cubic cells from 0.8 to 1.3
+    of the DFT bcc volume V0 stay above bcc at V0 (PBE puts fcc 0.2-0.5 eV/atom higher). A
+    fine-tune that only asked stretched lattices to be under tension (twentieth session, not
+    shipped) put simple-cubic Mo 0.93 eV/atom and fcc Ta 0.42 eV/atom *below* bcc."""
+    scan = energies_above_bcc(calc, element, DFT_A[element], np.linspace(0.8, 1.3, 21))
+    for lattice in ("fcc", "sc"):
+        assert scan[lattice].min() > 0.05, (lattice, np.round(scan[lattice], 3))
+
+
+@pytest.mark.xfail(strict=True, reason="known defect of the shipped v15 model: a second, "
+                   "stretched minimum in 9 of 12 lattices (README, model card; "
+                   "benchmarks/README.md, twentieth session)")
+@pytest.mark.parametrize("element", list(DFT_A))
+def test_stretched_lattices_rise_monotonically(calc, element):
+    """bcc, fcc and simple-cubic cells stretched from 1.25 to 2.5 V0 should rise in energy at
+    every step (these metals' bcc, fcc and sc equilibrium volumes lie within about ±10 % of
+    bcc's). v15 has a stretched minimum (1.4-2.0 V0) in some lattice of every element, simple-
+    cubic W's only one at 1.84 V0; strict: the test fails once a model is fixed, so the mark
+    has to go."""
+    scan = energies_above_bcc(calc, element, DFT_A[element], np.linspace(1.25, 2.5, 26))
+    for lattice, e in scan.items():
+        assert np.all(np.diff(e) > 0), (lattice, np.round(e, 3))
