@@ -22,8 +22,10 @@ from matdesign.model import PotentialConfig
 from matdesign.training.compression import (
     LATTICES,
     MIN_PRESSURE_GPA,
+    ORDERING_FRACTIONS,
     SHIFTS,
     CompressionTerm,
+    OrderingTerm,
     equilibrium_volumes,
     volume_fractions,
 )
@@ -232,3 +234,59 @@ def test_training_on_the_expansion_term_alone_puts_stretched_cells_under_tension
         highest[weight] = log[-1]["expansion_highest_pressure_gpa"]["pressure"]
     assert highest[1e-12] > -MIN_PRESSURE_GPA + 0.5, highest  # the term has work to do
     assert highest[100.0] < -MIN_PRESSURE_GPA + 0.1, highest  # the hinge stops near -P_min
+
+
+def test_ordering_gaps_and_hinge_match_ase_lennard_jones():
+    """The ordering prior: E − E_bcc(V0) of every fcc and simple-cubic cell equals ASE's
+    Lennard-Jones energies of the same cells built here; the loss is the mean squared shortfall
+    below the margin. LJ prefers close packing, so fcc sits below bcc (the hinge pays) and
+    simple cubic above it."""
+    v0 = 12.0
+    term = OrderingTerm.build({"Cu": v0}, ["Cu"], RC, margin=0.01)
+    model = TorchLJ()
+    ours = term.gaps(model, training=False).detach().numpy()
+
+    def lj(lattice: str, volume: float) -> float:
+        atoms = bulk("Cu", lattice, a=1.0)
+        atoms.set_cell(atoms.cell * (volume / atoms.get_volume()) ** (1 / 3), scale_atoms=True)
+        atoms.calc = LennardJones(sigma=SIGMA, epsilon=EPSILON, rc=RC)
+        return atoms.get_potential_energy()
+
+    ase = np.array([lj(lattice, f * v0) - lj("bcc", v0)
+                    for lattice in ("fcc", "sc") for f in ORDERING_FRACTIONS])
+    assert len(term.labels) == 2 * len(ORDERING_FRACTIONS)
+    np.testing.assert_allclose(ours, ase, rtol=1e-9, atol=1e-12)
+    assert ase[:len(ORDERING_FRACTIONS)].min() < 0 < ase[len(ORDERING_FRACTIONS):].min()
+    expected = np.mean(np.maximum(0.01 - ase, 0) ** 2)
+    assert float(term.loss(model).detach()) == pytest.approx(expected, rel=1e-9)
+    report, line = term.report(model)
+    assert report["ordering_lowest_gap_ev"]["gap"] == pytest.approx(ase.min(), abs=1e-3)
+    assert report["ordering_lowest_gap_ev"]["cell"].startswith("Cu fcc") and "ΔE min" in line
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("ordering_weight", -1.0), ("ordering_margin_ev", -0.1)])
+def test_bad_ordering_settings_are_named(key, value):
+    with pytest.raises(ValueError, match=key):
+        TrainConfig.from_dict({key: value})
+
+
+def test_ordering_prior_without_an_elemental_reference_fails_before_training():
+    with pytest.raises(ValueError, match="ordering_weight.*single-element"):
+        OrderingTerm.build({}, ["Cu"], 4.0, 0.1)
+
+
+def test_extra_terms_wire_each_prior_by_name(tmp_path):
+    """build_extra_terms switches on exactly the priors whose weight is positive, each on the
+    compression_every schedule."""
+    from matdesign.training.extra import build_extra_terms
+
+    path = tmp_path / "cu.extxyz"
+    write(path, [labelled(bulk("Cu", "fcc", a=3.6))])
+    frames = load_frames(path, 4.0, {29: 0})
+    cfg = TrainConfig.from_dict({"compression_weight": 1.0, "expansion_weight": 2.0,
+                                 "ordering_weight": 3.0, "compression_every": 5})
+    terms = build_extra_terms(cfg, ["Cu"], 4.0, frames)
+    assert [(t.name, t.weight, t.every) for t in terms] == [
+        ("compression", 1.0, 5), ("expansion", 2.0, 5), ("ordering", 3.0, 5)]
+    assert build_extra_terms(TrainConfig.from_dict({}), ["Cu"], 4.0, frames) == ()

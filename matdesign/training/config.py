@@ -75,6 +75,10 @@ class TrainConfig:
     # tension, P ≤ -P_min (same module; evaluated on every compression_every-th batch too)
     expansion_weight: float = 0.0  # w_T on mean max(0, P_min + P)² [eV²/Å⁶]; 0: off
     expansion_max_fraction: float = 2.5
+    # bcc ground state: fcc and sc cells at 0.85-1.3 V0 at least ordering_margin_ev above bcc
+    # at V0 (same module and schedule); for bcc metals only
+    ordering_weight: float = 0.0  # w_O on mean max(0, margin - (E - E_bcc))² [eV²]; 0: off
+    ordering_margin_ev: float = 0.1
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -119,6 +123,8 @@ class TrainConfig:
             "compression_every": self.compression_every >= 1,
             "expansion_weight": self.expansion_weight >= 0,
             "expansion_max_fraction": EXPANSION_MIN_FRACTION < self.expansion_max_fraction < 4,
+            "ordering_weight": self.ordering_weight >= 0,
+            "ordering_margin_ev": self.ordering_margin_ev >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

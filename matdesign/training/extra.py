@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 import torch
 
-from matdesign.training.compression import CompressionTerm, equilibrium_volumes
+from matdesign.training.compression import CompressionTerm, OrderingTerm, equilibrium_volumes
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame
 from matdesign.training.elastic import ElasticTerm
@@ -36,7 +36,7 @@ class LossTerm(Protocol):
 class ExtraTerm:
     """One extra loss term and its schedule."""
 
-    name: str  # "elastic", "compression" or "expansion": the log's train_mse_<name>
+    name: str  # "elastic", "compression", "expansion", "ordering": the log's train_mse_<name>
     term: LossTerm
     weight: float  # w on the term's mean square, (eV/Å³)⁻²
     every: int  # evaluated on every n-th batch with weight n·w
@@ -72,6 +72,10 @@ def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
         terms.append(ExtraTerm("expansion", CompressionTerm.build(
             equilibrium_volumes(train), species, cutoff, cfg.expansion_max_fraction,
             expanded=True), cfg.expansion_weight, cfg.compression_every))
+    if cfg.ordering_weight > 0:
+        terms.append(ExtraTerm("ordering", OrderingTerm.build(
+            equilibrium_volumes(train), species, cutoff, cfg.ordering_margin_ev),
+            cfg.ordering_weight, cfg.compression_every))
     return tuple(terms)
 
 
