@@ -152,7 +152,7 @@ def test_no_lattice_falls_below_bcc_near_equilibrium(calc, element):
 
 
 @pytest.mark.xfail(strict=True, reason="known defect of the shipped v15 model: a second, "
-                   "stretched minimum in 9 of 12 lattices (README, model card; "
+                   "stretched minimum in 10 of 12 lattices (README, model card; "
                    "benchmarks/README.md, twentieth session)")
 @pytest.mark.parametrize("element", list(DFT_A))
 def test_stretched_lattices_rise_monotonically(calc, element):
