@@ -180,19 +180,14 @@ class CompressionTerm:
     def weakest(self, model: torch.nn.Module) -> tuple[str, float]:
         """The cell (of every grid) farthest on the wrong side, and its pressure (GPa): the
         lowest pressure among compressed cells, the highest among stretched ones."""
-        weakest = ("", math.inf)
+        weakest, score = ("", math.inf), math.inf  # score: sign·P, the smaller the worse
         for grid, labels in enumerate(self.labels):
             p = self.pressures(model, grid, training=False).detach().double().cpu() / GPa
             k = int(torch.argmin(self.sign * p))
-            if self.sign * float(p[k]) < weakest[1]:
-                weakest = (labels[k], self.sign * round(float(p[k]), 2))
-        return weakest[0], self.sign * weakest[1]
-
-    def lowest_pressure(self, model: torch.nn.Module) -> tuple[str, float]:
-        """The compressed cell (of every grid) with the lowest pressure and that pressure, GPa."""
-        if self.expanded:
-            raise ValueError("lowest_pressure is the compressed cells' figure; use weakest")
-        return self.weakest(model)
+            if self.sign * float(p[k]) < score:
+                score = self.sign * float(p[k])
+                weakest = (labels[k], round(float(p[k]), 2))
+        return weakest
 
     def report(self, model: torch.nn.Module) -> tuple[dict[str, Any], str]:
         """The training log's entry (``compression_lowest_pressure_gpa``, or for stretched

@@ -1,8 +1,8 @@
-"""Loss terms beyond the data: elastic-constant targets and the compression and expansion
-priors.
+"""Loss terms beyond the data: elastic-constant targets and the compression, expansion and
+ordering priors.
 
 Each is evaluated on every ``every``-th batch with ``every × weight`` (the same mean pull at
-1/every of the cost), and reports one line of the training log per epoch. Both terms offer
+1/every of the cost), and reports one line of the training log per epoch. All terms offer
 the same two calls (:class:`LossTerm`), so nothing here depends on which one it holds.
 """
 
@@ -52,8 +52,8 @@ class ExtraTerm:
 
 def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
                       train: Sequence[Frame]) -> tuple[ExtraTerm, ...]:
-    """The terms ``cfg`` switches on (elastic targets given; compression or expansion weight
-    > 0).
+    """The terms ``cfg`` switches on (elastic targets given; compression, expansion or ordering
+    weight > 0).
 
     Raises:
         ValueError: a target element outside ``species``, or no reference volume for the
@@ -64,17 +64,19 @@ def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
         terms.append(ExtraTerm("elastic", ElasticTerm.build(
             cfg.elastic_targets, species, cutoff, cfg.elastic_strain),
             cfg.elastic_weight, cfg.elastic_every))
+    priors = (cfg.compression_weight, cfg.expansion_weight, cfg.ordering_weight)
+    volumes = equilibrium_volumes(train) if max(priors) > 0 else {}  # V0, read once
     if cfg.compression_weight > 0:
         terms.append(ExtraTerm("compression", CompressionTerm.build(
-            equilibrium_volumes(train), species, cutoff, cfg.compression_max_fraction),
+            volumes, species, cutoff, cfg.compression_max_fraction),
             cfg.compression_weight, cfg.compression_every))
     if cfg.expansion_weight > 0:
         terms.append(ExtraTerm("expansion", CompressionTerm.build(
-            equilibrium_volumes(train), species, cutoff, cfg.expansion_max_fraction,
-            expanded=True), cfg.expansion_weight, cfg.compression_every))
+            volumes, species, cutoff, cfg.expansion_max_fraction, expanded=True),
+            cfg.expansion_weight, cfg.compression_every))
     if cfg.ordering_weight > 0:
         terms.append(ExtraTerm("ordering", OrderingTerm.build(
-            equilibrium_volumes(train), species, cutoff, cfg.ordering_margin_ev),
+            volumes, species, cutoff, cfg.ordering_margin_ev),
             cfg.ordering_weight, cfg.compression_every))
     return tuple(terms)
 
