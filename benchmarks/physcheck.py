@@ -14,6 +14,10 @@ v15's simple-cubic W minimum at 1.84 V0). A sane potential has one minimum per l
 1.25 V0 (these metals' bcc, fcc and sc equilibrium volumes lie within about ±10 % of bcc's),
 no fcc or sc minimum below the bcc equilibrium energy (bcc is the ground state of all four)
 and no compressed cell (V ≤ 0.8 V0) below it either.
+
+With ``--lattice-energies FILE`` (a ``train.lattice_energies`` targets file, e.g. the GPAW PBE
+one of ``benchmarks/gpaw_lattices.py``) the same cells are compared with those reference
+energies above bcc at V0: mean and largest |error| over all cells, and the error of each.
 """
 
 from __future__ import annotations
@@ -93,6 +97,23 @@ def short_range(calc: object, element: str) -> list[ShortRangeCheck]:
     return out
 
 
+def lattice_energy_errors(calc: object, path: str) -> dict[str, float]:
+    """Model minus reference E(lattice, f·V0) − E_bcc(V0), eV/atom, per target cell ("W fcc
+    1.00"); V0 = DFT_A³/2 for the model, the reference's own V0 for the targets."""
+    from matdesign.training.compression import energies_above_bcc
+    from matdesign.training.lattice_energies import load_lattice_targets
+
+    errors = {}
+    for t in load_lattice_targets(path):
+        if t.element not in DFT_A:
+            continue
+        e = energies_above_bcc(calc, t.element, DFT_A[t.element],
+                               np.array([t.volume_fraction]))[t.lattice][0]
+        errors[f"{t.element} {t.lattice} {t.volume_fraction:.2f}"] = round(
+            float(e - t.energy_above_bcc_ev), 4)
+    return errors
+
+
 def summarise(checks: list[ElementCheck]) -> dict:
     """Elastic entries within 5 % and the mean |relative error| without Nb C44."""
     within, errors = 0, []
@@ -114,6 +135,7 @@ def main() -> None:
     p.add_argument("--potential", default="default")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", help="write the checks and summary here")
+    p.add_argument("--lattice-energies", help="reference energies of one-atom cells (JSON)")
     args = p.parse_args()
     import torch
 
@@ -148,11 +170,21 @@ def main() -> None:
     summary["lattices"] = len(ranges)
     summary["compressed_below_bcc"] = [f"{r.element} {r.lattice}" for r in ranges
                                        if r.lowest_compressed_ev < 0]
+    lattice_errors = {}
+    if args.lattice_energies:
+        lattice_errors = lattice_energy_errors(calc, args.lattice_energies)
+        values = np.abs(list(lattice_errors.values()))
+        summary["lattice_energies_mae_ev"] = round(float(values.mean()), 4)
+        worst = max(lattice_errors, key=lambda k: abs(lattice_errors[k]))
+        summary["lattice_energies_worst"] = f"{worst} ({lattice_errors[worst]:+.3f} eV)"
+        summary["fcc_at_v0_errors_ev"] = {k: v for k, v in lattice_errors.items()
+                                          if " fcc 1.00" in k}
     print(json.dumps(summary))
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"potential": args.potential, "checks": [asdict(c) for c in checks],
-             "short_range": [asdict(r) for r in ranges], "summary": summary}, indent=2) + "\n")
+             "short_range": [asdict(r) for r in ranges], "lattice_energy_errors_ev":
+             lattice_errors, "summary": summary}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

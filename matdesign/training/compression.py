@@ -200,6 +200,41 @@ class CompressionTerm:
                 f"P min {p:.1f} GPa ({cell})")
 
 
+@dataclass(frozen=True)
+class BccReferencedCells:
+    """One-atom cells of each element's lattices at fractions of V₀, batched with one bcc cell
+    at V₀ per element, so that a single model call gives every cell's E − E_bcc(V₀)."""
+
+    labels: tuple[str, ...]  # "Mo sc 1.050" per cell
+    graph: Graph  # the bcc references first (one per element), then the cells; float64, CPU
+    reference: tuple[int, ...]  # per cell: index of its element's bcc reference
+
+    @classmethod
+    def build(cls, cells: Sequence[tuple[str, str, float]], volumes: dict[str, float],
+              species: Sequence[str], cutoff: float) -> BccReferencedCells:
+        """``cells``: (element, lattice, V/V₀) each; every element must be in ``volumes``."""
+        index = {atomic_numbers[s]: k for k, s in enumerate(species)}
+        elements = list(dict.fromkeys(el for el, _, _ in cells))
+        graphs = [atoms_to_graph(lattice_cell(el, "bcc", volumes[el]), cutoff, index)
+                  for el in elements]
+        labels, reference = [], []
+        for el, lattice, f in cells:
+            labels.append(f"{el} {lattice} {f:.3f}")
+            reference.append(elements.index(el))
+            graphs.append(atoms_to_graph(lattice_cell(el, lattice, f * volumes[el]),
+                                         cutoff, index))
+        return cls(tuple(labels), batch_graphs(graphs), tuple(reference))
+
+    def energies_above_bcc(self, model: torch.nn.Module, *, training: bool) -> torch.Tensor:
+        """E − E_bcc(V₀) of every cell, eV/atom (one-atom cells)."""
+        p = next(model.parameters())
+        out = energy_forces_stress(model, self.graph.to(p.device, p.dtype), stress=False,
+                                   training=training)
+        n_ref = out.energy.shape[0] - len(self.labels)
+        ref = torch.tensor(self.reference, device=out.energy.device)
+        return out.energy[n_ref:] - out.energy[:n_ref][ref]
+
+
 #: V/V₀ of the ordering prior's fcc and simple-cubic cells: where their minima lie
 ORDERING_FRACTIONS = tuple(np.round(np.arange(0.85, 1.301, 0.05), 3))
 
@@ -215,9 +250,7 @@ class OrderingTerm:
     (twentieth session). Loss: mean over cells of max(0, margin − (E − E_bcc))², eV².
     """
 
-    labels: tuple[str, ...]  # "Mo sc 1.050" per cell
-    graph: Graph  # the bcc references first (one per element), then the cells; float64, CPU
-    reference: tuple[int, ...]  # per cell: index of its element's bcc reference
+    cells: BccReferencedCells
     margin: float  # eV/atom
 
     @classmethod
@@ -229,28 +262,17 @@ class OrderingTerm:
                              "frames with stress in the training data (for V0); none found")
         if margin < 0:
             raise ValueError(f"train.ordering_margin_ev must be >= 0, got {margin}")
-        index = {atomic_numbers[s]: k for k, s in enumerate(species)}
-        elements = list(volumes)
-        graphs = [atoms_to_graph(lattice_cell(el, "bcc", volumes[el]), cutoff, index)
-                  for el in elements]
-        labels, reference = [], []
-        for k, el in enumerate(elements):
-            for lattice in ("fcc", "sc"):
-                for f in ORDERING_FRACTIONS:
-                    labels.append(f"{el} {lattice} {f:.3f}")
-                    reference.append(k)
-                    graphs.append(atoms_to_graph(lattice_cell(el, lattice, f * volumes[el]),
-                                                 cutoff, index))
-        return cls(tuple(labels), batch_graphs(graphs), tuple(reference), float(margin))
+        cells = [(el, lattice, f) for el in volumes for lattice in ("fcc", "sc")
+                 for f in ORDERING_FRACTIONS]
+        return cls(BccReferencedCells.build(cells, volumes, species, cutoff), float(margin))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.cells.labels
 
     def gaps(self, model: torch.nn.Module, *, training: bool) -> torch.Tensor:
-        """E − E_bcc(V₀) of every cell, eV/atom (one-atom cells)."""
-        p = next(model.parameters())
-        out = energy_forces_stress(model, self.graph.to(p.device, p.dtype), stress=False,
-                                   training=training)
-        n_ref = out.energy.shape[0] - len(self.labels)
-        ref = torch.tensor(self.reference, device=out.energy.device)
-        return out.energy[n_ref:] - out.energy[:n_ref][ref]
+        """E − E_bcc(V₀) of every cell, eV/atom."""
+        return self.cells.energies_above_bcc(model, training=training)
 
     def loss(self, model: torch.nn.Module, call: int = 0) -> torch.Tensor:
         """Mean over the cells of max(0, margin − (E − E_bcc))², eV²."""

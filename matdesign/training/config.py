@@ -15,6 +15,7 @@ from matdesign.training.elastic import (
     parse_elastic_targets,
     targets_to_config,
 )
+from matdesign.training.lattice_energies import load_lattice_targets
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,12 @@ class TrainConfig:
     # at V0 (same module and schedule); for bcc metals only
     ordering_weight: float = 0.0  # w_O on mean max(0, margin - (E - E_bcc))² [eV²]; 0: off
     ordering_margin_ev: float = 0.1
+    # reference energies of one-atom bcc/fcc/sc cells (JSON, matdesign.training.
+    # lattice_energies; benchmarks/gpaw_lattices.py writes one): E - E_bcc(V0) as a target,
+    # evaluated on the compression_every schedule; empty: off
+    lattice_energies: str = ""
+    lattice_energies_weight: float = 1.0  # w_L on mean max(0, |ΔE error| - tolerance)² [eV²]
+    lattice_energies_tolerance_ev: float = 0.02
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -125,10 +132,14 @@ class TrainConfig:
             "expansion_max_fraction": EXPANSION_MIN_FRACTION < self.expansion_max_fraction < 4,
             "ordering_weight": self.ordering_weight >= 0,
             "ordering_margin_ev": self.ordering_margin_ev >= 0,
+            "lattice_energies_weight": self.lattice_energies_weight >= 0,
+            "lattice_energies_tolerance_ev": self.lattice_energies_tolerance_ev >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"train.{bad[0]} out of range: {getattr(self, bad[0])!r}")
+        if self.lattice_energies:
+            load_lattice_targets(self.lattice_energies)  # names the file before any training
 
 
 def load_config(path: str | Path | None) -> tuple[PotentialConfig, TrainConfig]:

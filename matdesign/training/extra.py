@@ -1,5 +1,5 @@
-"""Loss terms beyond the data: elastic-constant targets and the compression, expansion and
-ordering priors.
+"""Loss terms beyond the data: elastic-constant targets, reference lattice energies and the
+compression, expansion and ordering priors.
 
 Each is evaluated on every ``every``-th batch with ``every × weight`` (the same mean pull at
 1/every of the cost), and reports one line of the training log per epoch. All terms offer
@@ -18,6 +18,7 @@ from matdesign.training.compression import CompressionTerm, OrderingTerm, equili
 from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame
 from matdesign.training.elastic import ElasticTerm
+from matdesign.training.lattice_energies import LatticeEnergyTerm, load_lattice_targets
 
 
 class LossTerm(Protocol):
@@ -36,7 +37,8 @@ class LossTerm(Protocol):
 class ExtraTerm:
     """One extra loss term and its schedule."""
 
-    name: str  # "elastic", "compression", "expansion", "ordering": the log's train_mse_<name>
+    name: str  # "elastic", "compression", "expansion", "ordering", "lattice": the log's
+    # train_mse_<name>
     term: LossTerm
     weight: float  # w on the term's mean square, (eV/Å³)⁻²
     every: int  # evaluated on every n-th batch with weight n·w
@@ -52,8 +54,8 @@ class ExtraTerm:
 
 def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
                       train: Sequence[Frame]) -> tuple[ExtraTerm, ...]:
-    """The terms ``cfg`` switches on (elastic targets given; compression, expansion or ordering
-    weight > 0).
+    """The terms ``cfg`` switches on (elastic targets or lattice energies given; compression,
+    expansion or ordering weight > 0).
 
     Raises:
         ValueError: a target element outside ``species``, or no reference volume for the
@@ -65,7 +67,8 @@ def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
             cfg.elastic_targets, species, cutoff, cfg.elastic_strain),
             cfg.elastic_weight, cfg.elastic_every))
     priors = (cfg.compression_weight, cfg.expansion_weight, cfg.ordering_weight)
-    volumes = equilibrium_volumes(train) if max(priors) > 0 else {}  # V0, read once
+    need_v0 = max(priors) > 0 or bool(cfg.lattice_energies)
+    volumes = equilibrium_volumes(train) if need_v0 else {}  # V0, read once
     if cfg.compression_weight > 0:
         terms.append(ExtraTerm("compression", CompressionTerm.build(
             volumes, species, cutoff, cfg.compression_max_fraction),
@@ -78,6 +81,11 @@ def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
         terms.append(ExtraTerm("ordering", OrderingTerm.build(
             volumes, species, cutoff, cfg.ordering_margin_ev),
             cfg.ordering_weight, cfg.compression_every))
+    if cfg.lattice_energies:
+        terms.append(ExtraTerm("lattice", LatticeEnergyTerm.build(
+            load_lattice_targets(cfg.lattice_energies), volumes, species, cutoff,
+            cfg.lattice_energies_tolerance_ev),
+            cfg.lattice_energies_weight, cfg.compression_every))
     return tuple(terms)
 
 
