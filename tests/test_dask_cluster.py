@@ -51,12 +51,17 @@ class Cluster:
                                                    "--port", "0", "--no-dashboard",
                                                    "--scheduler-file", str(self.file)])
         deadline = time.monotonic() + 60
-        while not self.file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if not self.file.exists():
+        self.address = ""
+        while not self.address and time.monotonic() < deadline:
+            # the scheduler creates the file before it writes it: on a busy machine it can
+            # be read empty (a flake seen with two other processes on two cores)
+            try:
+                self.address = json.loads(self.file.read_text())["address"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.05)
+        if not self.address:
             self.close()
             pytest.fail(f"dask scheduler did not start: {self.log('scheduler')}")
-        self.address = json.loads(self.file.read_text())["address"]
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         log = open(self.folder / f"{name}.log", "w")

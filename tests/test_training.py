@@ -177,22 +177,30 @@ def test_example_config_loads():
     assert model.zbl and model.isolated_reference and train.committee
 
 
+#: the shipped model's training stages, in order, as the README's model card names them
+SHIPPED_STAGES = ("examples/train_nbmotaw_default.yaml",
+                  "examples/train_nbmotaw_default_stage2.yaml")
+
+
 def test_shipped_model_was_trained_with_its_documented_config():
-    """The default checkpoint's architecture and training settings are those of the config
-    the README names as its recipe (a retrained model shipped with a stale config fails)."""
+    """The default checkpoint's architecture and the training settings of each of its stages
+    are those of the configs the README names as its recipe (a retrained model shipped with a
+    stale config, or with a stage more or less, fails)."""
     from matdesign.checkpoint import load_potential
     from matdesign.model import PotentialConfig
 
-    model_cfg, train_cfg = load_config("examples/train_nbmotaw_default.yaml")
     shipped = load_potential("matdesign/models/default.pt")
+    recorded = [*shipped.metadata.get("earlier_stages", []), shipped.metadata["train_config"]]
+    assert len(recorded) == len(SHIPPED_STAGES)
+    model_cfg = load_config(SHIPPED_STAGES[0])[0]
     for field in dataclasses.fields(PotentialConfig):
         if field.name in ("avg_num_neighbours", "avg_density", "heads", "committee"):
             continue  # measured on the data, or set when the committee is attached
         assert getattr(shipped.config, field.name) == getattr(model_cfg, field.name), field.name
-    recorded = shipped.metadata["train_config"]
     defaults = TrainConfig().to_dict()  # keys newer than the checkpoint: at their defaults
-    for key, value in train_cfg.to_dict().items():
-        assert recorded.get(key, defaults[key]) == value, key
+    for path, stage in zip(SHIPPED_STAGES, recorded, strict=True):
+        for key, value in load_config(path)[1].to_dict().items():
+            assert stage.get(key, defaults[key]) == value, (path, key)
 
 
 def test_train_ensemble_and_evaluate_cli(data_file, tmp_path, capsys):
