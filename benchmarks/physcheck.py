@@ -63,12 +63,10 @@ def check_element(calc: object, element: str) -> ElementCheck:
     a = (2 * atoms.get_volume()) ** (1 / 3)
     elastic = ElasticCalculator(calc).calc(atoms)
     c = np.array(elastic.elastic_tensor_gpa)  # ase's bcc primitive keeps the cubic axes
-    # max_atoms 400: the 7x7x7 primitive supercell (343 atoms, faces 16 Å apart) that
-    # min_length asks for; the default cap of 200 gives 5x5x5 (11.7 Å), narrower than the
-    # model's 10 Å receptive field, which aliases long-range force constants into spurious
-    # imaginary modes near Γ (v21's Nb: -0.29 THz at 5x5x5, stable at 7, 9 and 11)
-    phonon = PhononCalculator(calc, min_length=15.0, max_atoms=400,
-                              imaginary_policy="ignore").calc(atoms)
+    # the default cap (MAX_SUPERCELL_ATOMS, 400 since the twenty-first session) gives the
+    # 7x7x7 primitive supercell min_length asks for; the earlier 200 gave 5x5x5 (11.7 Å),
+    # narrower than the model's 10 Å receptive field (v21's Nb: -0.29 THz near Γ there)
+    phonon = PhononCalculator(calc, min_length=15.0, imaginary_policy="ignore").calc(atoms)
     return ElementCheck(element=element, lattice_a=float(a),
                         lattice_error_percent=float(100 * (a / DFT_A[element] - 1)),
                         c11_gpa=float(c[0, 0]), c12_gpa=float(c[0, 1]), c44_gpa=float(c[3, 3]),

@@ -75,6 +75,14 @@ def face_widths(lattice: np.ndarray) -> np.ndarray:
                      for i in range(3)])
 
 
+#: default atom cap on a phonon supercell: 400 lets a one-atom cubic primitive cell reach the
+#: default 15 Å (7×7×7, 343 atoms, faces 16.4 Å apart for bcc Nb). The earlier 200 stopped at
+#: 5×5×5 (11.7 Å), narrower than the shipped model's 10 Å receptive field; there its force
+#: constants alias into the interpolated long-wavelength branch, and the shipped v21 model's
+#: Nb (soft C44) showed a spurious −0.29 THz near Γ that 7, 9 and 11 repetitions do not.
+MAX_SUPERCELL_ATOMS = 400
+
+
 def choose_supercell(lattice: np.ndarray, n_atoms: int, min_length: float,
                      max_atoms: int) -> tuple[list[int], float]:
     """Diagonal supercell whose face widths reach ``min_length`` (Å) within ``max_atoms``.
@@ -224,7 +232,8 @@ class PhononCalculator(PropertyCalculator[PhononResult]):
     real instability are typically tenths of a THz or more.
     """
 
-    def __init__(self, calculator: Any, *, min_length: float = 15.0, max_atoms: int = 200,
+    def __init__(self, calculator: Any, *, min_length: float = 15.0,
+                 max_atoms: int = MAX_SUPERCELL_ATOMS,
                  displacement: float = 0.01, imaginary_tolerance_thz: float = 0.1,
                  imaginary_policy: str = "warn", mesh: tuple[int, int, int] | float = MESH_LENGTH_A,
                  t_max: float = 1000.0, t_step: float = 10.0, band_points: int = 51,
@@ -234,7 +243,8 @@ class PhononCalculator(PropertyCalculator[PhononResult]):
         Args:
             calculator: any ASE calculator.
             min_length: smallest supercell face width wanted, Å.
-            max_atoms: atom cap on the supercell; the width is reduced to fit under it.
+            max_atoms: atom cap on the supercell; the width is reduced to fit under it (see
+                :data:`MAX_SUPERCELL_ATOMS`).
             displacement: displacement amplitude, Å.
             imaginary_tolerance_thz: modes below minus this count as imaginary, THz.
             imaginary_policy: ``"warn"``, ``"error"`` (raise :class:`PhononInstabilityError`

@@ -12,6 +12,7 @@ from ase.phonons import Phonons
 from ase.units import _e, _hplanck
 
 from matdesign.properties.phonon import (
+    MAX_SUPERCELL_ATOMS,
     PhononCalculator,
     PhononInstabilityError,
     band_structure_data,
@@ -152,3 +153,14 @@ def test_supercell_choice_respects_cap():
         choose_supercell(lattice, 300, 10.0, 200)
     with pytest.raises(ValueError, match="imaginary_policy"):
         PhononCalculator(EMT(), imaginary_policy="maybe")
+
+
+@pytest.mark.parametrize(("lattice", "a"), [("bcc", 3.323), ("fcc", 4.05)])
+def test_default_cap_reaches_the_default_width_for_one_atom_cubic_cells(lattice, a):
+    """A one-atom bcc or fcc primitive cell gets its 15 Å supercell under the default cap (the
+    earlier 200 stopped at 5×5×5, 11.7 Å for bcc Nb, below a two-layer 5 Å model's reach)."""
+    cell = bulk("Nb" if lattice == "bcc" else "Al", lattice, a=a).cell.array
+    n, width = choose_supercell(cell, 1, PhononCalculator(EMT()).min_length,
+                                PhononCalculator(EMT()).max_atoms)
+    assert PhononCalculator(EMT()).max_atoms == MAX_SUPERCELL_ATOMS
+    assert width >= 15.0 and np.prod(n) <= MAX_SUPERCELL_ATOMS, (n, width)

@@ -68,7 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("phonon", help="phonon bands, DOS, stability and thermodynamics")
     _common(p)
     p.add_argument("--min-length", type=float, default=15.0, help="supercell width, Å (15)")
-    p.add_argument("--max-atoms", type=int, default=200, help="supercell atom cap (200)")
+    p.add_argument("--max-atoms", type=int, default=None,
+                   help="supercell atom cap (default: properties.phonon.MAX_SUPERCELL_ATOMS, "
+                        "400; imported at run time, not at start-up)")
     p.add_argument("--displacement", type=float, default=0.01, help="displacement, Å (0.01)")
     p.add_argument("--mesh", type=int, nargs=3, default=[20, 20, 20], help="q-mesh (20 20 20)")
     p.add_argument("--t-max", type=float, default=1000.0, help="highest temperature, K (1000)")
@@ -219,11 +221,12 @@ def run_phonon(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
-    from matdesign.properties.phonon import PhononCalculator
+    from matdesign.properties.phonon import MAX_SUPERCELL_ATOMS, PhononCalculator
 
     atoms, calc, relaxation = _prepare(args)
+    max_atoms = MAX_SUPERCELL_ATOMS if args.max_atoms is None else args.max_atoms
     phonons = PhononCalculator(
-        calc, min_length=args.min_length, max_atoms=args.max_atoms,
+        calc, min_length=args.min_length, max_atoms=max_atoms,
         displacement=args.displacement, imaginary_tolerance_thz=args.imaginary_tolerance,
         imaginary_policy=args.imaginary_policy, mesh=tuple(args.mesh), t_max=args.t_max,
     )
