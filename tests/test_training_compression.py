@@ -136,10 +136,33 @@ def test_training_on_the_compression_term_alone_lifts_the_lowest_pressure(tmp_pa
 
 @pytest.mark.parametrize(("key", "value"), [
     ("compression_max_fraction", 1.2), ("compression_max_fraction", 0.3),
-    ("compression_weight", -1.0), ("compression_every", 0)])
+    ("compression_weight", -1.0), ("compression_every", 0),
+    ("compression_min_fraction", 0.2), ("compression_min_fraction", 0.5)])
 def test_bad_compression_settings_are_named(key, value):
     with pytest.raises(ValueError, match=key):
         TrainConfig.from_dict({key: value})
+
+
+def test_lower_grid_end_reaches_the_overlap_threshold_and_matches_lennard_jones(tmp_path):
+    """compression_min_fraction 0.30 starts every grid there (v21's hole lay between 0.30 and
+    0.35 V0); the extra cells' pressures equal ASE's Lennard-Jones values, and the wiring
+    passes the setting through."""
+    from matdesign.training.extra import build_extra_terms
+
+    v0 = 3.6 ** 3 / 4
+    term = CompressionTerm.build({"Cu": v0}, ["Cu"], RC, max_fraction=0.85, min_fraction=0.30)
+    fractions = volume_fractions(0.85, 0, min_fraction=0.30)
+    assert fractions[0] == pytest.approx(0.30) and len(term.labels[0]) == 3 * len(fractions)
+    ours = term.pressures(TorchLJ(), 0, training=False).detach().numpy() * GPA
+    ase = [lj_pressure(lattice, f * v0) for lattice in LATTICES for f in fractions]
+    np.testing.assert_allclose(ours, ase, rtol=1e-9, atol=1e-9)
+    path = tmp_path / "cu.extxyz"
+    write(path, [labelled(bulk("Cu", "fcc", a=3.6))])
+    cfg = TrainConfig.from_dict({"compression_weight": 1.0, "compression_min_fraction": 0.30})
+    (wired,) = build_extra_terms(cfg, ["Cu"], 4.0, load_frames(path, 4.0, {29: 0}))
+    assert wired.term.labels[0][0] == "Cu bcc 0.300"
+    with pytest.raises(ValueError, match="compression_max_fraction"):
+        TrainConfig.from_dict({"compression_min_fraction": 0.30, "compression_max_fraction": 0.3})
 
 
 def test_compression_prior_without_an_elemental_reference_fails_before_training():

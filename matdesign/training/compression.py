@@ -84,11 +84,11 @@ def equilibrium_volumes(frames: Sequence[Frame]) -> dict[str, float]:
     return {el: v for el, (_, v) in sorted(best.items())}
 
 
-def volume_fractions(max_fraction: float, shift: int = 0, *, expanded: bool = False
-                     ) -> np.ndarray:
-    """Grid number ``shift`` of V/V₀: MIN_FRACTION + (k + shift/SHIFTS)·STEP ≤ max_fraction, or
+def volume_fractions(max_fraction: float, shift: int = 0, *, expanded: bool = False,
+                     min_fraction: float = MIN_FRACTION) -> np.ndarray:
+    """Grid number ``shift`` of V/V₀: min_fraction + (k + shift/SHIFTS)·STEP ≤ max_fraction, or
     for the stretched cells EXPANSION_MIN_FRACTION + (k + shift/SHIFTS)·EXPANSION_STEP."""
-    first, step = (EXPANSION_MIN_FRACTION, EXPANSION_STEP) if expanded else (MIN_FRACTION, STEP)
+    first, step = (EXPANSION_MIN_FRACTION, EXPANSION_STEP) if expanded else (min_fraction, STEP)
     return np.arange(first + shift * step / SHIFTS, max_fraction + 1e-9, step)
 
 
@@ -129,11 +129,12 @@ class CompressionTerm:
 
     @classmethod
     def build(cls, volumes: dict[str, float], species: Sequence[str], cutoff: float,
-              max_fraction: float, *, expanded: bool = False) -> CompressionTerm:
+              max_fraction: float, *, expanded: bool = False,
+              min_fraction: float = MIN_FRACTION) -> CompressionTerm:
         """Raises ``ValueError`` when ``max_fraction`` is outside (0.4, 1) (stretched cells:
         outside (1.25, 4)) or no element has a reference volume."""
         key = "expansion" if expanded else "compression"
-        low, high = (EXPANSION_MIN_FRACTION, 4.0) if expanded else (MIN_FRACTION, 1.0)
+        low, high = (EXPANSION_MIN_FRACTION, 4.0) if expanded else (min_fraction, 1.0)
         if not low < max_fraction < high:
             raise ValueError(f"train.{key}_max_fraction must be in ({low}, {high:g}), "
                              f"got {max_fraction}")
@@ -150,7 +151,8 @@ class CompressionTerm:
             labels, graphs = [], []
             for el, v0 in volumes.items():
                 for lattice in LATTICES:
-                    for f in volume_fractions(max_fraction, shift, expanded=expanded):
+                    for f in volume_fractions(max_fraction, shift, expanded=expanded,
+                                              min_fraction=min_fraction):
                         labels.append(f"{el} {lattice} {f:.3f}")
                         graphs.append(atoms_to_graph(lattice_cell(el, lattice, f * v0),
                                                      cutoff, index))

@@ -71,6 +71,9 @@ class TrainConfig:
     # must be under positive pressure (matdesign.training.compression); weight 0: off
     compression_weight: float = 0.0  # w_P on mean max(0, P_min - P)² [eV²/Å⁶]
     compression_max_fraction: float = 0.85
+    # lowest V/V0 of that grid; 0.30 reaches the calculator's overlap threshold (nearest
+    # neighbours about 1.8 Å), where v21 opened a hole below the default 0.40
+    compression_min_fraction: float = MIN_FRACTION
     compression_every: int = 4
     # stretched bcc/fcc/sc cells at V/V0 = 1.25 ... expansion_max_fraction must be under
     # tension, P ≤ -P_min (same module; evaluated on every compression_every-th batch too)
@@ -126,7 +129,9 @@ class TrainConfig:
             "elastic_strain": 0 < self.elastic_strain <= 0.05,
             "elastic_every": self.elastic_every >= 1,
             "compression_weight": self.compression_weight >= 0,
-            "compression_max_fraction": MIN_FRACTION < self.compression_max_fraction < 1,
+            "compression_max_fraction": self.compression_min_fraction
+            < self.compression_max_fraction < 1,
+            "compression_min_fraction": 0.25 <= self.compression_min_fraction <= MIN_FRACTION,
             "compression_every": self.compression_every >= 1,
             "expansion_weight": self.expansion_weight >= 0,
             "expansion_max_fraction": EXPANSION_MIN_FRACTION < self.expansion_max_fraction < 4,

@@ -71,7 +71,8 @@ def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
     volumes = equilibrium_volumes(train) if need_v0 else {}  # V0, read once
     if cfg.compression_weight > 0:
         terms.append(ExtraTerm("compression", CompressionTerm.build(
-            volumes, species, cutoff, cfg.compression_max_fraction),
+            volumes, species, cutoff, cfg.compression_max_fraction,
+            min_fraction=cfg.compression_min_fraction),
             cfg.compression_weight, cfg.compression_every))
     if cfg.expansion_weight > 0:
         terms.append(ExtraTerm("expansion", CompressionTerm.build(
