@@ -144,17 +144,12 @@ def test_compressed_lattices_of_every_element_rise_and_stay_above_bcc(calc, elem
         assert e.min() > 0.1, (lattice, np.round(e, 2))  # eV/atom above bcc at V0
 
 
-@pytest.mark.xfail(strict=True, reason="known defect of the shipped v21 model: E(V) falls "
-                   "again below 0.35 V0 (fcc Mo and W by 14-16 eV/atom between 0.35 and 0.30 "
-                   "V0), under the compression prior's grid (benchmarks/README.md, "
-                   "twenty-first session)")
 @pytest.mark.parametrize("element", list(DFT_A))
 def test_extremely_compressed_lattices_rise(calc, element):
     """bcc, fcc and simple-cubic cells from 0.40 down to 0.30 of V0 (nearest neighbours
     1.8-2.0 Å, above the calculator's overlap threshold) keep rising in energy as they are
-    squeezed. v15 dipped by 0.1-0.3 eV/atom below 0.31 V0 in fcc Mo and W; v21 by up to 16
-    eV/atom in fcc Mo and W and by 0.2-3.5 in Nb, Ta and bcc Mo. Strict: the test fails
-    once a model is fixed, so the mark has to go."""
+    squeezed. v15 dipped by 0.1-0.3 eV/atom below 0.31 V0 in fcc Mo and W; v21 (a
+    candidate of the twenty-first session) by up to 16 eV/atom in fcc Mo and W."""
     scan = energies_above_bcc(calc, element, DFT_A[element], np.linspace(0.30, 0.40, 11))
     for lattice, e in scan.items():
         assert np.all(np.diff(e) < 0), (lattice, np.round(e, 2))

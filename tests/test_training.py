@@ -179,7 +179,9 @@ def test_example_config_loads():
 
 #: the shipped model's training stages, in order, as the README's model card names them
 SHIPPED_STAGES = ("examples/train_nbmotaw_default.yaml",
-                  "examples/train_nbmotaw_default_stage2.yaml")
+                  "examples/train_nbmotaw_default_stage2.yaml",
+                  "examples/train_nbmotaw_default_stage3.yaml",
+                  "examples/train_nbmotaw_default_stage4.yaml")
 
 
 def test_shipped_model_was_trained_with_its_documented_config():
