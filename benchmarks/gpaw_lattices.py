@@ -30,6 +30,8 @@ import json
 import time
 from pathlib import Path
 
+# ``compute`` runs under the system Python that has GPAW and no torch, so the lattice names
+# and cell construction are written here rather than imported from matdesign.training
 FRACTIONS = (1.0, 0.85, 0.92, 1.1, 1.25, 1.45, 1.7, 2.0, 2.5)  # V/V₀
 LATTICES = ("bcc", "fcc", "sc")
 A_GUESS = {"Nb": 3.31, "Mo": 3.16, "Ta": 3.32, "W": 3.18}  # Å, starting bcc lattice constant

@@ -107,14 +107,16 @@ def lattice_energy_errors(calc: object, path: str) -> dict[str, float]:
     from matdesign.training.compression import energies_above_bcc
     from matdesign.training.lattice_energies import load_lattice_targets
 
+    targets = [t for t in load_lattice_targets(path) if t.element in DFT_A]
     errors = {}
-    for t in load_lattice_targets(path):
-        if t.element not in DFT_A:
-            continue
-        e = energies_above_bcc(calc, t.element, DFT_A[t.element],
-                               np.array([t.volume_fraction]))[t.lattice][0]
-        errors[f"{t.element} {t.lattice} {t.volume_fraction:.2f}"] = round(
-            float(e - t.energy_above_bcc_ev), 4)
+    for element in dict.fromkeys(t.element for t in targets):  # one E(V) scan per element
+        mine = [t for t in targets if t.element == element]
+        fractions = sorted({t.volume_fraction for t in mine})
+        scan = energies_above_bcc(calc, element, DFT_A[element], np.array(fractions))
+        for t in mine:
+            e = scan[t.lattice][fractions.index(t.volume_fraction)]
+            errors[f"{t.element} {t.lattice} {t.volume_fraction:.2f}"] = round(
+                float(e - t.energy_above_bcc_ev), 4)
     return errors
 
 

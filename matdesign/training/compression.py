@@ -131,8 +131,8 @@ class CompressionTerm:
     def build(cls, volumes: dict[str, float], species: Sequence[str], cutoff: float,
               max_fraction: float, *, expanded: bool = False,
               min_fraction: float = MIN_FRACTION) -> CompressionTerm:
-        """Raises ``ValueError`` when ``max_fraction`` is outside (0.4, 1) (stretched cells:
-        outside (1.25, 4)) or no element has a reference volume."""
+        """Raises ``ValueError`` when ``max_fraction`` is outside (min_fraction, 1) (stretched
+        cells: outside (1.25, 4)) or no element has a reference volume."""
         key = "expansion" if expanded else "compression"
         low, high = (EXPANSION_MIN_FRACTION, 4.0) if expanded else (min_fraction, 1.0)
         if not low < max_fraction < high:
