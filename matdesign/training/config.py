@@ -16,6 +16,7 @@ from matdesign.training.elastic import (
     targets_to_config,
 )
 from matdesign.training.lattice_energies import load_lattice_targets
+from matdesign.training.mixing_energies import load_mixing_targets
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,12 @@ class TrainConfig:
     lattice_energies: str = ""
     lattice_energies_weight: float = 1.0  # w_L on mean max(0, |ΔE error| - tolerance)² [eV²]
     lattice_energies_tolerance_ev: float = 0.02
+    # reference mixing energies of multi-element cells (JSON, matdesign.training.
+    # mixing_energies; benchmarks/gpaw_alloys.py writes one), evaluated on the
+    # compression_every schedule; empty: off
+    mixing_energies: str = ""
+    mixing_energies_weight: float = 1.0  # w_M on mean max(0, |ΔE_mix error| - tolerance)² [eV²]
+    mixing_energies_tolerance_ev: float = 0.003
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -139,12 +146,16 @@ class TrainConfig:
             "ordering_margin_ev": self.ordering_margin_ev >= 0,
             "lattice_energies_weight": self.lattice_energies_weight >= 0,
             "lattice_energies_tolerance_ev": self.lattice_energies_tolerance_ev >= 0,
+            "mixing_energies_weight": self.mixing_energies_weight >= 0,
+            "mixing_energies_tolerance_ev": self.mixing_energies_tolerance_ev >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise ValueError(f"train.{bad[0]} out of range: {getattr(self, bad[0])!r}")
         if self.lattice_energies:
             load_lattice_targets(self.lattice_energies)  # names the file before any training
+        if self.mixing_energies:
+            load_mixing_targets(self.mixing_energies)
 
 
 def load_config(path: str | Path | None) -> tuple[PotentialConfig, TrainConfig]:

@@ -1,5 +1,5 @@
-"""Loss terms beyond the data: elastic-constant targets, reference lattice energies and the
-compression, expansion and ordering priors.
+"""Loss terms beyond the data: elastic-constant targets, reference lattice and mixing energies
+and the compression, expansion and ordering priors.
 
 Each is evaluated on every ``every``-th batch with ``every × weight`` (the same mean pull at
 1/every of the cost), and reports one line of the training log per epoch. All terms offer
@@ -19,6 +19,7 @@ from matdesign.training.config import TrainConfig
 from matdesign.training.data import Frame
 from matdesign.training.elastic import ElasticTerm
 from matdesign.training.lattice_energies import LatticeEnergyTerm, load_lattice_targets
+from matdesign.training.mixing_energies import MixingEnergyTerm, load_mixing_targets
 
 
 class LossTerm(Protocol):
@@ -37,7 +38,7 @@ class LossTerm(Protocol):
 class ExtraTerm:
     """One extra loss term and its schedule."""
 
-    name: str  # "elastic", "compression", "expansion", "ordering", "lattice": the log's
+    name: str  # "elastic", "compression", "expansion", "ordering", "lattice", "mixing": the log's
     # train_mse_<name>
     term: LossTerm
     weight: float  # w on the term's mean square, (eV/Å³)⁻²
@@ -67,7 +68,7 @@ def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
             cfg.elastic_targets, species, cutoff, cfg.elastic_strain),
             cfg.elastic_weight, cfg.elastic_every))
     priors = (cfg.compression_weight, cfg.expansion_weight, cfg.ordering_weight)
-    need_v0 = max(priors) > 0 or bool(cfg.lattice_energies)
+    need_v0 = max(priors) > 0 or bool(cfg.lattice_energies) or bool(cfg.mixing_energies)
     volumes = equilibrium_volumes(train) if need_v0 else {}  # V0, read once
     if cfg.compression_weight > 0:
         terms.append(ExtraTerm("compression", CompressionTerm.build(
@@ -87,6 +88,11 @@ def build_extra_terms(cfg: TrainConfig, species: Sequence[str], cutoff: float,
             load_lattice_targets(cfg.lattice_energies), volumes, species, cutoff,
             cfg.lattice_energies_tolerance_ev),
             cfg.lattice_energies_weight, cfg.compression_every))
+    if cfg.mixing_energies:
+        terms.append(ExtraTerm("mixing", MixingEnergyTerm.build(
+            load_mixing_targets(cfg.mixing_energies), volumes, species, cutoff,
+            cfg.mixing_energies_tolerance_ev),
+            cfg.mixing_energies_weight, cfg.compression_every))
     return tuple(terms)
 
 
