@@ -9,12 +9,19 @@ Each cell is built as ``train.mixing_energies`` builds it (matdesign.training.mi
 the reference's cell shape and fractional positions at the same fraction of the potential's
 Vegard volume, V₀ per element from the data's lowest-energy elemental frame. Prints ΔE_mix of
 the potential and of the reference, their difference per cell (meV/atom), the mean signed
-and absolute error, and the committee's σ per atom where the checkpoint has one.
+and absolute error, and the calculator's σ per atom where the checkpoint has a committee.
+
+``--write-to MODEL.pt`` stores σ_many = RMS(error / w) over the cells (w: the fraction of a
+cell's atoms that see more elements than any training atom) in the checkpoint's chemical
+domain (``many_species_prior_ev_per_atom``, matdesign.domain.energy_spread). Use cells the
+model was not trained on: a cell named in the checkpoint's ``train.mixing_energies`` file is
+refused.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -36,6 +43,7 @@ def main() -> None:
     parser.add_argument("--targets", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True, help="training data (for V0)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--write-to", type=Path, help="checkpoint that receives σ_many")
     args = parser.parse_args()
 
     path = DEFAULT_MODEL if args.potential == "default" else Path(args.potential)
@@ -69,9 +77,47 @@ def main() -> None:
                "mae_mev": round(float(np.abs(err).mean()), 2), "cells": rows}
     print(f"mean signed error {summary['mean_error_mev']:+.1f}, MAE {summary['mae_mev']:.1f} "
           f"meV/atom over {len(rows)} cells")
+    if args.write_to:
+        summary["many_species_prior_ev_per_atom"] = write_prior(
+            args.write_to, [by_name[r["cell"]] for r in rows], 1e-3 * err, volumes)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def write_prior(path: Path, cells: list, errors_ev: np.ndarray, volumes: dict) -> float:
+    """σ_many = RMS(error / w) into the chemical domain of the checkpoint at ``path``."""
+    from matdesign.checkpoint import load_potential, save_potential
+    from matdesign.domain import METADATA_KEY, ChemicalDomain, many_species_fractions
+    from matdesign.graph import atoms_to_graph
+    from matdesign.training.mixing_energies import load_mixing_targets
+
+    model = load_potential(path)
+    meta = model.metadata
+    trained_on = meta.get("train_config", {}).get("mixing_energies")
+    if trained_on and Path(trained_on).is_file():
+        overlap = {t.name for t in load_mixing_targets(trained_on)} & {c.name for c in cells}
+        if overlap:
+            raise SystemExit(f"--write-to: {sorted(overlap)} were in the model's training "
+                             f"targets ({trained_on}); calibrate on cells it never saw")
+    domain = ChemicalDomain.from_dict(meta[METADATA_KEY])
+    member = model.members[0] if hasattr(model, "members") else model
+    w = []
+    for cell in cells:
+        g = atoms_to_graph(cell.cell(volumes), member.config.cutoff, member.species_index)
+        receivers, senders = g.edge_index.numpy()
+        w.append(many_species_fractions(g.species.numpy(), receivers, senders,
+                                        np.zeros(len(cell.symbols), dtype=int), 1,
+                                        domain.max_species_per_environment)[0])
+    w = np.array(w)
+    if not np.any(w > 0):
+        raise SystemExit("--write-to: no cell has more elements per neighbourhood than the "
+                         "training data; σ_many cannot be measured on these cells")
+    sigma = float(np.sqrt(np.mean((errors_ev[w > 0] / w[w > 0]) ** 2)))
+    record = dataclasses.replace(domain, many_species_prior_ev_per_atom=round(sigma, 5))
+    save_potential(model, path, metadata={METADATA_KEY: record.to_dict()})
+    print(f"σ_many {1e3 * sigma:.1f} meV/atom over {int(np.sum(w > 0))} cells -> {path}")
+    return sigma
 
 
 if __name__ == "__main__":

@@ -17,7 +17,12 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from matdesign.checkpoint import PotentialEnsemble, load_potential
 from matdesign.domain import METADATA_KEY as DOMAIN_KEY
-from matdesign.domain import ChemicalDomain, DomainCheck, energy_spread
+from matdesign.domain import (
+    ChemicalDomain,
+    DomainCheck,
+    energy_spread,
+    many_species_fractions,
+)
 from matdesign.errors import NonFiniteError, UnknownElementError
 from matdesign.forces import energy_forces_stress, head_forces
 from matdesign.graph import (
@@ -44,7 +49,8 @@ class MatdesignCalculator(Calculator):
     deviation times the model's calibration factor ``metadata["uncertainty_scale"]`` (1 if
     absent), combined in quadrature with the unseen-pair prior of the training data's chemical
     domain (:func:`matdesign.domain.energy_spread`: σ_pair per atom times the fraction of edges
-    joining an element pair the data lack; 0 in domain). An ensemble also gives
+    joining an element pair the data lack, and σ_many per atom times the fraction of atoms
+    seeing more elements than any training atom; 0 in domain). An ensemble also gives
     ``forces_std`` (eV/Å, per atom and component) on every call;
     for a multi-head model, :meth:`uncertainty` computes it on demand (one backward pass per
     head), e.g. for a relaxed candidate rather than every optimiser step.
@@ -147,7 +153,7 @@ class MatdesignCalculator(Calculator):
         if outs[0].stress is not None:
             stress = torch.stack([o.stress for o in outs]).detach().cpu().double().numpy()
         committee = len(self.members) > 1 or heads is not None
-        unseen = self._unseen_edge_fraction(graph) if committee else None
+        unseen = self._domain_fractions(graph) if committee else None
         results, start = [], 0
         for b, atoms in enumerate(structures):
             sl = slice(start, start + len(atoms))
@@ -162,11 +168,11 @@ class MatdesignCalculator(Calculator):
                 r["stress"] = full_3x3_to_voigt_6_stress(stress[:, b].mean(0))
             if len(self.members) > 1:
                 r["energy_std"] = self._energy_std(float(energy[:, b].std()), len(atoms),
-                                                   unseen[b])
+                                                   unseen[0][b], unseen[1][b])
                 r["forces_std"] = self.uncertainty_scale * forces[:, sl].std(0)
             elif heads is not None:
                 r["energy_std"] = self._energy_std(float(heads[:, b].std()), len(atoms),
-                                                   unseen[b])
+                                                   unseen[0][b], unseen[1][b])
             bad = [k for k, v in r.items() if not np.all(np.isfinite(v))]
             if bad:
                 raise NonFiniteError(
@@ -188,9 +194,23 @@ class MatdesignCalculator(Calculator):
         energy, forces = head_forces(model, graph)
         energy_std = float(energy[:, 0].double().std(correction=0))
         forces_std = forces.double().std(0, correction=0).cpu().numpy()
-        return Uncertainty(self._energy_std(energy_std, len(atoms),
-                                            self._unseen_edge_fraction(graph)[0]),
+        u, w = self._domain_fractions(graph)
+        return Uncertainty(self._energy_std(energy_std, len(atoms), u[0], w[0]),
                            self.uncertainty_scale * forces_std)
+
+    def _domain_fractions(self, graph: Graph) -> tuple[np.ndarray, np.ndarray]:
+        """(b,) fractions of each structure's edges whose element pair the training data lack,
+        and of its atoms with more elements in their cutoff sphere than the data had (zeros
+        without a recorded domain or prior)."""
+        b = graph.num_structures
+        domain = self.chemical_domain
+        if domain is None or not domain.many_species_prior_ev_per_atom:
+            return self._unseen_edge_fraction(graph), np.zeros(b)
+        receivers, senders = graph.edge_index.cpu().numpy()
+        many = many_species_fractions(graph.species.cpu().numpy(), receivers, senders,
+                                      graph.batch.cpu().numpy(), b,
+                                      domain.max_species_per_environment)
+        return self._unseen_edge_fraction(graph), many
 
     def _unseen_edge_fraction(self, graph: Graph) -> np.ndarray:
         """(b,) fraction of each structure's edges whose element pair the training data lack
@@ -211,11 +231,14 @@ class MatdesignCalculator(Calculator):
         edges = np.bincount(owner, minlength=b)
         return np.bincount(owner, weights=unseen, minlength=b) / np.maximum(edges, 1)
 
-    def _energy_std(self, committee_ev: float, n_atoms: int, unseen: float) -> float:
+    def _energy_std(self, committee_ev: float, n_atoms: int, unseen: float,
+                    many: float) -> float:
         """Calibrated energy spread of a structure (eV) from its raw committee spread (eV)."""
-        prior = self.chemical_domain.pair_prior_ev_per_atom if self.chemical_domain else 0.0
+        domain = self.chemical_domain
+        prior = domain.pair_prior_ev_per_atom if domain else 0.0
+        many_prior = domain.many_species_prior_ev_per_atom if domain else 0.0
         return n_atoms * float(energy_spread(committee_ev / n_atoms, unseen,
-                                             self.uncertainty_scale, prior))
+                                             self.uncertainty_scale, prior, many, many_prior))
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,11 @@ them (numpy; pymatgen only for the chemical prior's periods and groups):
   (:func:`energy_spread`), so a structure with an unseen pair is uncertain by the typical
   mixing energy, not as confident as in domain.
 
+* **a prior for many-species neighbourhoods** (twenty-second session): atoms that see more
+  elements than any training atom did (a ternary or quaternary alloy for data of binaries)
+  add σ_many · (their fraction) to the spread, σ_many the potential's RMS mixing-energy error
+  on reference cells of that kind (GPAW PBE, ``benchmarks/mixing_check.py --write-to``).
+
 A structure outside any of them is flagged with a reason naming the pair, the count or the
 distance; it still gets its numbers. The domain is stored in the checkpoint metadata
 (``chemical_domain``); a record without shortest contacts (written before they existed)
@@ -206,8 +211,9 @@ def pair_prior(samples: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, float
 
 
 def energy_spread(committee: np.ndarray | float, unseen_edge_fraction: np.ndarray | float,
-                  scale: float, prior: float) -> np.ndarray | float:
-    """Calibrated energy uncertainty (eV/atom): √((α·committee)² + (σ_pair·u)²).
+                  scale: float, prior: float, many_species_fraction: np.ndarray | float = 0.0,
+                  many_species_prior: float = 0.0) -> np.ndarray | float:
+    """Calibrated energy uncertainty (eV/atom): √((α·committee)² + (σ_pair·u)² + (σ_many·w)²).
 
     Args:
         committee: the committee's raw standard deviation of E/N, eV/atom.
@@ -215,8 +221,36 @@ def energy_spread(committee: np.ndarray | float, unseen_edge_fraction: np.ndarra
             absent from the training data.
         scale: α, the committee's calibration factor (``metadata["uncertainty_scale"]``).
         prior: σ_pair of :func:`pair_prior`, eV/atom.
+        many_species_fraction: w, the fraction of atoms whose cutoff sphere holds more
+            elements than any training atom's (:func:`many_species_fractions`).
+        many_species_prior: σ_many, eV/atom: the potential's RMS mixing-energy error on
+            reference cells of that kind (``benchmarks/mixing_check.py --write-to``).
     """
-    return np.sqrt((scale * committee) ** 2 + (prior * unseen_edge_fraction) ** 2)
+    return np.sqrt((scale * committee) ** 2 + (prior * unseen_edge_fraction) ** 2
+                   + (many_species_prior * many_species_fraction) ** 2)
+
+
+def many_species_fractions(species: np.ndarray, receivers: np.ndarray, senders: np.ndarray,
+                           owner: np.ndarray, n_structures: int, most: int) -> np.ndarray:
+    """(b,) fraction of each structure's atoms whose cutoff sphere (the atom included) holds
+    more than ``most`` distinct elements.
+
+    Args:
+        species: (n,) integer element index of each atom.
+        receivers, senders: (m,) atom indices of each edge within the cutoff.
+        owner: (n,) structure index of each atom.
+        n_structures: b.
+        most: the training data's most elements per neighbourhood.
+    """
+    n = len(species)
+    if n == 0:
+        return np.zeros(n_structures)
+    seen = np.zeros((n, int(species.max()) + 1), dtype=bool)
+    seen[np.arange(n), species] = True
+    seen[receivers, species[senders]] = True
+    many = seen.sum(1) > most
+    atoms = np.bincount(owner, minlength=n_structures)
+    return np.bincount(owner, weights=many, minlength=n_structures) / np.maximum(atoms, 1)
 
 
 @dataclass(frozen=True)
@@ -250,6 +284,9 @@ class ChemicalDomain:
             before it existed (then distances are not checked).
         pair_prior_ev_per_atom: σ_pair of :func:`pair_prior`; 0 in records written before it
             existed (then an unseen pair adds nothing to the spread).
+        many_species_prior_ev_per_atom: σ_many of :func:`energy_spread`, measured against
+            reference cells with more elements per neighbourhood than the data; 0 where not
+            measured (then such atoms add nothing to the spread).
     """
 
     pairs: tuple[str, ...]
@@ -257,6 +294,7 @@ class ChemicalDomain:
     cutoff_a: float
     shortest_a: tuple[tuple[str, float], ...] = ()
     pair_prior_ev_per_atom: float = 0.0
+    many_species_prior_ev_per_atom: float = 0.0
 
     @classmethod
     def from_environments(cls, environments: Iterable[tuple[set[str], int]],
@@ -296,7 +334,8 @@ class ChemicalDomain:
         shortest = tuple(sorted((k, float(v)) for k, v in data.get("shortest_a", {}).items()))
         return cls(tuple(data["pairs"]), int(data["max_species_per_environment"]),
                    float(data["cutoff_a"]), shortest,
-                   float(data.get("pair_prior_ev_per_atom", 0.0)))
+                   float(data.get("pair_prior_ev_per_atom", 0.0)),
+                   float(data.get("many_species_prior_ev_per_atom", 0.0)))
 
     def to_dict(self) -> dict:
         out = {"pairs": list(self.pairs),
@@ -306,6 +345,8 @@ class ChemicalDomain:
             out["shortest_a"] = dict(self.shortest_a)
         if self.pair_prior_ev_per_atom:
             out["pair_prior_ev_per_atom"] = self.pair_prior_ev_per_atom
+        if self.many_species_prior_ev_per_atom:
+            out["many_species_prior_ev_per_atom"] = self.many_species_prior_ev_per_atom
         return out
 
     def unseen_pair_matrix(self, elements: Sequence[str]) -> np.ndarray:

@@ -249,3 +249,33 @@ def test_unseen_pairs_add_the_prior_to_the_calculators_spread():
     assert calc.calculate_batch([atoms])[0]["energy_std"] == pytest.approx(inside, rel=1e-12)
     prior = ChemicalDomain(("Au-Au",), 1, 3.8, pair_prior_ev_per_atom=0.07)
     assert ChemicalDomain.from_dict(prior.to_dict()) == prior
+
+
+def test_many_species_neighbourhoods_add_their_prior_to_the_calculators_spread():
+    """σ = √(committee² + (σ_many·w·N)²), w the fraction of atoms whose cutoff sphere holds
+    more elements than the data's most, counted here on ASE's neighbour list; a record
+    without σ_many (older checkpoints) or a structure inside the count leaves σ alone."""
+    from ase.neighborlist import neighbor_list
+
+    calc = make_calc(arch="product")  # a 3-head committee (Cu, Au), cutoff 3.8 Å
+    atoms = bulk("Cu", "fcc", a=3.7, cubic=True) * (2, 2, 2)  # 32 atoms, 7.4 Å box
+    atoms.symbols[0] = "Au"
+    atoms.rattle(0.03, seed=2)
+    pairs = ("Au-Au", "Au-Cu", "Cu-Cu")
+    calc.chemical_domain = ChemicalDomain(pairs, 1, 3.8)
+    plain = calc.calculate_batch([atoms])[0]["energy_std"]
+    i, j = neighbor_list("ij", atoms, 3.8)
+    numbers = atoms.numbers
+    kinds = [{numbers[a]} | set(numbers[j[i == a]]) for a in range(len(atoms))]
+    w = sum(len(k) > 1 for k in kinds) / len(atoms)
+    assert 0.3 < w < 0.9  # the Au atom's neighbours only
+    calc.chemical_domain = ChemicalDomain(pairs, 1, 3.8, many_species_prior_ev_per_atom=0.02)
+    expected = np.hypot(plain, 0.02 * w * len(atoms))
+    assert calc.calculate_batch([atoms])[0]["energy_std"] == pytest.approx(expected, rel=1e-9)
+    assert calc.uncertainty(atoms).energy_std_ev == pytest.approx(expected, rel=1e-6)
+    # data that had two elements per neighbourhood: nothing is added
+    calc.chemical_domain = ChemicalDomain(pairs, 2, 3.8, many_species_prior_ev_per_atom=0.02)
+    assert calc.calculate_batch([atoms])[0]["energy_std"] == pytest.approx(plain, rel=1e-12)
+    record = ChemicalDomain(pairs, 2, 3.8, many_species_prior_ev_per_atom=0.02)
+    assert ChemicalDomain.from_dict(record.to_dict()) == record
+    assert "many_species_prior_ev_per_atom" not in ChemicalDomain(pairs, 2, 3.8).to_dict()
