@@ -71,8 +71,10 @@ CELLS = (
 RATTLE = {"NbMoTaW_q4_hot": 0.035, "NbMoTaW_q5_hot": 0.035}
 # training-data binary frames labelled for the GPAW-vs-VASP check: (config_type, index in
 # that family's frames); near-equiatomic ones
-BINARY_CHECK = (("MoTa_SS", 0), ("NbW_SS", 0), ("TaW_SS", 0), ("NbW_SS", 102))
-CHECK_SLOTS = (1, 5, 14, 17)  # places in the job list (two early); NbW 102: at the Nb lattice
+BINARY_CHECK = (("MoTa_SS", 0), ("NbW_SS", 0), ("TaW_SS", 0), ("NbW_SS", 102), ("NbMo_SS", 0),
+                ("NbTa_SS", 0), ("MoW_SS", 0))
+CHECK_SLOTS = (1, 5, 14, 17, 18, 19, 20)  # places in the job list (two early); NbW 102: at
+# the Nb lattice, where NbW 0 sits at the W lattice
 
 
 def gpaw_v0() -> dict[str, float]:

@@ -181,7 +181,9 @@ def test_example_config_loads():
 SHIPPED_STAGES = ("examples/train_nbmotaw_default.yaml",
                   "examples/train_nbmotaw_default_stage2.yaml",
                   "examples/train_nbmotaw_default_stage3.yaml",
-                  "examples/train_nbmotaw_default_stage4.yaml")
+                  "examples/train_nbmotaw_default_stage4.yaml",
+                  "examples/train_nbmotaw_default_stage5.yaml",
+                  "examples/train_nbmotaw_default_stage6.yaml")
 
 
 def test_shipped_model_was_trained_with_its_documented_config():
