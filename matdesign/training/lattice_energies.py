@@ -47,6 +47,23 @@ class LatticeEnergyTarget:
     energy_above_bcc_ev: float  # E(lattice, f·V₀) − E(bcc, V₀), eV/atom
 
 
+def read_points(path: Path, key: str) -> list[dict[str, Any]]:
+    """The non-empty ``points`` list of a JSON targets file; ``key`` (the config key) opens
+    every error message.
+
+    Raises:
+        ValueError: unreadable file, not JSON, no ``points`` list, or an empty one.
+    """
+    try:
+        points = json.loads(path.read_text())["points"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{key}: cannot read {path}: {exc!r} (expected JSON with a "
+                         "'points' list)") from exc
+    if not isinstance(points, list) or not points:
+        raise ValueError(f"{key}: {path} has no points")
+    return points
+
+
 def load_lattice_targets(path: str | Path) -> tuple[LatticeEnergyTarget, ...]:
     """Read and check a targets file.
 
@@ -55,16 +72,8 @@ def load_lattice_targets(path: str | Path) -> tuple[LatticeEnergyTarget, ...]:
             and the record's index).
     """
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-        points = data["points"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"train.lattice_energies: cannot read {path}: {exc!r} (expected JSON "
-                         "with a 'points' list)") from exc
-    if not isinstance(points, list) or not points:
-        raise ValueError(f"train.lattice_energies: {path} has no points")
     targets = []
-    for k, p in enumerate(points):
+    for k, p in enumerate(read_points(path, "train.lattice_energies")):
         try:
             target = LatticeEnergyTarget(str(p["element"]), str(p["lattice"]),
                                          float(p["volume_fraction"]),

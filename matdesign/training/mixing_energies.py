@@ -22,7 +22,6 @@ The targets file is JSON: ``{"source": "...", "points": [{"name": "NbMoTaW_q0", 
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from collections.abc import Sequence
@@ -38,6 +37,7 @@ from ase.data import atomic_numbers
 from matdesign.forces import energy_forces_stress
 from matdesign.graph import Graph, atoms_to_graph, batch_graphs
 from matdesign.training.compression import lattice_cell
+from matdesign.training.lattice_energies import read_points
 
 KEY = "train.mixing_energies"
 
@@ -93,15 +93,8 @@ def load_mixing_targets(path: str | Path) -> tuple[MixingEnergyTarget, ...]:
             and the record's index).
     """
     path = Path(path)
-    try:
-        points = json.loads(path.read_text())["points"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{KEY}: cannot read {path}: {exc!r} (expected JSON with a "
-                         "'points' list)") from exc
-    if not isinstance(points, list) or not points:
-        raise ValueError(f"{KEY}: {path} has no points")
     targets = []
-    for k, p in enumerate(points):
+    for k, p in enumerate(read_points(path, KEY)):
         try:
             target = _parse(p)
         except (KeyError, TypeError, ValueError) as exc:
