@@ -98,13 +98,11 @@ def alloy_cell(counts: tuple[int, ...], seed: int, rattle: float = 0.0):  # -> a
     return atoms
 
 
-def binary_frame(data: Path, family: str, index: int):  # -> ase.Atoms
-    from ase.io import read
-
-    frames = [f for f in read(data, ":") if f.info.get("config_type") == family]
-    frames = [f for f in frames
-              if max(np.unique(f.numbers, return_counts=True)[1]) / len(f) < 0.6]
-    return frames[index]
+def binary_frame(frames: list, family: str, index: int):  # -> ase.Atoms
+    """The ``index``-th near-equiatomic frame (majority fraction < 0.6) of ``family``."""
+    family_frames = [f for f in frames if f.info.get("config_type") == family
+                     and max(np.unique(f.numbers, return_counts=True)[1]) / len(f) < 0.6]
+    return family_frames[index]
 
 
 def vegard_volume(symbols: list[str], v0: dict[str, float]) -> float:
@@ -112,13 +110,14 @@ def vegard_volume(symbols: list[str], v0: dict[str, float]) -> float:
     return float(sum(v0[s] for s in symbols))
 
 
-def jobs(data: Path) -> list[tuple[str, object, float]]:
-    """(name, atoms at unit volume per atom or a data frame, volume fraction) per cell."""
+def jobs(frames: list) -> list[tuple[str, object, float]]:
+    """(name, atoms at unit volume per atom or a data frame, volume fraction) per cell;
+    ``frames``: the training data, read once by the caller."""
     out = [(name, alloy_cell(counts, SEED + k, RATTLE.get(name, 0.0)), f)
            for k, (name, counts, f) in enumerate(CELLS)]
     vasp_v0 = {el: a ** 3 / 2 for el, a in DATA_A.items()}
     for slot, (family, index) in zip(CHECK_SLOTS, BINARY_CHECK):
-        frame = binary_frame(data, family, index)
+        frame = binary_frame(frames, family, index)
         f = frame.get_volume() / vegard_volume(frame.get_chemical_symbols(), vasp_v0)
         out.insert(slot, (f"check_{family}_{index}", frame, f))
     return out
@@ -136,6 +135,7 @@ def gpaw_energy(atoms, kpts: int, txt: str) -> tuple[float, list]:
 
 def compute(out_dir: Path, data: Path, worker: int, workers: int, only: list[str]) -> None:
     from ase.build import bulk
+    from ase.io import read
 
     out_dir.mkdir(parents=True, exist_ok=True)
     v0 = gpaw_v0()
@@ -144,7 +144,7 @@ def compute(out_dir: Path, data: Path, worker: int, workers: int, only: list[str
         for el in ELEMENTS:
             todo.append((f"ref_{el}", bulk(el, "bcc", a=(2 * v0[el]) ** (1 / 3), cubic=True),
                          2 * KPTS_CELL))
-    cells = list(enumerate(jobs(data)))
+    cells = list(enumerate(jobs(read(data, ":"))))
     if only:
         cells = sorted((c for c in cells if c[1][0] in only), key=lambda c: only.index(c[1][0]))
     for k, (name, atoms, f) in cells:
@@ -184,7 +184,7 @@ def collect(out_dir: Path, data: Path, out: Path, hold_out: list[str]) -> None:
         ref = json.loads((out_dir / f"ref_{el}.json").read_text())
         mu[el] = ref["energy_ev"] / len(ref["symbols"])
     points, check = [], []
-    for name, atoms, f in jobs(data):
+    for name, atoms, f in jobs(frames):
         path = out_dir / f"{name}.json"
         if not path.exists():
             print(f"{name}: not computed yet, skipped")

@@ -203,14 +203,14 @@ class MatdesignCalculator(Calculator):
         and of its atoms with more elements in their cutoff sphere than the data had (zeros
         without a recorded domain or prior)."""
         b = graph.num_structures
+        unseen = self._unseen_edge_fraction(graph)
         domain = self.chemical_domain
         if domain is None or not domain.many_species_prior_ev_per_atom:
-            return self._unseen_edge_fraction(graph), np.zeros(b)
+            return unseen, np.zeros(b)
         receivers, senders = graph.edge_index.cpu().numpy()
-        many = many_species_fractions(graph.species.cpu().numpy(), receivers, senders,
-                                      graph.batch.cpu().numpy(), b,
-                                      domain.max_species_per_environment)
-        return self._unseen_edge_fraction(graph), many
+        return unseen, many_species_fractions(graph.species.cpu().numpy(), receivers, senders,
+                                              graph.batch.cpu().numpy(), b,
+                                              domain.max_species_per_environment)
 
     def _unseen_edge_fraction(self, graph: Graph) -> np.ndarray:
         """(b,) fraction of each structure's edges whose element pair the training data lack
