@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from gpaw_alloys import CELLS as ALLOY_CELLS
 from gpaw_alloys import ELEMENTS, KPTS_CELL, gpaw_energy, gpaw_v0, vegard_volume
 
 # (name, atoms per element in Nb, Mo, Ta, W order, temperature K, volume fraction of Vegard)
@@ -156,7 +157,7 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
     for el in ELEMENTS:  # the 2-atom bcc references of gpaw_alloys.py (6×6×6 k-points)
         ref = json.loads((REFS_DIR / f"ref_{el}.json").read_text())
         mu_gpaw[el] = ref["energy_ev"] / len(ref["symbols"])
-    train, held = [], []
+    train, held, held_points = [], [], []
     paths = sorted(p for d in out_dirs for p in d.glob("*.json"))
     for path in paths:
         if path.name == "cells.json" or path.name.startswith(("check_", "ref_")):
@@ -175,9 +176,23 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
                           name=rec["name"])
         is_held = rec["name"].endswith("_hold") or rec["name"] in hold_out
         (held if is_held else train).append(atoms)
+        if is_held:  # also as a train.mixing_energies point, for mixing_check.py
+            n = len(sym)  # gpaw_alloys.py's records carry no fraction: its CELLS table does
+            f = rec.get("volume_fraction", {c[0]: c[2] for c in ALLOY_CELLS}.get(rec["name"]))
+            shape = np.array(rec["cell"]) / (f * vegard_volume(sym, v_gpaw)) ** (1 / 3)
+            held_points.append({
+                "name": rec["name"], "symbols": sym, "cell_shape": np.round(shape, 10).tolist(),
+                "scaled_positions": rec["scaled_positions"], "volume_fraction": f,
+                "mixing_energy_ev": round((rec["energy_ev"] - sum(mu_gpaw[s] for s in sym)) / n,
+                                          5)})
     out.parent.mkdir(parents=True, exist_ok=True)
     write(out, [a for a in train for _ in range(repeat)], format="extxyz")
     write(out.with_name(out.stem + "_holdout.extxyz"), held, format="extxyz")
+    if held_points:
+        source = ("GPAW 22.8, PBE, the settings of gpaw_alloys.py; mixing energy against bcc "
+                  "elements at their GPAW V0; benchmarks/gpaw_hot_frames.py, held-out cells")
+        out.with_name(out.stem + "_holdout_mixing.json").write_text(
+            json.dumps({"source": source, "points": held_points}, indent=1) + "\n")
     print(f"{len(train)} training frames (x{repeat}) -> {out}; {len(held)} held out")
 
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
@@ -84,3 +85,10 @@ def test_collect_maps_energy_volume_and_forces_to_the_data_code(tmp_path):
     assert train[0].info["config_type"] == "GPAW_hot_ternary"  # a temperature: hot
     assert held[0].info["config_type"] == "GPAW_hot_quaternary"
     assert "stress" not in train[0].calc.results  # the volume mapping is first order in it
+    # the held-out cells once more, as mixing-energy targets against GPAW's own references
+    points = json.loads((tmp_path / "frames_holdout_mixing.json").read_text())["points"]
+    assert [p["name"] for p in points] == ["W7NbMoTa", "hq_hold"]
+    rec = records["hq_hold"]
+    mix = (rec["energy_ev"] - sum(mu_gpaw[s] for s in rec["symbols"])) / 16
+    assert points[1]["mixing_energy_ev"] == pytest.approx(mix, abs=1e-5)
+    assert points[1]["volume_fraction"] == 1.0
