@@ -88,6 +88,36 @@ def test_training_reduces_error_and_resumes(data_file, tmp_path):
     assert log[16]["train_mse_forces"] < 0.5 * log[0]["train_mse_forces"]
 
 
+def test_domain_leaves_out_the_config_types_it_is_told_to(data_file, tmp_path):
+    """Frames of ``domain_exclude_config_types`` are fitted but do not widen the recorded
+    chemistry: with the Cu-Ni frames ("mixed") excluded only pure Cu's pair is in the domain,
+    though the model trained on both; a type no frame has is refused before training."""
+    from matdesign.checkpoint import load_potential
+
+    frames = load_frames(data_file, TINY.cutoff, {29: 0, 28: 1})
+    cfg = TrainConfig(max_epochs=1, batch_size=4, threads=1,
+                      domain_exclude_config_types=("mixed",))
+    out = tmp_path / "m.pt"
+    s = train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY, cfg, out, progress=False)
+    assert s.epochs == 1
+    meta = load_potential(out).metadata
+    assert meta["chemical_domain"]["pairs"] == ["Cu-Cu"]
+    assert meta["chemical_domain"]["max_species_per_environment"] == 1
+    assert meta["n_train"] == 12  # all twelve were trained on
+    assert meta["train_config"]["domain_exclude_config_types"] == ["mixed"]
+    typo = dataclasses.replace(cfg, domain_exclude_config_types=("mixd",))
+    with pytest.raises(ValueError, match=r"domain_exclude_config_types: \['mixd'\] match no"):
+        train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY, typo, tmp_path / "t.pt",
+                        progress=False)
+    assert not (tmp_path / "t.pt").exists()
+    with pytest.raises(ValueError, match="leaves no frame"):
+        train_potential(frames[:12], frames[12:], ["Cu", "Ni"], TINY,
+                        dataclasses.replace(cfg, domain_exclude_config_types=("mixed", "pure")),
+                        tmp_path / "t.pt", progress=False)
+    with pytest.raises(ValueError, match="expected a list of strings"):
+        TrainConfig.from_dict({"domain_exclude_config_types": "mixed"})
+
+
 def test_init_fine_tunes_from_saved_weights(data_file, tmp_path):
     frames = load_frames(data_file, TINY.cutoff, {29: 0, 28: 1})
     cfg = TrainConfig(max_epochs=12, batch_size=4, lr=1e-2, ema_decay=0.5, patience=100,

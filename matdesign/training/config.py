@@ -96,6 +96,11 @@ class TrainConfig:
     mixing_energies: str = ""
     mixing_energies_weight: float = 1.0  # w_M on mean max(0, |ΔE_mix error| - tolerance)² [eV²]
     mixing_energies_tolerance_ev: float = 0.003
+    # frames of these config types are fitted but left out of the checkpoint's chemical
+    # domain (pairs, elements per neighbourhood, shortest contacts, σ_pair): labels from
+    # another code added to the data (benchmarks/gpaw_hot_frames.py) widen what the model
+    # was fitted to, not the chemistry its own data vouch for
+    domain_exclude_config_types: tuple[str, ...] = ()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -111,6 +116,7 @@ class TrainConfig:
         """The settings as the YAML section would write them (checkpoint metadata)."""
         data = dataclasses.asdict(self)
         data["elastic_targets"] = targets_to_config(self.elastic_targets)
+        data["domain_exclude_config_types"] = list(self.domain_exclude_config_types)
         return data
 
     def validate(self) -> None:

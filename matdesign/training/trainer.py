@@ -323,6 +323,25 @@ def _write_log(log: TextIO | None, record: dict[str, Any], metrics: dict[str, An
         log.flush()
 
 
+def _domain_frames(train: Sequence[Frame], cfg: TrainConfig) -> list[Frame]:
+    """The training frames that define the chemical domain: all but
+    ``train.domain_exclude_config_types``.
+
+    Raises:
+        ValueError: a listed type that no training frame has (a typo), or none left.
+    """
+    excluded = set(cfg.domain_exclude_config_types)
+    found = {f.config_type for f in train}
+    missing = sorted(excluded - found)
+    if missing:
+        raise ValueError(f"train.domain_exclude_config_types: {missing} match no training "
+                         f"frame (their config types: {sorted(found)})")
+    kept = [f for f in train if f.config_type not in excluded]
+    if not kept:
+        raise ValueError("train.domain_exclude_config_types leaves no frame for the domain")
+    return kept
+
+
 def training_domain(frames: Sequence[Frame], cutoff: float,
                     chemical: bool = False) -> ChemicalDomain:
     """:meth:`ChemicalDomain.from_edges` of the training frames (their graphs' edges, built
@@ -379,7 +398,7 @@ def train_potential(
     budget = _Budget(steps, steps * cfg.max_epochs, time.time() - fit.state.elapsed_s)
     meta = {"species": list(species), "train_config": cfg.to_dict(),
             "n_train": len(train), "n_valid": len(valid),
-            DOMAIN_KEY: training_domain(train, model.config.cutoff,
+            DOMAIN_KEY: training_domain(_domain_frames(train, cfg), model.config.cutoff,
                                          model.config.chemical_pairs).to_dict(),
             **(metadata or {})}
     if isinstance(init, (str, Path)):
