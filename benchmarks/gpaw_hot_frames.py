@@ -32,7 +32,8 @@ Transfer to the data's VASP. Each frame is mapped to the corresponding state of 
 code: the cell is scaled isotropically from GPAW's Vegard volume to the data's (same fraction
 of each code's own Vegard volume, as ``train.mixing_energies`` does), the forces are kept, and
 the energy becomes E_GPAW − Σ_atoms (μ_GPAW,s − μ_data,s), with μ the bcc energy per atom at
-each code's own V₀ (μ_data: the lowest ``<El>_Elastic`` frame of the data). On the data's own
+each code's own V₀ (μ_data: the lowest ``<El>_Elastic`` frame of the data; the data's V₀
+from the lattice constants its README gives). On the data's own
 binary frames GPAW's forces agree with VASP's to 0.005-0.06 eV/Å (MAE) and its mixing
 energies to 0-21 meV/atom (``benchmarks/results/s22/mixing_energies_pbe.json``); no stress
 is written (the volume mapping is first order in the stress).
@@ -47,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 from gpaw_alloys import CELLS as ALLOY_CELLS
-from gpaw_alloys import ELEMENTS, KPTS_CELL, gpaw_energy, gpaw_v0, vegard_volume
+from gpaw_alloys import DATA_A, ELEMENTS, KPTS_CELL, gpaw_energy, gpaw_v0, vegard_volume
 
 # (name, atoms per element in Nb, Mo, Ta, W order, temperature K, volume fraction of Vegard)
 CELLS = (
@@ -124,20 +125,18 @@ def compute(out_dir: Path, worker: int, workers: int) -> None:
               flush=True)
 
 
-def data_references(data: Path) -> tuple[dict[str, float], dict[str, float]]:
-    """The data's bcc energy per atom (eV) and volume per atom (Å³) of each element: its lowest
-    ``<El>_Elastic`` frame."""
+def data_references(data: Path) -> dict[str, float]:
+    """The data's bcc energy per atom (eV) of each element: its lowest ``<El>_Elastic`` frame
+    (as ``gpaw_alloys.py``'s binary check takes it)."""
     from ase.io import read
 
-    mu, vol = {}, {}
+    mu: dict[str, float] = {}
     for frame in read(data, ":"):
         ct = frame.info.get("config_type", "")
         el = ct.removesuffix("_Elastic")
         if ct.endswith("_Elastic") and el in ELEMENTS:
-            e = frame.get_potential_energy() / len(frame)
-            if el not in mu or e < mu[el]:
-                mu[el], vol[el] = e, frame.get_volume() / len(frame)
-    return mu, vol
+            mu[el] = min(mu.get(el, np.inf), frame.get_potential_energy() / len(frame))
+    return mu
 
 
 def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
@@ -151,7 +150,8 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
 
-    mu_data, v_data = data_references(data)
+    mu_data = data_references(data)
+    v_data = {el: a ** 3 / 2 for el, a in DATA_A.items()}  # the data README's bcc V₀, Å³
     v_gpaw = gpaw_v0()
     mu_gpaw = {}
     for el in ELEMENTS:  # the 2-atom bcc references of gpaw_alloys.py (6×6×6 k-points)
