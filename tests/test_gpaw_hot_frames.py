@@ -94,3 +94,26 @@ def test_collect_maps_energy_volume_and_forces_to_the_data_code(tmp_path):
     mix = (rec["energy_ev"] - sum(mu_gpaw[s] for s in rec["symbols"])) / 16
     assert points[1]["mixing_energy_ev"] == pytest.approx(mix, abs=1e-5)
     assert points[1]["volume_fraction"] == 1.0
+
+
+def test_make_refuses_a_directory_whose_cells_may_be_computed(tmp_path):
+    """``make`` would replace the cells that ``compute`` has labelled: refused before any MD."""
+    (tmp_path / "cells.json").write_text("{}")
+    proc = subprocess.run([sys.executable, str(SCRIPT), "make", "--out-dir", str(tmp_path),
+                           "--cells", "held_out"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "cells.json exists" in proc.stderr
+    assert (tmp_path / "cells.json").read_text() == "{}"
+
+
+def test_held_out_cells_are_held_out_and_new():
+    """Every cell of the second set is held out by its name, and none repeats a first-set name."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        import gpaw_hot_frames as g
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    names = [c[0] for c in g.HELD_OUT_CELLS]
+    assert all(n.endswith("_hold") for n in names)
+    assert not set(names) & {c[0] for c in g.CELLS}
+    assert all(sum(c[1]) == 16 for c in g.HELD_OUT_CELLS)
