@@ -78,8 +78,9 @@ HELD_OUT_CELLS = (
     ("hNbMoW_1000_hold", (5, 6, 0, 5), 1000.0, 1.0),
     ("h5533_2000_hold", (5, 5, 3, 3), 2000.0, 1.01),
 )
-CELL_SETS = {"training": CELLS, "held_out": HELD_OUT_CELLS}
 SEED = 23
+#: each set's cells and the seed of its first cell's random decoration and MD
+CELL_SETS = {"training": (CELLS, SEED), "held_out": (HELD_OUT_CELLS, SEED + 1000)}
 # GPAW bcc references at V0 (energy, eV), copied from gpaw_alloys.py's compute step
 REFS_DIR = Path(__file__).parent / "results" / "s23" / "gpaw_refs"
 MD_STEPS = 400  # 2 fs each, after Maxwell-Boltzmann velocities at 2 T (equipartition)
@@ -103,8 +104,8 @@ def make(out_dir: Path, potential: str, cell_set: str = "training") -> None:
     calc = load_calculator(potential, dtype="float64")
     v0 = gpaw_v0()
     cells = []
-    seed = SEED + (0 if cell_set == "training" else 1000)
-    for k, (name, counts, temp, f) in enumerate(CELL_SETS[cell_set]):
+    chosen, seed = CELL_SETS[cell_set]
+    for k, (name, counts, temp, f) in enumerate(chosen):
         rng = np.random.default_rng(seed + k)
         atoms = bulk("W", "bcc", a=1.0, cubic=True).repeat(2)
         symbols = [el for el, n in zip(ELEMENTS, counts) for _ in range(n)]

@@ -18,7 +18,7 @@ GPAW; resumable (one JSON per cell and mesh).
 bcc cell at its GPAW V0 (against the densest mesh) and the B2 mixing energy of every pair at
 Vegard's volume; mesh 2k on these cubic cells folds onto mesh k of the 16-atom cells::
 
-    OMP_NUM_THREADS=1 /usr/bin/python3 benchmarks/gpaw_kpoints.py --small-cells 6 8 12 16 \
+    OMP_NUM_THREADS=1 /usr/bin/python3 benchmarks/gpaw_kpoints.py --small-cells 6 8 12 16 \\
         --json benchmarks/results/s24/kpoints/small_cells.json
 """
 
@@ -32,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from gpaw_alloys import KPTS_CELL, gpaw_energy
-
-REFS_DIR = Path(__file__).parent / "results" / "s23" / "gpaw_refs"
+from gpaw_hot_frames import REFS_DIR
 
 
 def energy_at(record: dict, kpts: int, out_dir: Path) -> tuple[float, list]:

@@ -52,6 +52,9 @@ def main() -> None:
                         help="the reference's uncertainty against the data's DFT (meV/atom), "
                              "added to σ_many in quadrature")
     args = parser.parse_args()
+    if args.reference_uncertainty < 0 or not np.isfinite(args.reference_uncertainty):
+        raise SystemExit(f"--reference-uncertainty: {args.reference_uncertainty} is not a "
+                         "non-negative number of meV/atom")
 
     path = DEFAULT_MODEL if args.potential == "default" else Path(args.potential)
     model = load_potential(path, dtype="float64")
@@ -84,9 +87,6 @@ def main() -> None:
                "mae_mev": round(float(np.abs(err).mean()), 2), "cells": rows}
     print(f"mean signed error {summary['mean_error_mev']:+.1f}, MAE {summary['mae_mev']:.1f} "
           f"meV/atom over {len(rows)} cells")
-    if args.reference_uncertainty < 0 or not np.isfinite(args.reference_uncertainty):
-        raise SystemExit(f"--reference-uncertainty: {args.reference_uncertainty} is not a "
-                         "non-negative number of meV/atom")
     if args.write_to:
         summary["reference_uncertainty_mev"] = args.reference_uncertainty
         summary["many_species_prior_ev_per_atom"] = write_prior(
