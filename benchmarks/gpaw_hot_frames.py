@@ -162,16 +162,21 @@ def data_references(data: Path) -> dict[str, float]:
 
 
 def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
-            hold_out: tuple[str, ...] = ()) -> None:
+            hold_out: tuple[str, ...] = (), pair_offsets: Path | None = None) -> None:
     """Training frames (``out``, each written ``repeat`` times: a per-frame weight for a
     trainer that samples frames uniformly) and held-out frames (names ending ``_hold`` or in
     ``hold_out``, once: ``<out stem>_holdout.extxyz``), mapped to the data's code as the
     module docstring says. ``out_dirs`` hold one JSON per cell (this script's or
-    ``gpaw_alloys.py``'s; the latter's binary checks and references are skipped)."""
+    ``gpaw_alloys.py``'s; the latter's binary checks and references are skipped).
+    ``pair_offsets``: a ``gpaw_pair_offsets.py fit`` result; every energy (and held-out mixing
+    energy) then loses its regular-solution offset N Σ Ω_AB x_A x_B, GPAW's pairwise departure
+    from the data's VASP."""
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
+    from gpaw_pair_offsets import load_omega, regular_solution_offset_ev
 
+    omega = load_omega(pair_offsets) if pair_offsets else None
     mu_data = data_references(data)
     v_data = {el: a ** 3 / 2 for el, a in DATA_A.items()}  # the data README's bcc V₀, Å³
     v_gpaw = gpaw_v0()
@@ -189,13 +194,14 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
         scale = (vegard_volume(sym, v_data) / vegard_volume(sym, v_gpaw)) ** (1 / 3)
         atoms = Atoms(sym, cell=np.array(rec["cell"]) * scale,
                       scaled_positions=rec["scaled_positions"], pbc=True)
-        energy = rec["energy_ev"] - sum(mu_gpaw[s] - mu_data[s] for s in sym)
+        offset = regular_solution_offset_ev(sym, omega) if omega else 0.0  # eV/atom
+        energy = rec["energy_ev"] - sum(mu_gpaw[s] - mu_data[s] for s in sym) - len(sym) * offset
         atoms.calc = SinglePointCalculator(atoms, energy=energy,
                                            forces=np.array(rec["forces_ev_per_a"]))
         kind = "quaternary" if len(set(sym)) == 4 else "ternary"
         hot = "temperature_k" in rec or "hot" in rec["name"]
         atoms.info.update(config_type=f"GPAW_{'hot' if hot else 'cold'}_{kind}",
-                          name=rec["name"])
+                          name=rec["name"], pair_offset_ev_per_atom=round(offset, 6))
         is_held = rec["name"].endswith("_hold") or rec["name"] in hold_out
         (held if is_held else train).append(atoms)
         if is_held:  # also as a train.mixing_energies point, for mixing_check.py
@@ -205,14 +211,15 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
             held_points.append({
                 "name": rec["name"], "symbols": sym, "cell_shape": np.round(shape, 10).tolist(),
                 "scaled_positions": rec["scaled_positions"], "volume_fraction": f,
-                "mixing_energy_ev": round((rec["energy_ev"] - sum(mu_gpaw[s] for s in sym)) / n,
-                                          5)})
+                "mixing_energy_ev": round((rec["energy_ev"] - sum(mu_gpaw[s] for s in sym)) / n
+                                          - offset, 5)})
     out.parent.mkdir(parents=True, exist_ok=True)
     write(out, [a for a in train for _ in range(repeat)], format="extxyz")
     write(out.with_name(out.stem + "_holdout.extxyz"), held, format="extxyz")
     if held_points:
         source = ("GPAW 22.8, PBE, the settings of gpaw_alloys.py; mixing energy against bcc "
-                  "elements at their GPAW V0; benchmarks/gpaw_hot_frames.py, held-out cells")
+                  "elements at their GPAW V0; benchmarks/gpaw_hot_frames.py, held-out cells"
+                  + (f"; pair offsets of {pair_offsets} subtracted" if omega else ""))
         out.with_name(out.stem + "_holdout_mixing.json").write_text(
             json.dumps({"source": source, "points": held_points}, indent=1) + "\n")
     print(f"{len(train)} training frames (x{repeat}) -> {out}; {len(held)} held out")
@@ -235,13 +242,15 @@ def main() -> None:
     k.add_argument("--out", type=Path, required=True)
     k.add_argument("--repeat", type=int, default=1, help="copies of each training frame")
     k.add_argument("--hold-out", nargs="*", default=[], help="more cell names to hold out")
+    k.add_argument("--pair-offsets", type=Path, help="gpaw_pair_offsets.py fit output")
     args = parser.parse_args()
     if args.step == "make":
         make(args.out_dir, args.potential, args.cells)
     elif args.step == "compute":
         compute(args.out_dir, args.worker, args.workers)
     else:
-        collect(args.out_dirs, args.data, args.out, args.repeat, tuple(args.hold_out))
+        collect(args.out_dirs, args.data, args.out, args.repeat, tuple(args.hold_out),
+                args.pair_offsets)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,265 @@
+"""GPAW's offset from the data's VASP per binary pair, measured on the data's own binary frames
+and fitted as a regular solution, to carry GPAW alloy labels over to the data's code.
+
+The ternary and quaternary labels (``gpaw_alloys.py``, ``gpaw_hot_frames.py``) are GPAW
+energies mapped to the data by elemental references only. On the data's binary frames GPAW's
+mixing energy still differs from VASP's by −15 to +21 meV/atom, of both signs, depending on the
+pair (twenty-second and twenty-fourth sessions: part k-point sampling, part code). Those
+offsets enter every alloy label. This script measures them on more frames per pair, at the
+labels' own settings, and fits
+
+    δ(frame) = ΔE_mix,GPAW − ΔE_mix,data ≈ Σ_{A<B} Ω_AB x_A x_B        (eV/atom)
+
+so that a label of any composition can be corrected by −Σ Ω_AB x_A x_B. The spread of the
+frames about the fit (leave-one-frame-out) is the correction's own error.
+
+Steps. ``compute`` (system Python with Debian's GPAW; resumable, one JSON per frame; frames
+are taken in rounds, one per pair per round, so a run cut short still covers every pair)::
+
+    OMP_NUM_THREADS=1 /usr/bin/python3 benchmarks/gpaw_pair_offsets.py compute \\
+        --out-dir runs/gpaw_pairs --data ../shared/data/NbMoTaW/train.extxyz \\
+        --worker 0 --workers 2
+
+``fit`` (any Python with ASE; also reads ``gpaw_alloys.py``'s seven ``check_*`` records)::
+
+    python benchmarks/gpaw_pair_offsets.py fit runs/gpaw_pairs benchmarks/results/s23/gpaw_alloys \\
+        --data ../shared/data/NbMoTaW/train.extxyz \\
+        --out benchmarks/results/s25/pair_offsets.json
+
+The output's ``omega_ev`` is what ``gpaw_hot_frames.py collect --pair-offsets`` subtracts from
+the frames; ``correct-targets`` does the same for a ``train.mixing_energies`` targets file::
+
+    python benchmarks/gpaw_pair_offsets.py correct-targets \
+        benchmarks/results/s22/mixing_energies_pbe_hot.json \
+        --pair-offsets benchmarks/results/s25/pair_offsets.json \
+        --out benchmarks/results/s25/mixing_energies_pbe_hot_corrected.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from gpaw_alloys import (
+    BINARY_CHECK,
+    DATA_A,
+    ELEMENTS,
+    KPTS_CELL,
+    binary_frame,
+    gpaw_energy,
+    gpaw_v0,
+    vegard_volume,
+)
+from gpaw_hot_frames import REFS_DIR, data_references
+
+#: element pairs in ELEMENTS order; a pair's name is its two symbols joined ("NbMo" ... "TaW")
+PAIR_ELEMENTS = tuple(itertools.combinations(ELEMENTS, 2))
+PAIRS = tuple(a + b for a, b in PAIR_ELEMENTS)
+SEED = 25
+#: rounds of frames, each one frame per pair: (lowest, highest) count of the pair's first
+#: element among the 16 atoms; the middle first, then both sides, then the middle again
+ROUNDS = ((6, 10), (3, 5), (11, 13), (6, 10))
+
+
+def family_frames(frames: list, pair: str) -> list:
+    """The data's ``<pair>_SS`` frames, in file order."""
+    return [f for f in frames if f.info.get("config_type") == f"{pair}_SS"]
+
+
+def chosen_frames(frames: list) -> list[tuple[str, int]]:
+    """(family, index within the family) for each frame to label, in priority order: per round
+    one random frame per pair whose first-element count lies in that round's range, never one
+    of ``gpaw_alloys.py``'s check frames."""
+    rng = np.random.default_rng(SEED)
+    taken = {(fam, family_frames(frames, fam.removesuffix("_SS")).index(
+        binary_frame(frames, fam, idx))) for fam, idx in BINARY_CHECK}
+    out: list[tuple[str, int]] = []
+    for low, high in ROUNDS:
+        for pair, (first, _) in zip(PAIRS, PAIR_ELEMENTS):
+            fam = family_frames(frames, pair)
+            ok = [k for k, f in enumerate(fam) if low <= f.get_chemical_symbols().count(first)
+                  <= high and (f"{pair}_SS", k) not in taken]
+            k = int(rng.choice(ok))
+            taken.add((f"{pair}_SS", k))
+            out.append((f"{pair}_SS", k))
+    return out
+
+
+def compute(out_dir: Path, data: Path, worker: int, workers: int) -> None:
+    from ase.io import read
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames = read(data, ":")
+    v0 = gpaw_v0()
+    vasp_v0 = {el: a ** 3 / 2 for el, a in DATA_A.items()}
+    for k, (fam, idx) in enumerate(chosen_frames(frames)):
+        name = f"pair_{fam}_{idx}"
+        path = out_dir / f"{name}.json"
+        if k % workers != worker or path.exists():
+            continue
+        frame = family_frames(frames, fam.removesuffix("_SS"))[idx]
+        sym = frame.get_chemical_symbols()
+        f = frame.get_volume() / vegard_volume(sym, vasp_v0)  # the frame's fraction of Vegard
+        cell = frame.copy()
+        cell.calc = None
+        cell.set_cell(frame.cell * (f * vegard_volume(sym, v0) / frame.get_volume()) ** (1 / 3),
+                      scale_atoms=True)
+        start = time.time()
+        energy, forces = gpaw_energy(cell, KPTS_CELL, str(out_dir / f"{name}.txt"))
+        path.write_text(json.dumps({
+            "name": name, "family": fam, "index_in_family": idx, "symbols": sym,
+            "volume_fraction": f, "cell": cell.cell.tolist(),
+            "scaled_positions": cell.get_scaled_positions().tolist(),
+            "energy_ev": energy, "forces_ev_per_a": forces,
+            "data_energy_ev": float(frame.get_potential_energy()),
+            "data_forces_ev_per_a": frame.get_forces().tolist(), "seconds": time.time() - start,
+        }, indent=1))
+        print(name, frame.get_chemical_formula(), f"{time.time() - start:.0f} s", flush=True)
+
+
+def pair_fractions(symbols: list[str]) -> np.ndarray:
+    """x_A x_B for every pair of ``PAIRS``, in that order."""
+    n = len(symbols)
+    x = {el: symbols.count(el) / n for el in ELEMENTS}
+    return np.array([x[a] * x[b] for a, b in PAIR_ELEMENTS])
+
+
+def regular_solution_offset_ev(symbols: list[str], omega_ev: dict[str, float]) -> float:
+    """Σ_{A<B} Ω_AB x_A x_B for a cell of these atoms, eV/atom."""
+    return float(pair_fractions(symbols) @ np.array([omega_ev[p] for p in PAIRS]))
+
+
+def load_omega(path: Path) -> dict[str, float]:
+    """``omega_ev`` of a ``fit`` result, every pair present and finite (eV/atom)."""
+    omega = json.loads(Path(path).read_text()).get("omega_ev")
+    if not isinstance(omega, dict) or set(omega) != set(PAIRS) or not all(
+            np.isfinite(float(v)) for v in omega.values()):
+        raise SystemExit(f"{path}: omega_ev must give a finite value for each of {PAIRS}")
+    return {p: float(v) for p, v in omega.items()}
+
+
+def correct_targets(targets: Path, pair_offsets: Path, out: Path) -> None:
+    """A ``train.mixing_energies`` targets file with each point's regular-solution offset
+    subtracted from its ``mixing_energy_ev`` (its binary check, if any, is dropped)."""
+    omega = load_omega(pair_offsets)
+    doc = json.loads(targets.read_text())
+    points = []
+    for p in doc["points"]:
+        offset = regular_solution_offset_ev(p["symbols"], omega)
+        points.append({**p, "mixing_energy_ev": round(p["mixing_energy_ev"] - offset, 5),
+                       "pair_offset_ev": round(offset, 5)})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"source": f"{doc['source']}; pair offsets of {pair_offsets} "
+                               "subtracted (benchmarks/gpaw_pair_offsets.py)",
+                               "points": points}, indent=1) + "\n")
+    print(f"{len(points)} points -> {out}")
+
+
+def fit(dirs: list[Path], data: Path, out: Path) -> None:
+    """Per frame δ = ΔE_mix,GPAW − ΔE_mix,data (references: GPAW's 2-atom bcc cells of
+    ``gpaw_alloys.py`` and the data's lowest ``<El>_Elastic`` frame); Ω_AB by least squares;
+    leave-one-frame-out residuals."""
+    from ase.io import read
+
+    mu_data = data_references(data)
+    mu_gpaw = {}
+    for el in ELEMENTS:
+        ref = json.loads((REFS_DIR / f"ref_{el}.json").read_text())
+        mu_gpaw[el] = ref["energy_ev"] / len(ref["symbols"])
+    frames = None
+    rows = []
+    for path in sorted(p for d in dirs for p in d.glob("*.json")):
+        if not path.name.startswith(("pair_", "check_")):
+            continue
+        rec = json.loads(path.read_text())
+        sym = rec["symbols"]
+        if "data_energy_ev" in rec:
+            e_data, f_data = rec["data_energy_ev"], np.array(rec["data_forces_ev_per_a"])
+        else:  # a gpaw_alloys.py check record: find its frame in the data
+            frames = read(data, ":") if frames is None else frames
+            fam, idx = rec["name"].removeprefix("check_").rsplit("_", 1)
+            frame = binary_frame(frames, fam, int(idx))
+            e_data, f_data = frame.get_potential_energy(), frame.get_forces()
+        n = len(sym)
+        delta = ((rec["energy_ev"] - sum(mu_gpaw[s] for s in sym))
+                 - (e_data - sum(mu_data[s] for s in sym))) / n
+        force_mae = float(np.abs(np.array(rec["forces_ev_per_a"]) - f_data).mean())
+        rows.append({"frame": rec["name"], "formula": "".join(
+            f"{el}{sym.count(el)}" for el in ELEMENTS if el in sym),
+            "delta_ev_per_atom": round(delta, 5), "force_mae_ev_per_a": round(force_mae, 4)})
+    if len(rows) < len(PAIRS):
+        raise SystemExit(f"{len(rows)} frames found under {dirs}: need at least one per pair")
+    a = np.array([pair_fractions(_symbols(r["formula"])) for r in rows])
+    d = np.array([r["delta_ev_per_atom"] for r in rows])
+    missing = [p for p, col in zip(PAIRS, a.T) if not col.any()]
+    if missing:
+        raise SystemExit(f"no frame of pair(s) {missing}")
+    omega = np.linalg.lstsq(a, d, rcond=None)[0]
+    loo = []
+    for k in range(len(rows)):
+        keep = np.arange(len(rows)) != k
+        if np.linalg.matrix_rank(a[keep]) < len(PAIRS):
+            loo.append(np.nan)  # the pair's only frame: its Ω is not determined without it
+            continue
+        w = np.linalg.lstsq(a[keep], d[keep], rcond=None)[0]
+        loo.append(float(d[k] - a[k] @ w))
+    for r, fit_res, lo in zip(rows, d - a @ omega, loo):
+        r["fit_residual_ev_per_atom"] = round(float(fit_res), 5)
+        r["leave_one_out_residual_ev_per_atom"] = None if np.isnan(lo) else round(lo, 5)
+    finite = np.array([v for v in loo if np.isfinite(v)])
+    result = {
+        "source": "GPAW 22.8 (gpaw_alloys.py settings) against the data's VASP on the data's "
+                  "binary _SS frames; benchmarks/gpaw_pair_offsets.py",
+        "omega_ev": {p: round(float(w), 5) for p, w in zip(PAIRS, omega)},
+        "frames_per_pair": {p: int((col > 0).sum()) for p, col in zip(PAIRS, a.T)},
+        "fit_rms_ev_per_atom": round(float(np.sqrt(((d - a @ omega) ** 2).mean())), 5),
+        "leave_one_out_rms_ev_per_atom": round(float(np.sqrt((finite ** 2).mean())), 5),
+        "uncorrected_rms_ev_per_atom": round(float(np.sqrt((d ** 2).mean())), 5),
+        "frames": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    for r in rows:
+        print(f"{r['frame']:24s} {r['formula']:10s} δ {1e3 * r['delta_ev_per_atom']:+6.1f} "
+              f"left-out residual {r['leave_one_out_residual_ev_per_atom']} "
+              f"force MAE {r['force_mae_ev_per_a']:.3f}")
+    print({k: v for k, v in result.items() if k != "frames"})
+
+
+def _symbols(formula: str) -> list[str]:
+    """Atoms of a formula written as element-count pairs in ``ELEMENTS`` order ("Nb7W9")."""
+    import re
+
+    return [el for el, n in re.findall(r"([A-Z][a-z]?)(\d+)", formula) for _ in range(int(n))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="step", required=True)
+    c = sub.add_parser("compute")
+    c.add_argument("--out-dir", type=Path, required=True)
+    c.add_argument("--data", type=Path, required=True)
+    c.add_argument("--worker", type=int, default=0)
+    c.add_argument("--workers", type=int, default=1)
+    k = sub.add_parser("fit")
+    k.add_argument("dirs", type=Path, nargs="+")
+    k.add_argument("--data", type=Path, required=True)
+    k.add_argument("--out", type=Path, required=True)
+    t = sub.add_parser("correct-targets")
+    t.add_argument("targets", type=Path, help="a train.mixing_energies targets file")
+    t.add_argument("--pair-offsets", type=Path, required=True, help="a fit output")
+    t.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    if args.step == "compute":
+        compute(args.out_dir, args.data, args.worker, args.workers)
+    elif args.step == "fit":
+        fit(args.dirs, args.data, args.out)
+    else:
+        correct_targets(args.targets, args.pair_offsets, args.out)
+
+
+if __name__ == "__main__":
+    main()
