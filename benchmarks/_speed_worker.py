@@ -21,8 +21,8 @@ def _calculator(engine: str, dtype: str):
     from matdesign.calculator import load_calculator
     from matdesign.inference import lean_potential
 
-    if engine == "ours-fused":  # the default inference path
-        return load_calculator("default", dtype=dtype)
+    if engine in ("ours-fused", "ours-eager"):  # the default inference path; eager: the same
+        return load_calculator("default", dtype=dtype)  # layers without the compiled kernel
     calc = load_calculator("default", dtype=dtype, lean=False)  # e3nn's layers
     if engine == "ours":
         return calc

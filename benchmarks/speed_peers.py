@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
-ENGINES = ("ours", "ours-fused", "ours-tabulated", "sevennet")
+#: "ours-fused" is the default path (fused layers and, where built, the compiled edge kernel);
+#: "ours-eager" the same layers with the kernel switched off (MATDESIGN_EDGE_KERNEL=0)
+ENGINES = ("ours", "ours-fused", "ours-eager", "ours-tabulated", "sevennet")
 
 
 def structures(folder: Path, sizes: tuple[int, ...]) -> list[Path]:
@@ -56,6 +58,8 @@ def run_one(python: str, engine: str, structure: Path, args: argparse.Namespace)
            "--threads", str(args.threads), "--repeats", str(args.repeats),
            "--dtype", args.dtype]
     env = {"OMP_NUM_THREADS": str(args.threads), "PATH": "/usr/bin:/bin"}
+    if engine == "ours-eager":
+        env["MATDESIGN_EDGE_KERNEL"] = "0"
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if proc.returncode != 0:
         return {"engine": engine, "structure": structure.name,

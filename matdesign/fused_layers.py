@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from e3nn import o3
 
+from matdesign import edge_kernel
 from matdesign.layers import Interaction, aggregate_messages
 
 
@@ -229,6 +230,7 @@ class FusedInteraction(torch.nn.Module):
         self.register_buffer("w_self", blocks[:c, :, :n_scalar].reshape(c, -1).contiguous())
         self.n_scalar, self.pad = n_scalar, dgate - n_scalar
         self.radial = DenseRadial(layer.radial)
+        self.codes = tuple(edge_kernel.PATH_CODES[k] for k in self.layout.kinds)
 
     def _messages(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         *x, sh, radial = inputs
@@ -238,10 +240,16 @@ class FusedInteraction(torch.nn.Module):
     def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor,
                 edge_length: torch.Tensor | None = None) -> torch.Tensor:
-        """As :meth:`Interaction.forward`."""
-        aggs = aggregate_messages(self._messages, edge_index, h.shape[0],
-                                  sender_blocks(h, self.w_in, self.layout), edge_sh,
-                                  edge_radial, chunked=not self.training)
+        """As :meth:`Interaction.forward`. Outside training the compiled edge kernel
+        (:mod:`matdesign.edge_kernel`) sums the messages where it is built."""
+        blocks = sender_blocks(h, self.w_in, self.layout)
+        if not self.training and edge_kernel.kernel() is not None:
+            aggs = edge_kernel.summed_messages(
+                self.radial, blocks[0], blocks[1] if len(blocks) > 1 else None,
+                edge_sh[:, 1:4], edge_radial, edge_index, h.shape[0], self.codes)
+        else:
+            aggs = aggregate_messages(self._messages, edge_index, h.shape[0], blocks, edge_sh,
+                                      edge_radial, chunked=not self.training)
         c = self.layout.channels
         scalars = h.split([c, h.shape[1] - c], dim=1)[0] if self.layout.has_vectors else h
         own = (scalars @ self.w_self).view(h.shape[0], -1, self.n_scalar)
