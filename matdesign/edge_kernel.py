@@ -18,6 +18,7 @@ radial weights w (E, P·C), path p's in columns p·C to (p + 1)·C.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from matdesign import layers
 PATH_CODES = {(0, 0): 0, (0, 1): 1, (1, 1): 2, (1, 0): 3}
 SOURCE = Path(__file__).parent / "kernels" / "edge_products.cpp"
 ENV_SWITCH = "MATDESIGN_EDGE_KERNEL"
+STALE_LOCK_S = 600.0  # a build lock older than this belongs to a build that was killed, s
 
 _module = None
 _failed = False
@@ -59,9 +61,21 @@ def kernel() -> ModuleType | None:
     try:
         from torch.utils import cpp_extension
 
+        try:  # the ninja wheel (a dependency) when the venv's bin is not on PATH
+            import ninja
+
+            os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+        except ImportError:  # pragma: no cover - a system ninja may still be there
+            pass
+
         flags = _flags()
         tag = torch.backends.cpu.get_cpu_capability().lower()
-        _module = cpp_extension.load(name=f"matdesign_edge_products_{tag}",
+        name = f"matdesign_edge_products_{tag}"
+        # torch waits forever on the lock of a build that was killed: an old one is stale
+        lock = Path(cpp_extension._get_build_directory(name, verbose=False)) / "lock"
+        if lock.exists() and time.time() - lock.stat().st_mtime > STALE_LOCK_S:
+            lock.unlink(missing_ok=True)
+        _module = cpp_extension.load(name=name,
                                      sources=[str(SOURCE)], extra_cflags=flags,
                                      extra_ldflags=["-fopenmp"], verbose=False)
     except Exception as exc:  # noqa: BLE001 - no compiler, headers or ninja: eager products
@@ -78,10 +92,11 @@ class EdgeProducts(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, s: torch.Tensor, v: torch.Tensor, y: torch.Tensor, w: torch.Tensor,
                 receiver: torch.Tensor, sender: torch.Tensor, num_nodes: int,
-                codes: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+                codes: tuple[int, ...], mirrored: bool) -> tuple[torch.Tensor, ...]:
         ctx.save_for_backward(s, v, y, w, receiver, sender)
-        ctx.codes = codes
-        return tuple(kernel().forward(s, v, y, w, receiver, sender, num_nodes, list(codes)))
+        ctx.codes, ctx.mirrored = codes, mirrored
+        return tuple(kernel().forward(s, v, y, w, receiver, sender, num_nodes, list(codes),
+                                      mirrored))
 
     @staticmethod
     @once_differentiable
@@ -90,41 +105,55 @@ class EdgeProducts(torch.autograd.Function):
         c = s.shape[1]
         full = [g if g is not None else s.new_zeros(s.shape[0], 3 * c if code in (1, 2) else c)
                 for g, code in zip(grads, ctx.codes, strict=True)]
-        gs, gv, gy, gw = kernel().backward(full, s, v, y, w, receiver, sender, list(ctx.codes))
-        return gs, (gv if v.numel() else None), gy, gw, None, None, None, None
+        gs, gv, gy, gw = kernel().backward(full, s, v, y, w, receiver, sender, list(ctx.codes),
+                                           ctx.mirrored)
+        return gs, (gv if v.numel() else None), gy, gw, None, None, None, None, None
 
 
 def edge_products(s: torch.Tensor, v: torch.Tensor | None, y: torch.Tensor, w: torch.Tensor,
-                  edge_index: torch.Tensor, num_nodes: int, codes: tuple[int, ...]
-                  ) -> tuple[torch.Tensor, ...]:
-    """:class:`EdgeProducts` on contiguous inputs (``v`` None: no vector paths)."""
+                  edge_index: torch.Tensor, num_nodes: int, codes: tuple[int, ...],
+                  mirrored: bool = False) -> tuple[torch.Tensor, ...]:
+    """:class:`EdgeProducts` on contiguous inputs (``v`` None: no vector paths); with
+    ``mirrored`` edges ``w`` holds one row per pair (the first half's edges)."""
     v = s.new_zeros(0) if v is None else v.contiguous()
     return EdgeProducts.apply(s.contiguous(), v, y.contiguous(), w.contiguous(),
-                              edge_index[0], edge_index[1], num_nodes, codes)
+                              edge_index[0], edge_index[1], num_nodes, codes, mirrored)
 
 
 def summed_messages(radial: Callable[[torch.Tensor], torch.Tensor], s: torch.Tensor,
                     v: torch.Tensor | None, y: torch.Tensor, edge_radial: torch.Tensor,
-                    edge_index: torch.Tensor, num_nodes: int, codes: tuple[int, ...]
-                    ) -> tuple[torch.Tensor, ...]:
+                    edge_index: torch.Tensor, num_nodes: int, codes: tuple[int, ...],
+                    mirrored: bool = False) -> tuple[torch.Tensor, ...]:
     """Per-path message sums with the radial weights ``radial(edge_radial)`` (E, P·C) computed
-    here. Above one chunk of edges (the chunk of :func:`matdesign.layers.aggregate_messages`)
-    the edges go chunk by chunk under activation checkpointing, so that the radial network's
-    activations of only one chunk are kept (memory at 10,000 atoms)."""
+    here; with ``mirrored`` edges (edge E/2 + k the reverse of edge k, so of the same length)
+    on the first half only, each pair's weights serving both of its edges. Above one chunk
+    of edges (the chunk of :func:`matdesign.layers.aggregate_messages`) the edges go chunk
+    by chunk (pairs of edges together) under activation checkpointing, so that the radial
+    network's activations of only one chunk are kept (memory at 10,000 atoms)."""
     def part(ei: torch.Tensor, y_: torch.Tensor, r_: torch.Tensor, s_: torch.Tensor,
              *v_: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return edge_products(s_, v_[0] if v_ else None, y_, radial(r_), ei, num_nodes, codes)
+        return edge_products(s_, v_[0] if v_ else None, y_, radial(r_), ei, num_nodes, codes,
+                             mirrored)
 
     m = edge_index.shape[1]
+    if mirrored and m % 2:
+        raise ValueError(f"mirrored edges come in pairs, got {m} edges")
+    half = m // 2
     chunk = max(1, layers.EDGE_CHUNK * 4 // s.element_size(), -(-m // layers.MAX_EDGE_CHUNKS))
     vs = () if v is None else (v,)
     if m <= chunk:
-        return part(edge_index, y, edge_radial, s, *vs)
+        return part(edge_index, y, edge_radial[:half] if mirrored else edge_radial, s, *vs)
     sums = None
-    for start in range(0, m, chunk):
-        e = slice(start, start + chunk)
-        args = (edge_index[:, e], y[e], edge_radial[e], s, *vs)
+    step = max(1, chunk // 2) if mirrored else chunk
+    for start in range(0, half if mirrored else m, step):
+        if mirrored:
+            lo, hi = start, min(start + step, half)
+            e = torch.cat([torch.arange(lo, hi), torch.arange(half + lo, half + hi)])
+            args = (edge_index[:, e], y[e], edge_radial[lo:hi], s, *vs)
+        else:
+            e = slice(start, start + chunk)
+            args = (edge_index[:, e], y[e], edge_radial[e], s, *vs)
         got = (checkpoint(part, *args, use_reentrant=False) if torch.is_grad_enabled()
                else part(*args))
-        sums = got if sums is None else tuple(a + b for a, b in zip(sums, got, strict=True))
+        sums = got if sums is None else tuple(x + g for x, g in zip(sums, got, strict=True))
     return sums

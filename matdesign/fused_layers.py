@@ -237,16 +237,23 @@ class FusedInteraction(torch.nn.Module):
         weights = self.radial(radial, split=self.layout.channels)
         return fused_messages(tuple(x), sh, weights, self.layout)
 
+    #: the model passes ``mirrored=True`` for edges in mirrored order (matdesign.graph)
+    uses_mirrored_edges = True
+
     def forward(self, h: torch.Tensor, attrs: torch.Tensor, edge_index: torch.Tensor,
                 edge_sh: torch.Tensor, edge_radial: torch.Tensor,
-                edge_length: torch.Tensor | None = None) -> torch.Tensor:
+                edge_length: torch.Tensor | None = None, mirrored: bool = False
+                ) -> torch.Tensor:
         """As :meth:`Interaction.forward`. Outside training the compiled edge kernel
-        (:mod:`matdesign.edge_kernel`) sums the messages where it is built."""
+        (:mod:`matdesign.edge_kernel`) sums the messages where it is built, and with
+        ``mirrored`` edges (edge m/2 + k the reverse of edge k) the radial network runs on
+        the first half only: its input is a function of the edge length alone."""
         blocks = sender_blocks(h, self.w_in, self.layout)
         if not self.training and edge_kernel.kernel() is not None:
             aggs = edge_kernel.summed_messages(
                 self.radial, blocks[0], blocks[1] if len(blocks) > 1 else None,
-                edge_sh[:, 1:4], edge_radial, edge_index, h.shape[0], self.codes)
+                edge_sh[:, 1:4], edge_radial, edge_index, h.shape[0], self.codes,
+                mirrored=mirrored)
         else:
             aggs = aggregate_messages(self._messages, edge_index, h.shape[0], blocks, edge_sh,
                                       edge_radial, chunked=not self.training)

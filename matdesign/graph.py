@@ -2,6 +2,9 @@
 
 Conventions (see docs/CONVENTIONS.md): cell rows are lattice vectors; an edge (i, j, S)
 has vector r_ij = r_j - r_i + S @ cell and carries a message from j (sender) to i (receiver).
+Edge lists come in *mirrored* order where they can (:func:`mirror_order`): with m edges, edge
+m/2 + k is the reverse (j, i, −S) of edge k, so a function of the edge length alone (the
+radial networks) needs evaluating on the first half only.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class Graph:
     pbc: torch.Tensor  # (b, 3) bool, periodic directions
     batch: torch.Tensor  # (n,) int64, structure index of every atom
     n_atoms: torch.Tensor  # (b,) int64, atoms per structure
+    mirrored: bool = False  # edge m/2 + k is the reverse of edge k (checked where it is set)
 
     @property
     def num_structures(self) -> int:
@@ -48,6 +52,7 @@ class Graph:
             pbc=self.pbc.to(device),
             batch=self.batch.to(device),
             n_atoms=self.n_atoms.to(device),
+            mirrored=self.mirrored,
         )
 
 
@@ -86,7 +91,38 @@ def neighbour_list(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray,
 
         i, j, s = ase_neighbor_list("ijS", atoms, cutoff)
     # vesin returns uint64 indices and int32 shifts; torch indexing needs int64.
-    return i.astype(np.int64), j.astype(np.int64), s.astype(np.int64)
+    i, j, s = i.astype(np.int64), j.astype(np.int64), s.astype(np.int64)
+    order = mirror_order(i, j, s)
+    if order is None:  # pragma: no cover - a full list always holds every reverse
+        return i, j, s
+    return i.take(order), j.take(order), s.take(order, axis=0)
+
+
+def mirror_order(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> np.ndarray | None:
+    """A permutation of the edges (i, j, S) after which edge m/2 + k is the reverse
+    (j, i, −S) of edge k; None if some edge has no reverse. The first half holds the edges
+    with (i, j, S) before (j, i, −S) (i < j, or i = j and S > 0 lexicographically)."""
+    m = i.shape[0]
+    if m % 2:
+        return None
+    first = (i < j) | ((i == j) & ((s[:, 0] > 0) | ((s[:, 0] == 0) & (
+        (s[:, 1] > 0) | ((s[:, 1] == 0) & (s[:, 2] > 0))))))
+    fwd, rev = np.flatnonzero(first), np.flatnonzero(~first)
+    if fwd.shape[0] != rev.shape[0]:
+        return None
+    fwd = fwd[np.lexsort((s[fwd, 2], s[fwd, 1], s[fwd, 0], j[fwd], i[fwd]))]
+    rev = rev[np.lexsort((-s[rev, 2], -s[rev, 1], -s[rev, 0], i[rev], j[rev]))]
+    if not (np.array_equal(i[fwd], j[rev]) and np.array_equal(j[fwd], i[rev])
+            and np.array_equal(s[fwd], -s[rev])):
+        return None
+    return np.concatenate([fwd, rev])
+
+
+def is_mirrored(i: np.ndarray, j: np.ndarray, s: np.ndarray) -> bool:
+    """Whether edge m/2 + k is the reverse (j, i, −S) of edge k for every k."""
+    h = i.shape[0] // 2
+    return bool(i.shape[0] % 2 == 0 and np.array_equal(i[:h], j[h:])
+                and np.array_equal(j[:h], i[h:]) and np.array_equal(s[:h], -s[h:]))
 
 
 def check_min_distance(graph: Graph, numbers: np.ndarray, min_distance: float = 0.5) -> None:
@@ -138,6 +174,7 @@ class NeighbourCache:
         self._ref: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._float_shifts = np.zeros((0, 3))  # S of the list as float64
+        self._mirrored = False  # whether the list is in mirrored order (module docstring)
 
     def _still_valid(self, atoms: Atoms) -> bool:
         if self._ref is None or self.skin == 0:
@@ -167,14 +204,19 @@ class NeighbourCache:
         if not self._still_valid(atoms):
             self._pairs = neighbour_list(atoms, self.cutoff + self.skin)
             self._float_shifts = self._pairs[2].astype(np.float64)
+            self._mirrored = is_mirrored(*self._pairs)
             self._ref = (atoms.numbers.copy(), np.asarray(atoms.pbc, dtype=bool).copy(),
                          np.asarray(atoms.positions).copy(), atoms.cell.array.copy())
             self.builds += 1
         i, j, s = self._pairs
         pos = np.asarray(atoms.positions)
         # np.take, not pos[j] or boolean masks: numpy's fancy indexing is several times slower
-        vec = pos.take(j, axis=0) - pos.take(i, axis=0) + self._float_shifts @ atoms.cell.array
+        h = i.shape[0] // 2 if self._mirrored else i.shape[0]
+        vec = (pos.take(j[:h], axis=0) - pos.take(i[:h], axis=0)
+               + self._float_shifts[:h] @ atoms.cell.array)
         keep = np.flatnonzero(np.einsum("ij,ij->i", vec, vec) < self.cutoff ** 2)
+        if self._mirrored:  # an edge and its reverse are kept together: the order stays
+            keep = np.concatenate([keep, keep + h])
         return i.take(keep), j.take(keep), s.take(keep, axis=0)
 
 
@@ -217,6 +259,7 @@ def atoms_to_graph(atoms: Atoms, cutoff: float, species_index: dict[int, int],
         pbc=torch.from_numpy(pbc).unsqueeze(0),
         batch=torch.zeros(len(atoms), dtype=torch.int64),
         n_atoms=torch.tensor([len(atoms)], dtype=torch.int64),
+        mirrored=is_mirrored(i, j, s),
     )
 
 
@@ -226,15 +269,23 @@ def batch_graphs(graphs: Sequence[Graph]) -> Graph:
         return graphs[0]
     atom_offsets = np.cumsum([0] + [int(g.positions.shape[0]) for g in graphs[:-1]])
     struct_offsets = np.cumsum([0] + [g.num_structures for g in graphs[:-1]])
+    edges = [g.edge_index + int(o) for g, o in zip(graphs, atom_offsets, strict=True)]
+    shifts = [g.cell_shifts for g in graphs]
+    mirrored = all(g.mirrored for g in graphs)
+    if mirrored:  # every first half, then every second half: the batch is mirrored too
+        halves = [g.edge_index.shape[1] // 2 for g in graphs]
+        edges = ([e[:, :h] for e, h in zip(edges, halves, strict=True)]
+                 + [e[:, h:] for e, h in zip(edges, halves, strict=True)])
+        shifts = ([x[:h] for x, h in zip(shifts, halves, strict=True)]
+                  + [x[h:] for x, h in zip(shifts, halves, strict=True)])
     return Graph(
         positions=torch.cat([g.positions for g in graphs]),
         species=torch.cat([g.species for g in graphs]),
-        edge_index=torch.cat(
-            [g.edge_index + int(o) for g, o in zip(graphs, atom_offsets, strict=True)], 1
-        ),
-        cell_shifts=torch.cat([g.cell_shifts for g in graphs]),
+        edge_index=torch.cat(edges, 1),
+        cell_shifts=torch.cat(shifts),
         cell=torch.cat([g.cell for g in graphs]),
         pbc=torch.cat([g.pbc for g in graphs]),
         batch=torch.cat([g.batch + int(o) for g, o in zip(graphs, struct_offsets, strict=True)]),
         n_atoms=torch.cat([g.n_atoms for g in graphs]),
+        mirrored=mirrored,
     )

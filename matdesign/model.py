@@ -237,21 +237,29 @@ class Potential(torch.nn.Module):
         return self.config.committee or self.config.heads
 
     def _trunk(self, attrs: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
-               radial: torch.Tensor, r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Last layer's node features (n, channels) and the earlier layers' readouts (n,)."""
+               radial: torch.Tensor, r: torch.Tensor, mirrored: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Last layer's node features (n, channels) and the earlier layers' readouts (n,).
+        ``mirrored``: the edges are in mirrored order (:mod:`matdesign.graph`), which layers
+        that know it (``uses_mirrored_edges``) use to evaluate their radial networks once per
+        pair."""
         h = self.embedding(attrs)
         c = self.config.channels
         layer_sum = torch.zeros(attrs.shape[0], dtype=attrs.dtype, device=attrs.device)
         for k, layer in enumerate(self.layers):
-            h = layer(h, attrs, edge_index, sh, radial, r)
+            if mirrored and getattr(layer, "uses_mirrored_edges", False):
+                h = layer(h, attrs, edge_index, sh, radial, r, mirrored=True)
+            else:
+                h = layer(h, attrs, edge_index, sh, radial, r)
             if k < len(self.layer_readouts):
                 layer_sum = layer_sum + self.layer_readouts[k](h[:, :c]).squeeze(-1)
         return h, layer_sum
 
     def _network(self, attrs: torch.Tensor, edge_index: torch.Tensor, sh: torch.Tensor,
-                 radial: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+                 radial: torch.Tensor, r: torch.Tensor, mirrored: bool = False
+                 ) -> torch.Tensor:
         """ε per committee member and atom, shape (heads, n), dimensionless; attrs (n, n_attr)."""
-        h, layer_sum = self._trunk(attrs, edge_index, sh, radial, r)
+        h, layer_sum = self._trunk(attrs, edge_index, sh, radial, r, mirrored)
         if self.config.committee:
             first, act, last = self.heads[0]
             phi = act(first(h))  # (n, readout_hidden): the last layer's inputs
@@ -280,7 +288,8 @@ class Potential(torch.nn.Module):
         attrs = self.species_attrs.to(self.dtype)
         r, sh, envelope, radial = self._inputs(edge_vectors)
         first, act, _ = self.heads[0]
-        h, _ = self._trunk(attrs[graph.species], graph.edge_index, sh, radial, r)
+        h, _ = self._trunk(attrs[graph.species], graph.edge_index, sh, radial, r,
+                           graph.mirrored)
         phi = act(first(h))
         s = graph.species
         if self.config.isolated_reference:
@@ -299,7 +308,7 @@ class Potential(torch.nn.Module):
         if network_off:
             eps = r.new_zeros(self.num_heads, s.shape[0])
         else:
-            eps = self._network(attrs[s], graph.edge_index, sh, radial, r)
+            eps = self._network(attrs[s], graph.edge_index, sh, radial, r, graph.mirrored)
         if not cfg.isolated_reference:
             energy = self.network_gate * eps * self.energy_scale[s] + self.energy_shift[s]
         else:

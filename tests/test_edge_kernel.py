@@ -81,19 +81,25 @@ def test_kernel_gradient_against_finite_differences():
     assert torch.autograd.gradcheck(scalar, (s, v, y, w), eps=1e-6, atol=1e-7)
 
 
-def test_chunked_sums_equal_one_pass(monkeypatch):
-    """Above one chunk the edges go in checkpointed pieces: same sums, same gradients."""
+@pytest.mark.parametrize("mirrored", [False, True])
+def test_chunked_sums_equal_one_pass(monkeypatch, mirrored):
+    """Above one chunk the edges go in checkpointed pieces (an edge with its reverse):
+    same sums, same gradients; mirrored, the same as on every edge."""
     s, v, sh, w, ei = _inputs(ALL_PATHS, torch.float64, m=90, seed=5)
     codes = tuple(edge_kernel.PATH_CODES[k] for k in ALL_PATHS)
-    radial_in = torch.randn(90, 3, dtype=torch.float64, requires_grad=True)
+    radial_in = torch.randn(90, 3, dtype=torch.float64)
+    if mirrored:
+        ei = torch.cat([ei[:, :45], ei[:, :45].flip(0)], dim=1)
+        radial_in = torch.cat([radial_in[:45], radial_in[:45]])
+    radial_in.requires_grad_(True)
     lin = torch.randn(3, 4 * C, dtype=torch.float64)
 
     def radial(x):
         return torch.tanh(x @ lin)
 
-    def run():
+    def run(mirror=mirrored):
         outs = edge_kernel.summed_messages(radial, s, v, sh[:, 1:], radial_in, ei, s.shape[0],
-                                           codes)
+                                           codes, mirrored=mirror)
         total = sum((o ** 2).sum() for o in outs)
         return outs, torch.autograd.grad(total, (s, v, sh, radial_in))
 
@@ -103,22 +109,43 @@ def test_chunked_sums_equal_one_pass(monkeypatch):
     parts, g_parts = run()
     for a, b in zip((*whole, *g_whole), (*parts, *g_parts), strict=True):
         assert torch.allclose(a, b, atol=1e-12)
+    if mirrored:  # every edge's own radial weights: the same sums
+        every, _ = run(mirror=False)
+        for a, b in zip(whole, every, strict=True):
+            assert torch.allclose(a, b, atol=1e-12)
 
 
-def test_potential_uses_the_kernel_outside_training_only(monkeypatch):
-    """Inference on a fused model runs the kernel (same energy and forces as the eager
-    products to 1e-12 in float64); a module in training mode never does."""
+def _alloy_cell():
     from ase.build import bulk
 
+    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(2)
+    atoms.set_chemical_symbols(["Nb", "Mo", "Ta", "W"] * 4)
+    atoms.rattle(0.05, seed=2)
+    return atoms
+
+
+def _one_atom_cell():
+    """A strained one-atom cell: every edge joins the atom to one of its own images."""
+    from ase.build import bulk
+
+    atoms = bulk("Mo", "bcc", a=3.16)
+    atoms.set_cell(atoms.cell.array @ [[1.02, 0.01, 0], [0, 0.99, 0.02], [0, 0, 1.01]],
+                   scale_atoms=True)
+    return atoms
+
+
+@pytest.mark.parametrize("make", [_alloy_cell, _one_atom_cell])
+def test_potential_runs_the_kernel_and_agrees_with_the_eager_products(monkeypatch, make):
+    """Inference on a fused model runs the kernel, on mirrored edges (radial networks once
+    per pair): same energy, forces and stress as the eager products on every edge, to 1e-10
+    in float64."""
     from matdesign.calculator import load_calculator
 
     calls = []
     original = edge_kernel.EdgeProducts.apply
     monkeypatch.setattr(edge_kernel.EdgeProducts, "apply",
-                        lambda *a: calls.append(1) or original(*a))
-    atoms = bulk("W", "bcc", a=3.17, cubic=True).repeat(2)
-    atoms.set_chemical_symbols(["Nb", "Mo", "Ta", "W"] * 4)
-    atoms.rattle(0.05, seed=2)
+                        lambda *a: calls.append(a[-1]) or original(*a))
+    atoms = make()
     results = {}
     for mode in ("kernel", "eager"):
         monkeypatch.setattr(edge_kernel, "_failed", mode == "eager")
@@ -128,13 +155,13 @@ def test_potential_uses_the_kernel_outside_training_only(monkeypatch):
         a = atoms.copy()
         a.calc = calc
         results[mode] = (a.get_potential_energy(), a.get_forces(), a.get_stress())
-        n_calls = len(calls)
-        assert (n_calls > 0) == (mode == "kernel")
+        # the kernel ran, on mirrored edges, for both layers (and not for the lone atoms)
+        assert (True in calls) == (mode == "kernel")
         calls.clear()
     (e1, f1, s1), (e2, f2, s2) = results["kernel"], results["eager"]
     assert abs(e1 - e2) < 1e-10
     assert np.abs(f1 - f2).max() < 1e-10 and np.abs(s1 - s2).max() < 1e-10
-    assert np.abs(f1).max() > 0.01  # a rattled alloy: the comparison is not of zeros
+    assert np.abs(s1).max() > 1e-4  # strained or rattled: the comparison is not of zeros
 
 
 def test_switched_off_kernel_is_none(monkeypatch):
@@ -176,3 +203,25 @@ def test_a_fused_layer_in_training_mode_runs_the_eager_products(monkeypatch):
     weight = next(p for p in model.parameters() if p.requires_grad)
     assert torch.autograd.grad(loss, weight)[0].abs().sum() > 0
     assert torch.allclose(forces[False], forces[True].detach(), atol=1e-10)
+
+
+def test_mirrored_edges_share_one_radial_row_per_pair():
+    """Edge m/2 + k the reverse of edge k: the kernel reads pair k's weights for both edges
+    and sums both edges' weight gradients into it, as the eager products on duplicated
+    weights do."""
+    s, v, sh, _, ei = _inputs(ALL_PATHS, torch.float64, m=60, seed=7)
+    ei = torch.cat([ei[:, :30], ei[:, :30].flip(0)], dim=1)  # the second half reversed
+    w_half = torch.randn(30, 4 * C, dtype=torch.float64, requires_grad=True)
+    codes = tuple(edge_kernel.PATH_CODES[k] for k in ALL_PATHS)
+    ref = _eager(ALL_PATHS, s, v, sh, torch.cat([w_half, w_half]), ei)
+    got = edge_kernel.edge_products(s, v, sh[:, 1:], w_half, ei, s.shape[0], codes,
+                                    mirrored=True)
+    outs = [torch.randn_like(a) for a in ref]
+    for a, b in zip(ref, got, strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(ref, (s, v, sh, w_half), outs),
+                    torch.autograd.grad(got, (s, v, sh, w_half), outs), strict=True):
+        assert torch.allclose(a, b, atol=1e-12)
+    with pytest.raises(RuntimeError, match="edge shapes"):  # one row per edge is refused
+        edge_kernel.edge_products(s, v, sh[:, 1:], torch.cat([w_half, w_half]), ei,
+                                  s.shape[0], codes, mirrored=True)

@@ -10,9 +10,12 @@ from ase.build import bulk, fcc111
 from ase.neighborlist import neighbor_list as ase_neighbor_list
 
 from matdesign.graph import (
+    NeighbourCache,
     atoms_to_graph,
     batch_graphs,
     check_min_distance,
+    is_mirrored,
+    mirror_order,
     neighbour_list,
 )
 from matdesign.structure_io import check_geometry
@@ -48,6 +51,12 @@ def test_neighbour_list_matches_ase(make):
     assert ours == theirs and len(ours) == len(i) > 0
     d = np.linalg.norm(atoms.positions[j] - atoms.positions[i] + s @ atoms.cell.array, axis=1)
     assert d.max() < cutoff and d.min() > 0.5
+    # mirrored order: edge m/2 + k is the reverse of edge k (checked here by hand)
+    h = len(i) // 2
+    assert len(i) == 2 * h
+    for k in range(h):
+        assert (i[h + k], j[h + k], tuple(-s[h + k])) == (j[k], i[k], tuple(s[k]))
+    assert is_mirrored(i, j, s)
 
 
 def test_graph_fields_and_edge_convention():
@@ -69,9 +78,21 @@ def test_graph_fields_and_edge_convention():
 def test_batch_graphs_offsets():
     graphs = [atoms_to_graph(a, 3.8, SPECIES_INDEX) for a in (sheared_cell(), molecule())]
     batch = batch_graphs(graphs)
-    n0, m0 = graphs[0].positions.shape[0], graphs[0].edge_index.shape[1]
+    n0 = graphs[0].positions.shape[0]
+    h0, h1 = (g.edge_index.shape[1] // 2 for g in graphs)
     assert batch.num_structures == 2 and batch.n_atoms.tolist() == [4, 5]
-    assert torch.equal(batch.edge_index[:, m0:], graphs[1].edge_index + n0)
+    assert all(g.mirrored for g in graphs) and batch.mirrored
+    # mirrored graphs: every first half, then every second half
+    e0, e1 = graphs[0].edge_index, graphs[1].edge_index + n0
+    assert torch.equal(batch.edge_index, torch.cat([e0[:, :h0], e1[:, :h1], e0[:, h0:],
+                                                    e1[:, h1:]], dim=1))
+    i, j = batch.edge_index.numpy()
+    assert is_mirrored(i, j, batch.cell_shifts.numpy().astype(np.int64))
+    # a graph without that order: plain concatenation, and the batch is not mirrored
+    from dataclasses import replace
+    plain = batch_graphs([replace(graphs[0], mirrored=False), graphs[1]])
+    assert not plain.mirrored
+    assert torch.equal(plain.edge_index[:, 2 * h0:], e1)
     assert batch.batch.tolist() == [0] * 4 + [1] * 5
     assert batch.pbc.tolist() == [[True] * 3, [False] * 3]
 
@@ -188,3 +209,31 @@ def test_neighbour_cache_without_the_bound_would_miss_pairs():
     stale_i, _, _ = cache._pairs
     assert len(stale_i) == 0 and len(_fresh_pairs(atoms, 3.0)) == 2
     assert len(cache.pairs(atoms)[0]) == 2  # the cache itself rebuilt
+
+
+def test_mirror_order_refuses_an_edge_without_its_reverse():
+    i, j = np.array([0, 1, 0]), np.array([1, 0, 1])
+    s = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0]])
+    assert mirror_order(i, j, s) is None  # odd count
+    i, j = np.array([0, 1, 0, 1]), np.array([1, 0, 1, 0])
+    s = np.array([[0, 0, 0], [0, 0, 0], [1, 0, 0], [1, 0, 0]])  # (0,1,+x) has no (1,0,-x)
+    assert mirror_order(i, j, s) is None
+    s[3] = [-1, 0, 0]
+    order = mirror_order(i, j, s)
+    assert order is not None and is_mirrored(i[order], j[order], s[order])
+
+
+def test_neighbour_cache_keeps_edges_and_their_reverses_together():
+    """Filtered to the cutoff at each call, the cached list stays mirrored; the pairs are
+    those of a fresh list."""
+    atoms = bulk("Cu", "fcc", a=3.6).repeat(2)
+    atoms.rattle(0.05, seed=0)
+    cache = NeighbourCache(3.0, skin=0.6)
+    cache.pairs(atoms)
+    atoms.positions += np.random.default_rng(1).normal(0, 0.08, atoms.positions.shape)
+    i, j, s = cache.pairs(atoms)
+    assert cache.builds == 1 and is_mirrored(i, j, s)
+    fresh = neighbour_list(atoms, 3.0)
+    ours = set(zip(i.tolist(), j.tolist(), map(tuple, s.tolist()), strict=True))
+    assert ours == set(zip(fresh[0].tolist(), fresh[1].tolist(), map(tuple, fresh[2].tolist()),
+                           strict=True))

@@ -34,10 +34,12 @@ int64_t width(int64_t code, int64_t c) { return (code == 1 || code == 2) ? 3 * c
 
 void check_inputs(const at::Tensor& s, const at::Tensor& v, const at::Tensor& y,
                   const at::Tensor& w, const at::Tensor& receiver, const at::Tensor& sender,
-                  const std::vector<int64_t>& kinds) {
+                  const std::vector<int64_t>& kinds, bool mirrored) {
   const int64_t c = s.size(1), m = y.size(0);
   TORCH_CHECK(s.is_contiguous() && y.is_contiguous() && w.is_contiguous(), "contiguous inputs");
-  TORCH_CHECK(y.size(1) == 3 && w.size(0) == m && w.size(1) == (int64_t)kinds.size() * c,
+  TORCH_CHECK(!mirrored || m % 2 == 0, "mirrored edges come in pairs");
+  TORCH_CHECK(y.size(1) == 3 && w.size(0) == (mirrored ? m / 2 : m) &&
+                  w.size(1) == (int64_t)kinds.size() * c,
               "edge shapes");
   TORCH_CHECK(receiver.numel() == m && sender.numel() == m, "edge index shapes");
   TORCH_CHECK(receiver.scalar_type() == at::kLong && sender.scalar_type() == at::kLong,
@@ -51,7 +53,7 @@ void check_inputs(const at::Tensor& s, const at::Tensor& v, const at::Tensor& y,
 template <typename T>
 void forward_impl(const T* s, const T* v, const T* y, const T* w, const int64_t* sender,
                   const std::vector<int64_t>& perm, const std::vector<int64_t>& rowptr,
-                  const std::vector<int64_t>& kinds, int64_t n, int64_t c,
+                  const std::vector<int64_t>& kinds, int64_t n, int64_t c, int64_t half,
                   std::vector<T*>& out) {
   const int64_t np = kinds.size(), pc = np * c;
   at::parallel_for(0, n, 8, [&](int64_t begin, int64_t end) {
@@ -62,7 +64,7 @@ void forward_impl(const T* s, const T* v, const T* y, const T* w, const int64_t*
         const T* __restrict__ sj = s + j * c;
         const T* __restrict__ vj = v ? v + j * 3 * c : nullptr;
         for (int64_t p = 0; p < np; ++p) {
-          const T* __restrict__ wp = w + e * pc + p * c;
+          const T* __restrict__ wp = w + (e >= half ? e - half : e) * pc + p * c;
           const int64_t code = kinds[p];
           T* __restrict__ o = out[p] + i * width(code, c);
           if (code == 0) {
@@ -94,7 +96,7 @@ template <typename T>
 void backward_impl(const std::vector<const T*>& g, const T* s, const T* v, const T* y,
                    const T* w, const int64_t* receiver, const std::vector<int64_t>& perm,
                    const std::vector<int64_t>& rowptr, const std::vector<int64_t>& kinds,
-                   int64_t n, int64_t c, T* gs, T* gv, T* gy, T* gw) {
+                   int64_t n, int64_t c, int64_t half, T* gs, T* gv, T* gy, T* gw) {
   const int64_t np = kinds.size(), pc = np * c;
   at::parallel_for(0, n, 8, [&](int64_t begin, int64_t end) {
     for (int64_t j = begin; j < end; ++j) {
@@ -107,7 +109,7 @@ void backward_impl(const std::vector<const T*>& g, const T* s, const T* v, const
         const T* ye = y + 3 * e;
         T* gye = gy + 3 * e;
         for (int64_t p = 0; p < np; ++p) {
-          const T* __restrict__ wp = w + e * pc + p * c;
+          const T* __restrict__ wp = w + (e >= half ? e - half : e) * pc + p * c;
           T* __restrict__ gwp = gw + e * pc + p * c;
           const int64_t code = kinds[p];
           const T* __restrict__ gi = g[p] + i * width(code, c);
@@ -172,9 +174,9 @@ void backward_impl(const std::vector<const T*>& g, const T* s, const T* v, const
 std::vector<at::Tensor> edge_forward(const at::Tensor& s, const at::Tensor& v,
                                      const at::Tensor& y, const at::Tensor& w,
                                      const at::Tensor& receiver, const at::Tensor& sender,
-                                     int64_t n, std::vector<int64_t> kinds) {
-  check_inputs(s, v, y, w, receiver, sender, kinds);
-  const int64_t c = s.size(1), m = y.size(0);
+                                     int64_t n, std::vector<int64_t> kinds, bool mirrored) {
+  check_inputs(s, v, y, w, receiver, sender, kinds, mirrored);
+  const int64_t c = s.size(1), m = y.size(0), half = mirrored ? m / 2 : m;
   auto rec = receiver.contiguous(), snd = sender.contiguous();
   auto grouped = group_by(rec.data_ptr<int64_t>(), m, n);
   std::vector<at::Tensor> out;
@@ -186,7 +188,7 @@ std::vector<at::Tensor> edge_forward(const at::Tensor& s, const at::Tensor& v,
                            v.numel() ? v.data_ptr<scalar_t>() : nullptr,
                            y.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
                            snd.data_ptr<int64_t>(), grouped.first, grouped.second, kinds, n, c,
-                           ptrs);
+                           half, ptrs);
   });
   return out;
 }
@@ -194,9 +196,10 @@ std::vector<at::Tensor> edge_forward(const at::Tensor& s, const at::Tensor& v,
 std::vector<at::Tensor> edge_backward(const std::vector<at::Tensor>& grads, const at::Tensor& s,
                                       const at::Tensor& v, const at::Tensor& y,
                                       const at::Tensor& w, const at::Tensor& receiver,
-                                      const at::Tensor& sender, std::vector<int64_t> kinds) {
-  check_inputs(s, v, y, w, receiver, sender, kinds);
-  const int64_t c = s.size(1), m = y.size(0), n = s.size(0);
+                                      const at::Tensor& sender, std::vector<int64_t> kinds,
+                                      bool mirrored) {
+  check_inputs(s, v, y, w, receiver, sender, kinds, mirrored);
+  const int64_t c = s.size(1), m = y.size(0), n = s.size(0), half = mirrored ? m / 2 : m;
   TORCH_CHECK(grads.size() == kinds.size(), "one gradient per path");
   std::vector<at::Tensor> g;
   for (size_t p = 0; p < grads.size(); ++p) {
@@ -208,7 +211,7 @@ std::vector<at::Tensor> edge_backward(const std::vector<at::Tensor>& grads, cons
   auto gs = at::zeros_like(s);
   auto gv = v.numel() ? at::zeros_like(v) : at::zeros({0}, s.options());
   auto gy = at::zeros_like(y);
-  auto gw = at::empty_like(w);
+  auto gw = at::empty({m, w.size(1)}, w.options());  // per edge; mirrored: halves summed below
   AT_DISPATCH_FLOATING_TYPES(s.scalar_type(), "edge_backward", [&] {
     std::vector<const scalar_t*> ptrs;
     for (auto& t : g) ptrs.push_back(t.data_ptr<scalar_t>());
@@ -216,10 +219,11 @@ std::vector<at::Tensor> edge_backward(const std::vector<at::Tensor>& grads, cons
                             v.numel() ? v.data_ptr<scalar_t>() : nullptr,
                             y.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(),
                             rec.data_ptr<int64_t>(), grouped.first, grouped.second, kinds, n, c,
-                            gs.data_ptr<scalar_t>(),
+                            half, gs.data_ptr<scalar_t>(),
                             gv.numel() ? gv.data_ptr<scalar_t>() : nullptr,
                             gy.data_ptr<scalar_t>(), gw.data_ptr<scalar_t>());
   });
+  if (mirrored) gw = gw.narrow(0, 0, half) + gw.narrow(0, half, half);
   return {gs, gv, gy, gw};
 }
 
