@@ -169,14 +169,15 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
     module docstring says. ``out_dirs`` hold one JSON per cell (this script's or
     ``gpaw_alloys.py``'s; the latter's binary checks and references are skipped).
     ``pair_offsets``: a ``gpaw_pair_offsets.py fit`` result; every energy (and held-out mixing
-    energy) then loses its regular-solution offset N Σ Ω_AB x_A x_B, GPAW's pairwise departure
-    from the data's VASP."""
+    energy) then loses N times its offset (``PairOffsets.offset_ev`` at the cell's volume
+    fraction), GPAW's pairwise departure from the data's VASP."""
     from ase import Atoms
     from ase.calculators.singlepoint import SinglePointCalculator
     from ase.io import write
-    from gpaw_pair_offsets import load_omega, regular_solution_offset_ev
+    from gpaw_pair_offsets import load_offsets
 
-    omega = load_omega(pair_offsets) if pair_offsets else None
+    offsets = load_offsets(pair_offsets) if pair_offsets else None
+    alloy_fractions = {c[0]: c[2] for c in ALLOY_CELLS}  # gpaw_alloys.py's records carry none
     mu_data = data_references(data)
     v_data = {el: a ** 3 / 2 for el, a in DATA_A.items()}  # the data README's bcc V₀, Å³
     v_gpaw = gpaw_v0()
@@ -194,7 +195,8 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
         scale = (vegard_volume(sym, v_data) / vegard_volume(sym, v_gpaw)) ** (1 / 3)
         atoms = Atoms(sym, cell=np.array(rec["cell"]) * scale,
                       scaled_positions=rec["scaled_positions"], pbc=True)
-        offset = regular_solution_offset_ev(sym, omega) if omega else 0.0  # eV/atom
+        f = rec.get("volume_fraction", alloy_fractions.get(rec["name"]))
+        offset = offsets.offset_ev(sym, f) if offsets else 0.0  # eV/atom
         energy = rec["energy_ev"] - sum(mu_gpaw[s] - mu_data[s] for s in sym) - len(sym) * offset
         atoms.calc = SinglePointCalculator(atoms, energy=energy,
                                            forces=np.array(rec["forces_ev_per_a"]))
@@ -205,8 +207,7 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
         is_held = rec["name"].endswith("_hold") or rec["name"] in hold_out
         (held if is_held else train).append(atoms)
         if is_held:  # also as a train.mixing_energies point, for mixing_check.py
-            n = len(sym)  # gpaw_alloys.py's records carry no fraction: its CELLS table does
-            f = rec.get("volume_fraction", {c[0]: c[2] for c in ALLOY_CELLS}.get(rec["name"]))
+            n = len(sym)
             shape = np.array(rec["cell"]) / (f * vegard_volume(sym, v_gpaw)) ** (1 / 3)
             held_points.append({
                 "name": rec["name"], "symbols": sym, "cell_shape": np.round(shape, 10).tolist(),
@@ -219,7 +220,7 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
     if held_points:
         source = ("GPAW 22.8, PBE, the settings of gpaw_alloys.py; mixing energy against bcc "
                   "elements at their GPAW V0; benchmarks/gpaw_hot_frames.py, held-out cells"
-                  + (f"; pair offsets of {pair_offsets} subtracted" if omega else ""))
+                  + (f"; pair offsets of {pair_offsets} subtracted" if offsets else ""))
         out.with_name(out.stem + "_holdout_mixing.json").write_text(
             json.dumps({"source": source, "points": held_points}, indent=1) + "\n")
     print(f"{len(train)} training frames (x{repeat}) -> {out}; {len(held)} held out")

@@ -8,10 +8,14 @@ pair (twenty-second and twenty-fourth sessions: part k-point sampling, part code
 offsets enter every alloy label. This script measures them on more frames per pair, at the
 labels' own settings, and fits
 
-    δ(frame) = ΔE_mix,GPAW − ΔE_mix,data ≈ Σ_{A<B} Ω_AB x_A x_B        (eV/atom)
+    δ(frame) = ΔE_mix,GPAW − ΔE_mix,data ≈ Σ_{A<B} Ω_AB x_A x_B + κ (f − 1) Σ_{A<B} x_A x_B
 
-so that a label of any composition can be corrected by −Σ Ω_AB x_A x_B. The spread of the
-frames about the fit (leave-one-frame-out) is the correction's own error.
+(eV/atom; f the frame's volume over Vegard's), so that a label of any composition can be
+corrected by the same expression (:class:`PairOffsets`). The strain term is there because the
+data's binary frames lie at 0.95-1.07 of Vegard's volume (many at one element's lattice) and
+the two codes' alloys answer strain differently; one shared κ halved the leave-one-out error
+of Ω alone, one κ per pair overfitted (twenty-fifth session). The spread of the frames about
+the fit (leave-one-frame-out) is the correction's own error.
 
 Steps. ``compute`` (system Python with Debian's GPAW; resumable, one JSON per frame; frames
 are taken in rounds, one per pair per round, so a run cut short still covers every pair)::
@@ -26,8 +30,9 @@ are taken in rounds, one per pair per round, so a run cut short still covers eve
         --data ../shared/data/NbMoTaW/train.extxyz \\
         --out benchmarks/results/s25/pair_offsets.json
 
-The output's ``omega_ev`` is what ``gpaw_hot_frames.py collect --pair-offsets`` subtracts from
-the frames; ``correct-targets`` does the same for a ``train.mixing_energies`` targets file::
+The output (``omega_ev``, ``kappa_ev``) is what ``gpaw_hot_frames.py collect --pair-offsets``
+subtracts from the frames; ``correct-targets`` does the same for a ``train.mixing_energies``
+targets file::
 
     python benchmarks/gpaw_pair_offsets.py correct-targets \
         benchmarks/results/s22/mixing_energies_pbe_hot.json \
@@ -41,6 +46,7 @@ import argparse
 import itertools
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -128,28 +134,47 @@ def pair_fractions(symbols: list[str]) -> np.ndarray:
     return np.array([x[a] * x[b] for a, b in PAIR_ELEMENTS])
 
 
-def regular_solution_offset_ev(symbols: list[str], omega_ev: dict[str, float]) -> float:
-    """Σ_{A<B} Ω_AB x_A x_B for a cell of these atoms, eV/atom."""
-    return float(pair_fractions(symbols) @ np.array([omega_ev[p] for p in PAIRS]))
+@dataclass(frozen=True)
+class PairOffsets:
+    """GPAW's offset from the data's VASP, eV/atom, of a cell with pair fractions x_A x_B at
+    ``f`` × Vegard's volume: Σ Ω_AB x_A x_B + κ (f − 1) Σ x_A x_B (a regular solution and one
+    shared strain term: the two codes' alloys answer strain differently, which a frame away
+    from Vegard's volume shows).
+
+    Attributes:
+        omega_ev: Ω_AB per pair of ``PAIRS``, eV/atom.
+        kappa_ev: κ, eV/atom per unit volume fraction.
+    """
+
+    omega_ev: dict[str, float]
+    kappa_ev: float
+
+    def offset_ev(self, symbols: list[str], volume_fraction: float) -> float:
+        x = pair_fractions(symbols)
+        omega = np.array([self.omega_ev[p] for p in PAIRS])
+        return float(x @ omega + self.kappa_ev * (volume_fraction - 1.0) * x.sum())
 
 
-def load_omega(path: Path) -> dict[str, float]:
-    """``omega_ev`` of a ``fit`` result, every pair present and finite (eV/atom)."""
-    omega = json.loads(Path(path).read_text()).get("omega_ev")
+def load_offsets(path: Path) -> PairOffsets:
+    """A ``fit`` result: ``omega_ev`` finite for every pair and a finite ``kappa_ev``."""
+    doc = json.loads(Path(path).read_text())
+    omega, kappa = doc.get("omega_ev"), doc.get("kappa_ev")
     if not isinstance(omega, dict) or set(omega) != set(PAIRS) or not all(
             np.isfinite(float(v)) for v in omega.values()):
         raise SystemExit(f"{path}: omega_ev must give a finite value for each of {PAIRS}")
-    return {p: float(v) for p, v in omega.items()}
+    if not isinstance(kappa, (int, float)) or not np.isfinite(kappa):
+        raise SystemExit(f"{path}: kappa_ev must be a finite number, got {kappa!r}")
+    return PairOffsets({p: float(v) for p, v in omega.items()}, float(kappa))
 
 
 def correct_targets(targets: Path, pair_offsets: Path, out: Path) -> None:
-    """A ``train.mixing_energies`` targets file with each point's regular-solution offset
-    subtracted from its ``mixing_energy_ev`` (its binary check, if any, is dropped)."""
-    omega = load_omega(pair_offsets)
+    """A ``train.mixing_energies`` targets file with each point's offset subtracted from its
+    ``mixing_energy_ev`` (its binary check, if any, is dropped)."""
+    offsets = load_offsets(pair_offsets)
     doc = json.loads(targets.read_text())
     points = []
     for p in doc["points"]:
-        offset = regular_solution_offset_ev(p["symbols"], omega)
+        offset = offsets.offset_ev(p["symbols"], p["volume_fraction"])
         points.append({**p, "mixing_energy_ev": round(p["mixing_energy_ev"] - offset, 5),
                        "pair_offset_ev": round(offset, 5)})
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,10 +184,15 @@ def correct_targets(targets: Path, pair_offsets: Path, out: Path) -> None:
     print(f"{len(points)} points -> {out}")
 
 
+def _design(x: np.ndarray, f: np.ndarray) -> np.ndarray:
+    """Columns of the fit: x_A x_B per pair, then (f − 1) Σ x_A x_B."""
+    return np.hstack([x, (x.sum(1) * (f - 1.0))[:, None]])
+
+
 def fit(dirs: list[Path], data: Path, out: Path) -> None:
     """Per frame δ = ΔE_mix,GPAW − ΔE_mix,data (references: GPAW's 2-atom bcc cells of
-    ``gpaw_alloys.py`` and the data's lowest ``<El>_Elastic`` frame); Ω_AB by least squares;
-    leave-one-frame-out residuals."""
+    ``gpaw_alloys.py`` and the data's lowest ``<El>_Elastic`` frame); Ω_AB and κ of
+    :class:`PairOffsets` by least squares; leave-one-frame-out residuals."""
     from ase.io import read
 
     mu_data = data_references(data)
@@ -170,8 +200,9 @@ def fit(dirs: list[Path], data: Path, out: Path) -> None:
     for el in ELEMENTS:
         ref = json.loads((REFS_DIR / f"ref_{el}.json").read_text())
         mu_gpaw[el] = ref["energy_ev"] / len(ref["symbols"])
+    vasp_v0 = {el: a ** 3 / 2 for el, a in DATA_A.items()}
     frames = None
-    rows = []
+    rows, fractions = [], []
     for path in sorted(p for d in dirs for p in d.glob("*.json")):
         if not path.name.startswith(("pair_", "check_")):
             continue
@@ -179,51 +210,61 @@ def fit(dirs: list[Path], data: Path, out: Path) -> None:
         sym = rec["symbols"]
         if "data_energy_ev" in rec:
             e_data, f_data = rec["data_energy_ev"], np.array(rec["data_forces_ev_per_a"])
+            f = rec["volume_fraction"]
         else:  # a gpaw_alloys.py check record: find its frame in the data
             frames = read(data, ":") if frames is None else frames
             fam, idx = rec["name"].removeprefix("check_").rsplit("_", 1)
             frame = binary_frame(frames, fam, int(idx))
             e_data, f_data = frame.get_potential_energy(), frame.get_forces()
+            f = frame.get_volume() / vegard_volume(frame.get_chemical_symbols(), vasp_v0)
         n = len(sym)
         delta = ((rec["energy_ev"] - sum(mu_gpaw[s] for s in sym))
                  - (e_data - sum(mu_data[s] for s in sym))) / n
         force_mae = float(np.abs(np.array(rec["forces_ev_per_a"]) - f_data).mean())
+        fractions.append(pair_fractions(sym))
         rows.append({"frame": rec["name"], "formula": "".join(
             f"{el}{sym.count(el)}" for el in ELEMENTS if el in sym),
+            "volume_fraction": round(float(f), 4),
             "delta_ev_per_atom": round(delta, 5), "force_mae_ev_per_a": round(force_mae, 4)})
-    if len(rows) < len(PAIRS):
-        raise SystemExit(f"{len(rows)} frames found under {dirs}: need at least one per pair")
-    a = np.array([pair_fractions(_symbols(r["formula"])) for r in rows])
-    d = np.array([r["delta_ev_per_atom"] for r in rows])
-    missing = [p for p, col in zip(PAIRS, a.T) if not col.any()]
+    if len(rows) <= len(PAIRS):
+        raise SystemExit(f"{len(rows)} frames found under {dirs}: need more than one per pair")
+    x = np.array(fractions)
+    missing = [p for p, col in zip(PAIRS, x.T) if not col.any()]
     if missing:
         raise SystemExit(f"no frame of pair(s) {missing}")
-    omega = np.linalg.lstsq(a, d, rcond=None)[0]
+    a = _design(x, np.array([r["volume_fraction"] for r in rows]))
+    d = np.array([r["delta_ev_per_atom"] for r in rows])
+    coef = np.linalg.lstsq(a, d, rcond=None)[0]
     loo = []
     for k in range(len(rows)):
         keep = np.arange(len(rows)) != k
-        if np.linalg.matrix_rank(a[keep]) < len(PAIRS):
-            loo.append(np.nan)  # the pair's only frame: its Ω is not determined without it
+        if np.linalg.matrix_rank(a[keep]) < a.shape[1]:
+            loo.append(np.nan)  # without this frame a coefficient is not determined
             continue
         w = np.linalg.lstsq(a[keep], d[keep], rcond=None)[0]
         loo.append(float(d[k] - a[k] @ w))
-    for r, fit_res, lo in zip(rows, d - a @ omega, loo):
+    for r, fit_res, lo in zip(rows, d - a @ coef, loo):
         r["fit_residual_ev_per_atom"] = round(float(fit_res), 5)
         r["leave_one_out_residual_ev_per_atom"] = None if np.isnan(lo) else round(lo, 5)
     finite = np.array([v for v in loo if np.isfinite(v)])
+    quaternary = PairOffsets({p: float(w) for p, w in zip(PAIRS, coef)}, float(coef[-1]))
     result = {
         "source": "GPAW 22.8 (gpaw_alloys.py settings) against the data's VASP on the data's "
                   "binary _SS frames; benchmarks/gpaw_pair_offsets.py",
-        "omega_ev": {p: round(float(w), 5) for p, w in zip(PAIRS, omega)},
-        "frames_per_pair": {p: int((col > 0).sum()) for p, col in zip(PAIRS, a.T)},
-        "fit_rms_ev_per_atom": round(float(np.sqrt(((d - a @ omega) ** 2).mean())), 5),
+        "omega_ev": {p: round(float(w), 5) for p, w in zip(PAIRS, coef)},
+        "kappa_ev": round(float(coef[-1]), 5),
+        "frames_per_pair": {p: int((col > 0).sum()) for p, col in zip(PAIRS, x.T)},
+        "fit_rms_ev_per_atom": round(float(np.sqrt(((d - a @ coef) ** 2).mean())), 5),
         "leave_one_out_rms_ev_per_atom": round(float(np.sqrt((finite ** 2).mean())), 5),
         "uncorrected_rms_ev_per_atom": round(float(np.sqrt((d ** 2).mean())), 5),
+        "equiatomic_quaternary_offset_ev": round(quaternary.offset_ev(list(ELEMENTS) * 4,
+                                                                       1.0), 5),
         "frames": rows}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     for r in rows:
-        print(f"{r['frame']:24s} {r['formula']:10s} δ {1e3 * r['delta_ev_per_atom']:+6.1f} "
+        print(f"{r['frame']:24s} {r['formula']:10s} f {r['volume_fraction']:.3f} "
+              f"δ {1e3 * r['delta_ev_per_atom']:+6.1f} "
               f"left-out residual {r['leave_one_out_residual_ev_per_atom']} "
               f"force MAE {r['force_mae_ev_per_a']:.3f}")
     print({k: v for k, v in result.items() if k != "frames"})

@@ -10,7 +10,7 @@ radial networks) needs evaluating on the first half only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -136,6 +136,10 @@ def check_min_distance(graph: Graph, numbers: np.ndarray, min_distance: float = 
         numbers: (n,) atomic numbers of the graph's atoms.
         min_distance: absolute floor of the overlap distance, Å.
     """
+    if graph.mirrored:  # an edge and its reverse have one length: check the first half
+        half = graph.edge_index.shape[1] // 2
+        graph = replace(graph, edge_index=graph.edge_index[:, :half],
+                        cell_shifts=graph.cell_shifts[:half], mirrored=False)
     receiver, sender = graph.edge_index
     if receiver.numel() == 0:
         return
