@@ -214,7 +214,7 @@ SHIPPED_STAGES = ("examples/train_nbmotaw_default.yaml",
                   "examples/train_nbmotaw_default_stage4.yaml",
                   "examples/train_nbmotaw_default_stage5.yaml",
                   "examples/train_nbmotaw_default_stage6.yaml",
-                  "examples/train_nbmotaw_default_stage7.yaml")
+                  "examples/train_nbmotaw_default_stage7c.yaml")
 
 
 def test_shipped_model_was_trained_with_its_documented_config():
