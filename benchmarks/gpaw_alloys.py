@@ -82,6 +82,11 @@ def gpaw_v0() -> dict[str, float]:
             for el in ELEMENTS}
 
 
+def data_v0() -> dict[str, float]:
+    """The data's bcc V₀ per element (Å³), from the lattice constants its README gives."""
+    return {el: a ** 3 / 2 for el, a in DATA_A.items()}
+
+
 def alloy_cell(counts: tuple[int, ...], seed: int, rattle: float = 0.0):  # -> ase.Atoms
     """A 16-atom bcc cell (2×2×2 cubic) with the given atoms per element on random sites,
     scaled to unit volume per atom, its atoms displaced by ``rattle`` (Gaussian σ)."""
@@ -115,7 +120,7 @@ def jobs(frames: list) -> list[tuple[str, object, float]]:
     ``frames``: the training data, read once by the caller."""
     out = [(name, alloy_cell(counts, SEED + k, RATTLE.get(name, 0.0)), f)
            for k, (name, counts, f) in enumerate(CELLS)]
-    vasp_v0 = {el: a ** 3 / 2 for el, a in DATA_A.items()}
+    vasp_v0 = data_v0()
     for slot, (family, index) in zip(CHECK_SLOTS, BINARY_CHECK):
         frame = binary_frame(frames, family, index)
         f = frame.get_volume() / vegard_volume(frame.get_chemical_symbols(), vasp_v0)

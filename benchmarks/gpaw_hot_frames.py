@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 from gpaw_alloys import CELLS as ALLOY_CELLS
-from gpaw_alloys import DATA_A, ELEMENTS, KPTS_CELL, gpaw_energy, gpaw_v0, vegard_volume
+from gpaw_alloys import ELEMENTS, KPTS_CELL, data_v0, gpaw_energy, gpaw_v0, vegard_volume
 
 # (name, atoms per element in Nb, Mo, Ta, W order, temperature K, volume fraction of Vegard);
 # the twenty-third session computed the first 18 (the last two were left for lack of time)
@@ -161,6 +161,16 @@ def data_references(data: Path) -> dict[str, float]:
     return mu
 
 
+def gpaw_references() -> dict[str, float]:
+    """GPAW's bcc energy per atom (eV) of each element at its GPAW V₀: the 2-atom references
+    of ``gpaw_alloys.py`` (6×6×6 k-points), committed under ``REFS_DIR``."""
+    mu = {}
+    for el in ELEMENTS:
+        ref = json.loads((REFS_DIR / f"ref_{el}.json").read_text())
+        mu[el] = ref["energy_ev"] / len(ref["symbols"])
+    return mu
+
+
 def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
             hold_out: tuple[str, ...] = (), pair_offsets: Path | None = None) -> None:
     """Training frames (``out``, each written ``repeat`` times: a per-frame weight for a
@@ -179,12 +189,9 @@ def collect(out_dirs: list[Path], data: Path, out: Path, repeat: int = 1,
     offsets = load_offsets(pair_offsets) if pair_offsets else None
     alloy_fractions = {c[0]: c[2] for c in ALLOY_CELLS}  # gpaw_alloys.py's records carry none
     mu_data = data_references(data)
-    v_data = {el: a ** 3 / 2 for el, a in DATA_A.items()}  # the data README's bcc V₀, Å³
+    v_data = data_v0()
     v_gpaw = gpaw_v0()
-    mu_gpaw = {}
-    for el in ELEMENTS:  # the 2-atom bcc references of gpaw_alloys.py (6×6×6 k-points)
-        ref = json.loads((REFS_DIR / f"ref_{el}.json").read_text())
-        mu_gpaw[el] = ref["energy_ev"] / len(ref["symbols"])
+    mu_gpaw = gpaw_references()
     train, held, held_points = [], [], []
     paths = sorted(p for d in out_dirs for p in d.glob("*.json"))
     for path in paths:

@@ -52,15 +52,15 @@ from pathlib import Path
 import numpy as np
 from gpaw_alloys import (
     BINARY_CHECK,
-    DATA_A,
     ELEMENTS,
     KPTS_CELL,
     binary_frame,
+    data_v0,
     gpaw_energy,
     gpaw_v0,
     vegard_volume,
 )
-from gpaw_hot_frames import REFS_DIR, data_references
+from gpaw_hot_frames import data_references, gpaw_references
 
 #: element pairs in ELEMENTS order; a pair's name is its two symbols joined ("NbMo" ... "TaW")
 PAIR_ELEMENTS = tuple(itertools.combinations(ELEMENTS, 2))
@@ -101,7 +101,7 @@ def compute(out_dir: Path, data: Path, worker: int, workers: int) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     frames = read(data, ":")
     v0 = gpaw_v0()
-    vasp_v0 = {el: a ** 3 / 2 for el, a in DATA_A.items()}
+    vasp_v0 = data_v0()
     for k, (fam, idx) in enumerate(chosen_frames(frames)):
         name = f"pair_{fam}_{idx}"
         path = out_dir / f"{name}.json"
@@ -196,11 +196,8 @@ def fit(dirs: list[Path], data: Path, out: Path) -> None:
     from ase.io import read
 
     mu_data = data_references(data)
-    mu_gpaw = {}
-    for el in ELEMENTS:
-        ref = json.loads((REFS_DIR / f"ref_{el}.json").read_text())
-        mu_gpaw[el] = ref["energy_ev"] / len(ref["symbols"])
-    vasp_v0 = {el: a ** 3 / 2 for el, a in DATA_A.items()}
+    mu_gpaw = gpaw_references()
+    vasp_v0 = data_v0()
     frames = None
     rows, fractions = [], []
     for path in sorted(p for d in dirs for p in d.glob("*.json")):
@@ -268,13 +265,6 @@ def fit(dirs: list[Path], data: Path, out: Path) -> None:
               f"left-out residual {r['leave_one_out_residual_ev_per_atom']} "
               f"force MAE {r['force_mae_ev_per_a']:.3f}")
     print({k: v for k, v in result.items() if k != "frames"})
-
-
-def _symbols(formula: str) -> list[str]:
-    """Atoms of a formula written as element-count pairs in ``ELEMENTS`` order ("Nb7W9")."""
-    import re
-
-    return [el for el, n in re.findall(r"([A-Z][a-z]?)(\d+)", formula) for _ in range(int(n))]
 
 
 def main() -> None:

@@ -139,7 +139,7 @@ def summed_messages(radial: Callable[[torch.Tensor], torch.Tensor], s: torch.Ten
     if mirrored and m % 2:
         raise ValueError(f"mirrored edges come in pairs, got {m} edges")
     half = m // 2
-    chunk = max(1, layers.EDGE_CHUNK * 4 // s.element_size(), -(-m // layers.MAX_EDGE_CHUNKS))
+    chunk = layers.edge_chunk(m, s.element_size())
     vs = () if v is None else (v,)
     if m <= chunk:
         return part(edge_index, y, edge_radial[:half] if mirrored else edge_radial, s, *vs)

@@ -23,6 +23,12 @@ EDGE_CHUNK = 65536
 MAX_EDGE_CHUNKS = 16
 
 
+def edge_chunk(num_edges: int, element_size: int) -> int:
+    """Edges per chunk of a chunked message sum: :data:`EDGE_CHUNK` scaled by the features'
+    width in bytes (float32: 4), at most :data:`MAX_EDGE_CHUNKS` chunks."""
+    return max(1, EDGE_CHUNK * 4 // element_size, -(-num_edges // MAX_EDGE_CHUNKS))
+
+
 def aggregate_messages(
     message_fn: Callable[..., torch.Tensor | tuple[torch.Tensor, ...]],
     edge_index: torch.Tensor,
@@ -62,7 +68,7 @@ def aggregate_messages(
         return tuple(b.new_zeros(num_nodes, b.shape[1]).index_add_(0, rec, b) for b in blocks)
 
     m = receiver.shape[0]
-    chunk = max(1, EDGE_CHUNK * 4 // feats[0].element_size(), -(-m // MAX_EDGE_CHUNKS))
+    chunk = edge_chunk(m, feats[0].element_size())
     if not chunked or m <= chunk:
         sums = part(receiver, sender, *feats, *edge_inputs)
     else:
